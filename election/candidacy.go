@@ -1,0 +1,273 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+var (
+	// ErrNotLeader means a campaign returned but the verification found
+	// another key first, or ours gone.
+	ErrNotLeader = errors.New("election: not leader")
+	// ErrKeyDeleted means the leader key was deleted by someone else.
+	ErrKeyDeleted = errors.New("election: leader key deleted")
+	// ErrSessionDone means etcd's session gave up keeping the lease alive.
+	ErrSessionDone = errors.New("election: session done")
+)
+
+// callTimeout bounds single etcd requests made outside the lease loop
+// (verification, reads, resign).
+const callTimeout = 2 * time.Second
+
+// Options names the election and sets the lease guard.
+type Options struct {
+	Prefix   string // key prefix, e.g. /leaderd
+	Election string // election name
+	Lease    LeaseOptions
+}
+
+// Candidacy is one lease with its concurrency session: a replica's right
+// to campaign. A lost lease ends it; the next campaign needs a new one.
+type Candidacy struct {
+	client   *clientv3.Client
+	opts     Options
+	logger   *slog.Logger
+	lease    *Lease
+	session  *concurrency.Session
+	election *concurrency.Election
+	cancel   context.CancelFunc
+}
+
+// NewCandidacy grants a lease and opens a session on it.
+func NewCandidacy(ctx context.Context, client *clientv3.Client, opts Options, logger *slog.Logger) (*Candidacy, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	lease, err := Grant(ctx, client, opts.Lease, logger)
+	if err != nil {
+		return nil, err
+	}
+	// The session's keepalive only extends the lease; the guard is ours.
+	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
+	session, err := concurrency.NewSession(client, concurrency.WithLease(lease.ID()), concurrency.WithContext(sctx))
+	if err != nil {
+		cancel()
+		rctx, rcancel := context.WithTimeout(context.Background(), callTimeout)
+		defer rcancel()
+		_ = lease.Revoke(rctx)
+		return nil, fmt.Errorf("open session: %w", err)
+	}
+	return &Candidacy{
+		client:   client,
+		opts:     opts,
+		logger:   logger,
+		lease:    lease,
+		session:  session,
+		election: concurrency.NewElection(session, CandidatesPrefix(opts.Prefix, opts.Election)),
+		cancel:   cancel,
+	}, nil
+}
+
+// Lease is the candidacy's lease.
+func (c *Candidacy) Lease() *Lease { return c.lease }
+
+// Lost is closed when the lease is lost or the session ended.
+func (c *Candidacy) Lost() <-chan struct{} { return c.lease.Lost() }
+
+// Campaign puts value under the candidates prefix and waits until this
+// candidate is the leader, then verifies it before returning the tenure.
+// It returns early when ctx ends or the lease is lost.
+func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error) {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	// etcd's Campaign does not watch the session, and on cancellation it
+	// resigns with the client's own context, which can block while etcd is
+	// unreachable. So it runs on its own; the revoke that follows a lost
+	// campaign deletes the key anyway.
+	go func() { errc <- c.election.Campaign(cctx, value) }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return nil, fmt.Errorf("campaign: %w", err)
+		}
+	case <-c.lease.Lost():
+		return nil, c.lease.Err()
+	case <-c.session.Done():
+		return nil, ErrSessionDone
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return c.verify(ctx)
+}
+
+// verify checks what Campaign claims: etcd's Campaign may return nil after
+// our own lease expired.
+func (c *Candidacy) verify(ctx context.Context) (*Tenure, error) {
+	key, rev := c.election.Key(), c.election.Rev()
+	vctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), callTimeout)
+	defer cancel()
+	resp, err := c.client.Get(vctx, CandidatesPrefix(c.opts.Prefix, c.opts.Election)+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return nil, fmt.Errorf("verify leadership: %w", err)
+	}
+	if len(resp.Kvs) == 0 || string(resp.Kvs[0].Key) != key || resp.Kvs[0].CreateRevision != rev {
+		return nil, ErrNotLeader
+	}
+	if !time.Now().Before(c.lease.SafeDeadline()) {
+		return nil, ErrSafeDeadline
+	}
+	t := &Tenure{
+		c:    c,
+		key:  key,
+		rev:  rev,
+		lost: make(chan struct{}),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go t.watch(resp.Header.Revision + 1)
+	return t, nil
+}
+
+// Close ends the candidacy: stops the keepalive and revokes the lease,
+// which deletes the candidate key. Bounded by ctx.
+func (c *Candidacy) Close(ctx context.Context) error {
+	c.lease.Stop()
+	c.cancel()
+	<-c.session.Done()
+	return c.lease.revoke(ctx)
+}
+
+// Tenure is one term as leader. Its fencing token is the leader key's
+// create revision.
+type Tenure struct {
+	c   *Candidacy
+	key string
+	rev int64
+
+	lostOnce sync.Once
+	lost     chan struct{}
+	lostErr  error
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// FencingToken strictly increases from one tenure to the next.
+func (t *Tenure) FencingToken() int64 { return t.rev }
+
+// Key is the leader key.
+func (t *Tenure) Key() string { return t.key }
+
+// Lost is closed when the tenure ended without our consent: the lease was
+// lost, its safe deadline passed, the session ended or the key was deleted.
+func (t *Tenure) Lost() <-chan struct{} { return t.lost }
+
+// Err says why Lost is closed; nil while it is not.
+func (t *Tenure) Err() error {
+	select {
+	case <-t.lost:
+		return t.lostErr
+	default:
+		return nil
+	}
+}
+
+func (t *Tenure) markLost(err error) {
+	t.lostOnce.Do(func() {
+		t.lostErr = err
+		close(t.lost)
+	})
+}
+
+// watch ends the tenure on the first sign of loss. Observe is of no use
+// here: it never reports deletions.
+func (t *Tenure) watch(fromRev int64) {
+	defer close(t.done)
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
+	defer cancel()
+	keyGone := make(chan struct{})
+	go func() {
+		defer close(keyGone)
+		t.watchKey(ctx, fromRev)
+	}()
+	select {
+	case <-t.c.lease.Lost():
+		t.markLost(t.c.lease.Err())
+	case <-t.c.session.Done():
+		t.markLost(ErrSessionDone)
+	case <-keyGone:
+		t.markLost(ErrKeyDeleted)
+	case <-t.stop:
+	}
+	cancel()
+	<-keyGone
+}
+
+// watchKey returns when the key is deleted or ctx ends. A broken watch
+// (no leader, compaction, cut off) is re-established after a fresh read.
+func (t *Tenure) watchKey(ctx context.Context, fromRev int64) {
+	for ctx.Err() == nil {
+		wch := t.c.client.Watch(ctx, t.key, clientv3.WithRev(fromRev))
+		for wr := range wch {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == mvccpb.DELETE {
+					return
+				}
+			}
+		}
+		// The watch ended: read the key again before trusting anything.
+		for ctx.Err() == nil {
+			gctx, gcancel := context.WithTimeout(ctx, callTimeout)
+			resp, err := t.c.client.Get(gctx, t.key)
+			gcancel()
+			if err == nil {
+				if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != t.rev {
+					return
+				}
+				fromRev = resp.Header.Revision + 1
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// Resign deletes the leader key if it is still ours (a guarded delete), so
+// the next candidate can win at once. Bounded by ctx. The caller revokes
+// the lease afterwards whatever the outcome.
+func (t *Tenure) Resign(ctx context.Context) error {
+	t.Stop()
+	resp, err := t.c.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
+		Then(clientv3.OpDelete(t.key)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("resign: %w", err)
+	}
+	if !resp.Succeeded {
+		return ErrNotLeader
+	}
+	return nil
+}
+
+// Stop ends the tenure's watch. Idempotent.
+func (t *Tenure) Stop() {
+	t.stopOnce.Do(func() { close(t.stop) })
+	<-t.done
+}

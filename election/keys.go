@@ -1,0 +1,68 @@
+// Package election is the etcd side of leaderd: a lease with its own
+// keepalive loop and safe deadline, a guarded campaign and resign, and
+// reading the leader and candidates for status.
+package election
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// CandidatesPrefix is where the concurrency election keeps its keys:
+// <prefix>/<election>/candidates/<lease hex>. It has no trailing slash,
+// as concurrency.NewElection adds one.
+func CandidatesPrefix(prefix, election string) string {
+	return prefix + "/" + election + "/candidates"
+}
+
+// CandidateValue is the JSON value of a candidate key.
+type CandidateValue struct {
+	ID    string    `json:"id"`
+	Addr  string    `json:"addr"`
+	Since time.Time `json:"since"`
+}
+
+// Candidate is one key under the candidates prefix.
+type Candidate struct {
+	CandidateValue
+	Key            string `json:"key"`
+	LeaseID        int64  `json:"lease_id"`
+	CreateRevision int64  `json:"create_revision"`
+}
+
+// FencingToken is the leader key's create revision: it strictly increases
+// from one tenure to the next.
+func (c Candidate) FencingToken() int64 { return c.CreateRevision }
+
+// Candidates reads the candidates in campaign order (oldest key first): the
+// first one is the leader. It returns the response revision too.
+func Candidates(ctx context.Context, client *clientv3.Client, prefix, election string) ([]Candidate, int64, error) {
+	pfx := CandidatesPrefix(prefix, election) + "/"
+	resp, err := client.Get(ctx, pfx, clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]Candidate, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		c := Candidate{Key: string(kv.Key), LeaseID: kv.Lease, CreateRevision: kv.CreateRevision}
+		if err := json.Unmarshal(kv.Value, &c.CandidateValue); err != nil {
+			// A value written by another tool: show the raw value as the id.
+			c.ID = string(kv.Value)
+		}
+		out = append(out, c)
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// LeaseHex formats a lease id as etcd's election keys do.
+func LeaseHex(id int64) string { return strconv.FormatInt(id, 16) }
+
+func candidateKey(prefix, election string, lease clientv3.LeaseID) string {
+	return fmt.Sprintf("%s/%x", CandidatesPrefix(prefix, election), int64(lease))
+}

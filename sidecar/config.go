@@ -1,0 +1,204 @@
+package sidecar
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config is everything a sidecar needs. Field comments give the default
+// that DefaultConfig sets and the flag a user types.
+type Config struct {
+	// Endpoints are the etcd client URLs (--endpoints). Default: http://127.0.0.1:2379.
+	Endpoints []string
+	// Election names the election (--election). Required, [A-Za-z0-9._-]{1,128}.
+	Election string
+	// ID is this replica's name, unique in the election (--id). Default: hostname.
+	ID string
+	// Prefix is the etcd key prefix (--prefix). Default: /leaderd.
+	Prefix string
+	// TTL is the lease TTL, whole seconds, at least 2s (--ttl). Default: 15s.
+	TTL time.Duration
+
+	// OnPromote and OnDemote are hook command lines run by /bin/sh -c
+	// (--on-promote, --on-demote). Empty means nothing to run.
+	OnPromote string
+	OnDemote  string
+	// PromoteTimeout bounds the promote hook (--promote-timeout). Default: 60s.
+	PromoteTimeout time.Duration
+	// DemoteTimeout bounds the demote hook (--demote-timeout). Default: 5s.
+	// The lease guard reserves this much time before the lease can expire.
+	DemoteTimeout time.Duration
+
+	// Listen is the HTTP API address (--listen); "off" disables it. Default: 127.0.0.1:8008.
+	Listen string
+
+	// CACert, Cert and Key are PEM files for TLS to etcd (--cacert, --cert, --key).
+	CACert string
+	Cert   string
+	Key    string
+	// User and Password authenticate to etcd (--user; the password comes
+	// from LEADERD_PASSWORD or --password-file, never from a flag).
+	User     string
+	Password string
+}
+
+// DefaultConfig returns the documented defaults. Election is left empty:
+// the user must name it.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Endpoints:      []string{"http://127.0.0.1:2379"},
+		ID:             host,
+		Prefix:         "/leaderd",
+		TTL:            15 * time.Second,
+		PromoteTimeout: 60 * time.Second,
+		DemoteTimeout:  5 * time.Second,
+		Listen:         "127.0.0.1:8008",
+	}
+}
+
+// Timing derived from the TTL. See DESIGN.md, "Safety: the lease guard".
+const (
+	// minTTL is etcd's minimum lease TTL with default settings; smaller
+	// grants are silently raised, which would break the timing budget.
+	minTTL = 2 * time.Second
+	// minMargin covers clock-rate drift and scheduling delay between the
+	// moment the sidecar decides to step down and the demote hook's end.
+	minMargin = 500 * time.Millisecond
+)
+
+// RenewInterval is how often the lease is renewed: TTL/4.
+func (c Config) RenewInterval() time.Duration { return c.TTL / 4 }
+
+// Margin is the slack kept between the demote hook's kill time and the
+// earliest server-side lease expiry: max(500ms, TTL/10).
+func (c Config) Margin() time.Duration { return max(minMargin, c.TTL/10) }
+
+// StepDownLead is how long before the lease's earliest server-side expiry
+// the primary starts stepping down: demote-timeout + margin.
+func (c Config) StepDownLead() time.Duration { return c.DemoteTimeout + c.Margin() }
+
+var electionName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// Validate checks every field and the relations between them. Its errors
+// name the flag the user typed.
+func (c Config) Validate() error {
+	if len(c.Endpoints) == 0 {
+		return errors.New("--endpoints: at least one etcd endpoint is required")
+	}
+	for _, ep := range c.Endpoints {
+		if err := validateEndpoint(ep); err != nil {
+			return fmt.Errorf("--endpoints: %q: %v", ep, err)
+		}
+	}
+	if c.Election == "" {
+		return errors.New("--election: required")
+	}
+	if !electionName.MatchString(c.Election) {
+		return fmt.Errorf("--election: %q must match [A-Za-z0-9._-]{1,128}", c.Election)
+	}
+	if c.ID == "" {
+		return errors.New("--id: must not be empty")
+	}
+	if strings.ContainsAny(c.ID, "/\x00\n") || len(c.ID) > 253 {
+		return fmt.Errorf("--id: %q must be at most 253 characters without '/' or newlines", c.ID)
+	}
+	if c.Prefix == "" || !strings.HasPrefix(c.Prefix, "/") || (len(c.Prefix) > 1 && strings.HasSuffix(c.Prefix, "/")) {
+		return fmt.Errorf("--prefix: %q must start with '/' and not end with '/'", c.Prefix)
+	}
+	if c.TTL < minTTL {
+		return fmt.Errorf("--ttl: %s is below the minimum of %s", c.TTL, minTTL)
+	}
+	if c.TTL%time.Second != 0 {
+		return fmt.Errorf("--ttl: %s must be whole seconds", c.TTL)
+	}
+	if c.PromoteTimeout <= 0 {
+		return fmt.Errorf("--promote-timeout: %s must be positive", c.PromoteTimeout)
+	}
+	if c.DemoteTimeout <= 0 {
+		return fmt.Errorf("--demote-timeout: %s must be positive", c.DemoteTimeout)
+	}
+	// The lease guard: at least two renewals may fail before stepping down.
+	if budget := c.TTL - c.StepDownLead(); budget < 2*c.RenewInterval() {
+		return fmt.Errorf("--ttl %s is too short for --demote-timeout %s: need ttl - demote-timeout - margin (%s) >= 2 x renew interval (%s); raise --ttl or lower --demote-timeout",
+			c.TTL, c.DemoteTimeout, c.Margin(), 2*c.RenewInterval())
+	}
+	if c.Listen != "off" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			return fmt.Errorf("--listen: %q: want host:port or off", c.Listen)
+		}
+	}
+	if _, err := c.TLSConfig(); err != nil {
+		return err
+	}
+	if c.Password != "" && c.User == "" {
+		return errors.New("--user: required when a password is given")
+	}
+	return nil
+}
+
+func validateEndpoint(ep string) error {
+	u, err := url.Parse(ep)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("want http://host:port or https://host:port")
+	}
+	if u.Host == "" || u.Port() == "" {
+		return errors.New("want http://host:port or https://host:port")
+	}
+	if u.Path != "" && u.Path != "/" {
+		return errors.New("must not have a path")
+	}
+	return nil
+}
+
+// TLSConfig builds the client TLS settings from CACert, Cert and Key. It
+// returns nil when none is set and no endpoint uses https.
+func (c Config) TLSConfig() (*tls.Config, error) {
+	https := false
+	for _, ep := range c.Endpoints {
+		https = https || strings.HasPrefix(ep, "https://")
+	}
+	if c.CACert == "" && c.Cert == "" && c.Key == "" && !https {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CACert != "" {
+		pem, err := os.ReadFile(c.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("--cacert: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--cacert: %s holds no PEM certificate", c.CACert)
+		}
+		cfg.RootCAs = pool
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		return nil, errors.New("--cert and --key: give both or neither")
+	}
+	if c.Cert != "" {
+		if _, err := os.Stat(c.Cert); err != nil {
+			return nil, fmt.Errorf("--cert: %v", err)
+		}
+		if _, err := os.Stat(c.Key); err != nil {
+			return nil, fmt.Errorf("--key: %v", err)
+		}
+		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			return nil, fmt.Errorf("--cert/--key: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,83 @@
+package sidecar
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/hooks"
+)
+
+// What the state machine needs of etcd and of hooks. The etcd adapter
+// below and the fakes in tests implement these.
+
+type elector interface {
+	// Grant obtains a new lease with its guard running: one attempt.
+	Grant(ctx context.Context) (candidacy, error)
+	// WatchLeader reports the candidates in campaign order until ctx ends.
+	WatchLeader(ctx context.Context, fn func([]election.Candidate, error))
+}
+
+type candidacy interface {
+	LeaseID() int64
+	TTL() time.Duration
+	SafeDeadline() time.Time
+	// Lost is closed when the lease is gone or its safe deadline passed.
+	Lost() <-chan struct{}
+	Err() error
+	// Campaign blocks until this candidate leads (verified) or the
+	// lease is lost or ctx ends.
+	Campaign(ctx context.Context, value string) (tenure, error)
+	// Close stops the keepalive and revokes the lease.
+	Close(ctx context.Context) error
+}
+
+type tenure interface {
+	FencingToken() int64
+	// Lost is closed when the tenure ends without our consent.
+	Lost() <-chan struct{}
+	Err() error
+	// Resign deletes the leader key if it is still ours.
+	Resign(ctx context.Context) error
+}
+
+type hookRunner interface {
+	Run(ctx context.Context, env hooks.Env) hooks.Result
+}
+
+// etcdElector adapts package election to the seams above.
+type etcdElector struct {
+	client *clientv3.Client
+	opts   election.Options
+	logger *slog.Logger
+}
+
+func (e *etcdElector) Grant(ctx context.Context) (candidacy, error) {
+	c, err := election.NewCandidacy(ctx, e.client, e.opts, e.logger)
+	if err != nil {
+		return nil, err
+	}
+	return etcdCandidacy{c}, nil
+}
+
+func (e *etcdElector) WatchLeader(ctx context.Context, fn func([]election.Candidate, error)) {
+	election.WatchLeader(ctx, e.client, e.opts.Prefix, e.opts.Election, fn)
+}
+
+type etcdCandidacy struct{ *election.Candidacy }
+
+func (c etcdCandidacy) LeaseID() int64          { return int64(c.Lease().ID()) }
+func (c etcdCandidacy) TTL() time.Duration      { return c.Lease().TTL() }
+func (c etcdCandidacy) SafeDeadline() time.Time { return c.Lease().SafeDeadline() }
+func (c etcdCandidacy) Err() error              { return c.Lease().Err() }
+
+func (c etcdCandidacy) Campaign(ctx context.Context, value string) (tenure, error) {
+	t, err := c.Candidacy.Campaign(ctx, value)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}

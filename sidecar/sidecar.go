@@ -1,0 +1,403 @@
+// Package sidecar is leaderd's role state machine: it campaigns through
+// package election, runs the promote and demote hooks, and serves the
+// HTTP API. See DESIGN.md, "The role state machine".
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/hooks"
+)
+
+// Grace constants, with the reason beside each.
+const (
+	// cleanupTimeout bounds each etcd clean-up call (resign, revoke): if
+	// etcd does not answer by then, the lease will expire by itself.
+	cleanupTimeout = 2 * time.Second
+	// httpShutdownTimeout bounds the API server's graceful stop.
+	httpShutdownTimeout = 2 * time.Second
+)
+
+// Sidecar runs the role state machine for one replica.
+type Sidecar struct {
+	cfg     Config
+	logger  *slog.Logger
+	elector elector // nil: built from cfg in Run
+	promote hookRunner
+	demote  hookRunner
+	state   *state
+
+	// newBackOff makes the retry policy; tests shorten it.
+	newBackOff func() backoff.BackOff
+
+	// abortCtx ends on Abort; etcd clean-up contexts derive from it.
+	abortCtx    context.Context
+	abortCancel context.CancelFunc
+}
+
+// Abort cuts the etcd clean-up of a graceful stop short, and ends the
+// retries of a failing demote. It never interrupts a running demote hook.
+// Idempotent.
+func (s *Sidecar) Abort() { s.abortCancel() }
+
+// New validates cfg and returns a sidecar ready to Run.
+func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "sidecar", "id", cfg.ID, "election", cfg.Election)
+	return newSidecar(cfg, logger, nil,
+		&hooks.Runner{Name: "promote", Command: cfg.OnPromote, Timeout: cfg.PromoteTimeout, Logger: logger},
+		&hooks.Runner{Name: "demote", Command: cfg.OnDemote, Timeout: cfg.DemoteTimeout, Logger: logger},
+	), nil
+}
+
+func newSidecar(cfg Config, logger *slog.Logger, el elector, promote, demote hookRunner) *Sidecar {
+	abortCtx, abort := context.WithCancel(context.Background())
+	return &Sidecar{
+		abortCtx:    abortCtx,
+		abortCancel: abort,
+		cfg:         cfg,
+		logger:      logger,
+		elector:     el,
+		promote:     promote,
+		demote:      demote,
+		state:       newState(),
+		newBackOff:  defaultBackOff,
+	}
+}
+
+func defaultBackOff() backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 250 * time.Millisecond
+	b.MaxInterval = 5 * time.Second
+	b.MaxElapsedTime = 0 // retry until the context ends
+	return b
+}
+
+// Status returns what GET /status shows.
+func (s *Sidecar) Status() Status { return s.state.snapshot(s.cfg.ID, s.cfg.Election, time.Now()) }
+
+// Run campaigns until ctx ends, then steps down gracefully: as primary it
+// demotes, resigns and revokes; as standby it revokes. It returns nil after
+// a clean stop.
+func (s *Sidecar) Run(ctx context.Context) error {
+	el := s.elector
+	if el == nil {
+		client, err := s.newClient()
+		if err != nil {
+			return err
+		}
+		defer client.Close()
+		el = &etcdElector{client: client, logger: s.logger, opts: election.Options{
+			Prefix:   s.cfg.Prefix,
+			Election: s.cfg.Election,
+			Lease: election.LeaseOptions{
+				TTL:           s.cfg.TTL,
+				RenewInterval: s.cfg.RenewInterval(),
+				StepDownLead:  s.cfg.StepDownLead(),
+				OnRenew:       s.state.setEtcd,
+			},
+		}}
+	}
+
+	if s.cfg.Listen != "off" {
+		stop, err := s.serveHTTP()
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		el.WatchLeader(watchCtx, func(c []election.Candidate, err error) {
+			if err == nil {
+				s.state.setLeader(c)
+			}
+		})
+	}()
+	defer wg.Wait()
+	defer stopWatch()
+
+	s.state.update(func(st *state) { st.running = true })
+	defer s.state.update(func(st *state) { st.running, st.phase = false, PhaseStopped })
+	return s.loop(ctx, el)
+}
+
+func (s *Sidecar) newClient() (*clientv3.Client, error) {
+	tlsCfg, err := s.cfg.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	return clientv3.New(clientv3.Config{
+		Endpoints:            s.cfg.Endpoints,
+		DialTimeout:          2 * time.Second,
+		DialKeepAliveTime:    max(time.Second, s.cfg.RenewInterval()/2),
+		DialKeepAliveTimeout: max(time.Second, s.cfg.RenewInterval()/2),
+		TLS:                  tlsCfg,
+		Username:             s.cfg.User,
+		Password:             s.cfg.Password,
+		Logger:               zap.NewNop(),
+	})
+}
+
+// loop is the state machine. Hooks run only from here, one at a time.
+func (s *Sidecar) loop(ctx context.Context, el elector) error {
+	// 1. Bring an app left primary by a crash back to a known state.
+	if !s.runDemote(ctx, ReasonStartup, RoleStandby, 0, 0) {
+		return errors.New("start-up demote hook did not succeed before shutdown")
+	}
+	bo := s.newBackOff()
+	for {
+		s.state.setPhase(PhaseCampaigning)
+		if ctx.Err() != nil {
+			return nil
+		}
+		cand, err := el.Grant(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.state.setEtcd(err)
+			wait := bo.NextBackOff()
+			s.logger.Warn("cannot get a lease; retrying", "err", err, "retry_in", wait)
+			if !sleepCtx(ctx, wait) {
+				return nil
+			}
+			continue
+		}
+		s.state.setEtcd(nil)
+		bo.Reset()
+		if pause, err := s.term(ctx, cand); err != nil {
+			return err
+		} else if pause {
+			wait := bo.NextBackOff()
+			s.logger.Info("waiting before campaigning again", "retry_in", wait)
+			if !sleepCtx(ctx, wait) {
+				return nil
+			}
+		}
+	}
+}
+
+// term campaigns on one lease and, on a win, serves one tenure. It reports
+// whether to back off before the next campaign.
+func (s *Sidecar) term(ctx context.Context, cand candidacy) (backOff bool, err error) {
+	s.state.update(func(st *state) { st.candidacy = cand })
+	defer func() {
+		cctx, cancel := s.cleanupContext()
+		defer cancel()
+		if err := cand.Close(cctx); err != nil {
+			s.logger.Warn("revoking the lease failed; it will expire by itself", "err", err)
+		}
+		s.state.update(func(st *state) { st.candidacy, st.fencingToken = nil, 0 })
+	}()
+
+	lease := election.LeaseHex(cand.LeaseID())
+	s.logger.Info("campaigning", "lease", lease)
+	value, _ := json.Marshal(election.CandidateValue{ID: s.cfg.ID, Since: time.Now().UTC()})
+	ten, err := cand.Campaign(ctx, string(value))
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		s.logger.Warn("campaign ended without a win", "lease", lease, "err", err)
+		// A lost lease is replaced at once; anything else is retried later.
+		return cand.Err() == nil, nil
+	}
+	return s.tenure(ctx, cand, ten)
+}
+
+// tenure promotes, serves until the tenure ends, and steps down: demote
+// first, then resign, then (in term) revoke, so that the next primary's
+// promote starts only after this demote has ended.
+func (s *Sidecar) tenure(ctx context.Context, cand candidacy, ten tenure) (backOff bool, err error) {
+	token := ten.FencingToken()
+	s.logger.Info("elected", "fencing_token", token)
+	s.state.update(func(st *state) { st.phase, st.fencingToken = PhasePromoting, token })
+	s.state.transition(RolePrimary, ReasonElected)
+
+	// A promote still running when the tenure ends is killed.
+	pctx, cancelPromote := context.WithCancel(context.Background())
+	stopKill := make(chan struct{})
+	go func() {
+		select {
+		case <-ten.Lost():
+		case <-ctx.Done():
+		case <-stopKill:
+		}
+		cancelPromote()
+	}()
+	res := s.promote.Run(pctx, s.env("promote", RolePrimary, RoleStandby, ReasonElected, token, cand.LeaseID()))
+	close(stopKill)
+	cancelPromote()
+	s.state.recordHook(res)
+
+	var reason string
+	switch {
+	case ten.Err() != nil:
+		reason = lostReason(ten.Err())
+	case ctx.Err() != nil:
+		reason = ReasonShutdown
+	case !res.OK():
+		reason = ReasonPromoteFailed
+		backOff = true
+		s.logger.Error("promote hook failed; giving way", "err", res.Err)
+	default:
+		s.state.setPhase(PhasePrimary)
+		s.logger.Info("primary", "fencing_token", token)
+		select {
+		case <-ten.Lost():
+			reason = lostReason(ten.Err())
+		case <-ctx.Done():
+			reason = ReasonShutdown
+		}
+	}
+	s.logger.Info("stepping down", "reason", reason, "fencing_token", token)
+
+	// Demote before anything else. While a voluntary demote is retried the
+	// key stays ours, so nobody else promotes over a half-demoted app.
+	if !s.runDemote(ctx, reason, RolePrimary, token, cand.LeaseID()) {
+		return false, fmt.Errorf("demote hook did not succeed (reason %s); leaving the lease to expire", reason)
+	}
+	if ten.Err() == nil {
+		cctx, cancel := s.cleanupContext()
+		if err := ten.Resign(cctx); err != nil {
+			s.logger.Warn("resign failed; revoking the lease instead", "err", err)
+		}
+		cancel()
+	}
+	return backOff, nil
+}
+
+// runDemote runs the demote hook until it succeeds, backing off between
+// attempts and reporting the replica degraded meanwhile. It gives up only
+// on Abort, or on shutdown when there is nothing to step down from; it
+// reports whether a demote succeeded.
+func (s *Sidecar) runDemote(ctx context.Context, reason, previous string, token, lease int64) bool {
+	s.state.setPhase(PhaseDemoting)
+	if reason == ReasonStartup {
+		s.state.setPhase(PhaseStarting)
+	}
+	bo := s.newBackOff()
+	for attempt := 1; ; attempt++ {
+		res := s.demote.Run(context.Background(), s.env("demote", RoleStandby, previous, reason, token, lease))
+		s.state.recordHook(res)
+		if res.OK() {
+			s.state.update(func(st *state) { st.demoteFailed = false })
+			if previous == RolePrimary {
+				s.state.transition(RoleStandby, reason)
+			}
+			return true
+		}
+		s.state.update(func(st *state) { st.demoteFailed = true })
+		wait := bo.NextBackOff()
+		s.logger.Error("demote hook failed; retrying, not campaigning until it succeeds",
+			"reason", reason, "attempt", attempt, "err", res.Err, "retry_in", wait)
+		// At start-up there is no tenure to protect, so shutdown ends the
+		// retries; after a tenure only Abort does.
+		var shutdown <-chan struct{}
+		if reason == ReasonStartup {
+			shutdown = ctx.Done()
+		}
+		retry := time.NewTimer(wait)
+		select {
+		case <-s.abortCtx.Done():
+			retry.Stop()
+			return false
+		case <-shutdown:
+			retry.Stop()
+			return false
+		case <-retry.C:
+		}
+	}
+}
+
+func (s *Sidecar) env(event, role, previous, reason string, token, lease int64) hooks.Env {
+	leader := s.state.leaderID()
+	if event == "promote" {
+		leader = s.cfg.ID
+	}
+	return hooks.Env{
+		Event:        event,
+		Role:         role,
+		PreviousRole: previous,
+		Reason:       reason,
+		ID:           s.cfg.ID,
+		Election:     s.cfg.Election,
+		Leader:       leader,
+		FencingToken: token,
+		LeaseID:      lease,
+	}
+}
+
+// cleanupContext bounds one etcd clean-up call; Abort cuts it short.
+// Never derived from the run context, which is already cancelled on stop.
+func (s *Sidecar) cleanupContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.abortCtx, cleanupTimeout)
+}
+
+func lostReason(err error) string {
+	switch {
+	case errors.Is(err, election.ErrKeyDeleted):
+		return ReasonKeyDeleted
+	case errors.Is(err, election.ErrSafeDeadline):
+		return ReasonEtcdUnreachable
+	default:
+		return ReasonLeaseLost
+	}
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (s *Sidecar) serveHTTP() (stop func(), err error) {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("HTTP API stopped", "err", err)
+		}
+	}()
+	s.logger.Info("HTTP API listening", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
+}

@@ -1,0 +1,203 @@
+package sidecar
+
+import (
+	"sync"
+	"time"
+
+	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/hooks"
+)
+
+// Roles.
+const (
+	RolePrimary = "primary"
+	RoleStandby = "standby"
+)
+
+// Reasons, handed to hooks as LEADERD_REASON and shown in /status.
+const (
+	ReasonStartup         = "startup"
+	ReasonElected         = "elected"
+	ReasonShutdown        = "shutdown"
+	ReasonLeaseLost       = "lease-lost"
+	ReasonEtcdUnreachable = "etcd-unreachable"
+	ReasonKeyDeleted      = "key-deleted"
+	ReasonPromoteFailed   = "promote-failed"
+	ReasonUnhealthy       = "unhealthy"
+	ReasonResigned        = "resigned"
+	ReasonSwitchover      = "switchover"
+)
+
+// Phases refine the role for operators: what the sidecar is doing now.
+const (
+	PhaseStarting    = "starting"    // running the start-up demote
+	PhaseCampaigning = "campaigning" // standby, waiting to lead
+	PhasePromoting   = "promoting"   // won; promote hook running
+	PhasePrimary     = "primary"     // promote succeeded; serving as primary
+	PhaseDemoting    = "demoting"    // demote hook running or being retried
+	PhaseStopped     = "stopped"
+)
+
+// Status is the JSON body of GET /status.
+type Status struct {
+	ID             string                `json:"id"`
+	Election       string                `json:"election"`
+	Role           string                `json:"role"`
+	Phase          string                `json:"phase"`
+	Healthy        bool                  `json:"healthy"`
+	Degraded       bool                  `json:"degraded"`
+	Leader         *LeaderStatus         `json:"leader"`
+	FencingToken   int64                 `json:"fencing_token,omitempty"`
+	Lease          *LeaseStatus          `json:"lease"`
+	Etcd           EtcdStatus            `json:"etcd"`
+	LastTransition *Transition           `json:"last_transition"`
+	Hooks          map[string]HookStatus `json:"hooks"`
+}
+
+// LeaderStatus is the known leader of the election.
+type LeaderStatus struct {
+	ID           string `json:"id"`
+	FencingToken int64  `json:"fencing_token"`
+}
+
+// LeaseStatus describes the current lease.
+type LeaseStatus struct {
+	ID                    string  `json:"id"`
+	TTLSeconds            float64 `json:"ttl_seconds"`
+	SecondsToSafeDeadline float64 `json:"seconds_to_safe_deadline"`
+}
+
+// EtcdStatus says whether etcd answered the last request.
+type EtcdStatus struct {
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Transition is a change of role.
+type Transition struct {
+	Time   time.Time `json:"time"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"`
+}
+
+// HookStatus is the last result of one hook.
+type HookStatus struct {
+	hooks.Result
+	Error string `json:"error,omitempty"`
+}
+
+// state is what the loop shares with the HTTP API and the leader watch.
+type state struct {
+	mu             sync.Mutex
+	running        bool
+	role           string
+	phase          string
+	demoteFailed   bool
+	candidacy      candidacy // nil while no lease is held
+	fencingToken   int64
+	leader         *LeaderStatus
+	etcdReachable  bool
+	etcdErr        string
+	lastTransition *Transition
+	hooks          map[string]HookStatus
+}
+
+func newState() *state {
+	return &state{role: RoleStandby, phase: PhaseStarting, hooks: map[string]HookStatus{}}
+}
+
+func (s *state) update(fn func(*state)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(s)
+}
+
+func (s *state) setPhase(p string) { s.update(func(s *state) { s.phase = p }) }
+
+func (s *state) setEtcd(err error) {
+	s.update(func(s *state) {
+		s.etcdReachable = err == nil
+		s.etcdErr = ""
+		if err != nil {
+			s.etcdErr = err.Error()
+		}
+	})
+}
+
+func (s *state) setLeader(cands []election.Candidate) {
+	var l *LeaderStatus
+	if len(cands) > 0 {
+		l = &LeaderStatus{ID: cands[0].ID, FencingToken: cands[0].FencingToken()}
+	}
+	s.update(func(s *state) { s.leader = l })
+}
+
+func (s *state) leaderID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leader == nil {
+		return ""
+	}
+	return s.leader.ID
+}
+
+func (s *state) recordHook(r hooks.Result) {
+	h := HookStatus{Result: r}
+	if r.Err != nil {
+		h.Error = r.Err.Error()
+	}
+	s.update(func(s *state) { s.hooks[r.Hook] = h })
+}
+
+func (s *state) transition(to, reason string) {
+	s.update(func(s *state) {
+		s.lastTransition = &Transition{Time: time.Now(), From: s.role, To: to, Reason: reason}
+		s.role = to
+	})
+}
+
+// servingPrimary is true only while primary and inside the safe deadline.
+func (s *state) servingPrimary(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.phase == PhasePrimary && s.candidacy != nil && now.Before(s.candidacy.SafeDeadline())
+}
+
+func (s *state) healthy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running && !s.demoteFailed
+}
+
+func (s *state) snapshot(id, electionName string, now time.Time) Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{
+		ID:             id,
+		Election:       electionName,
+		Role:           s.role,
+		Phase:          s.phase,
+		Healthy:        s.running && !s.demoteFailed,
+		Degraded:       s.demoteFailed,
+		FencingToken:   s.fencingToken,
+		Etcd:           EtcdStatus{Reachable: s.etcdReachable, Error: s.etcdErr},
+		LastTransition: s.lastTransition,
+		Hooks:          make(map[string]HookStatus, len(s.hooks)),
+	}
+	if s.leader != nil {
+		l := *s.leader
+		st.Leader = &l
+	}
+	if c := s.candidacy; c != nil {
+		st.Lease = &LeaseStatus{
+			ID:                    election.LeaseHex(c.LeaseID()),
+			TTLSeconds:            c.TTL().Seconds(),
+			SecondsToSafeDeadline: c.SafeDeadline().Sub(now).Seconds(),
+		}
+	}
+	for k, v := range s.hooks {
+		st.Hooks[k] = v
+	}
+	return st
+}
