@@ -19,8 +19,6 @@ var (
 	ErrNotLeader = errors.New("election: not leader")
 	// ErrKeyDeleted means the leader key was deleted by someone else.
 	ErrKeyDeleted = errors.New("election: leader key deleted")
-	// ErrSessionDone means etcd's session gave up keeping the lease alive.
-	ErrSessionDone = errors.New("election: session done")
 )
 
 // callTimeout bounds single etcd requests made outside the lease loop
@@ -41,9 +39,7 @@ type Candidacy struct {
 	opts     Options
 	logger   *slog.Logger
 	lease    *Lease
-	session  *concurrency.Session
 	election *concurrency.Election
-	cancel   context.CancelFunc
 }
 
 // NewCandidacy grants a lease and opens a session on it.
@@ -55,31 +51,33 @@ func NewCandidacy(ctx context.Context, client *clientv3.Client, opts Options, lo
 	if err != nil {
 		return nil, err
 	}
-	// The session's keepalive only extends the lease; the guard is ours.
 	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
+	defer cancel()
 	session, err := concurrency.NewSession(client, concurrency.WithLease(lease.ID()), concurrency.WithContext(sctx))
 	if err != nil {
-		cancel()
 		rctx, rcancel := context.WithTimeout(context.Background(), callTimeout)
 		defer rcancel()
 		_ = lease.Revoke(rctx)
 		return nil, fmt.Errorf("open session: %w", err)
 	}
+	// The session would keep the lease alive on its own schedule, which
+	// makes the server's expiry later than our deadline by up to TTL/3
+	// and slows failover. Our loop is the only keeper: the session is
+	// used just to campaign.
+	session.Orphan()
 	return &Candidacy{
 		client:   client,
 		opts:     opts,
 		logger:   logger,
 		lease:    lease,
-		session:  session,
 		election: concurrency.NewElection(session, CandidatesPrefix(opts.Prefix, opts.Election)),
-		cancel:   cancel,
 	}, nil
 }
 
 // Lease is the candidacy's lease.
 func (c *Candidacy) Lease() *Lease { return c.lease }
 
-// Lost is closed when the lease is lost or the session ended.
+// Lost is closed when the lease is lost or its safe deadline passed.
 func (c *Candidacy) Lost() <-chan struct{} { return c.lease.Lost() }
 
 // Campaign puts value under the candidates prefix and waits until this
@@ -101,8 +99,6 @@ func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error)
 		}
 	case <-c.lease.Lost():
 		return nil, c.lease.Err()
-	case <-c.session.Done():
-		return nil, ErrSessionDone
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -140,10 +136,7 @@ func (c *Candidacy) verify(ctx context.Context) (*Tenure, error) {
 // Close ends the candidacy: stops the keepalive and revokes the lease,
 // which deletes the candidate key. Bounded by ctx.
 func (c *Candidacy) Close(ctx context.Context) error {
-	c.lease.Stop()
-	c.cancel()
-	<-c.session.Done()
-	return c.lease.revoke(ctx)
+	return c.lease.Revoke(ctx)
 }
 
 // Tenure is one term as leader. Its fencing token is the leader key's
@@ -169,7 +162,7 @@ func (t *Tenure) FencingToken() int64 { return t.rev }
 func (t *Tenure) Key() string { return t.key }
 
 // Lost is closed when the tenure ended without our consent: the lease was
-// lost, its safe deadline passed, the session ended or the key was deleted.
+// lost, its safe deadline passed or the key was deleted.
 func (t *Tenure) Lost() <-chan struct{} { return t.lost }
 
 // Err says why Lost is closed; nil while it is not.
@@ -203,8 +196,6 @@ func (t *Tenure) watch(fromRev int64) {
 	select {
 	case <-t.c.lease.Lost():
 		t.markLost(t.c.lease.Err())
-	case <-t.c.session.Done():
-		t.markLost(ErrSessionDone)
 	case <-keyGone:
 		t.markLost(ErrKeyDeleted)
 	case <-t.stop:
