@@ -1,0 +1,90 @@
+package hooks
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// outputLogger logs a hook's stdout and stderr line by line as they arrive.
+type outputLogger struct {
+	files []*os.File
+	done  chan struct{} // closed when every stream has been read to its end
+}
+
+// logOutput starts one reader per stream. The caller must call stop.
+func (p *process) logOutput(log *slog.Logger, hook string) *outputLogger {
+	o := &outputLogger{files: []*os.File{p.stdout, p.stderr}, done: make(chan struct{})}
+	streamDone := make(chan struct{}, 2)
+	go func() {
+		logLines(log, hook, "stdout", slog.LevelInfo, p.stdout)
+		streamDone <- struct{}{}
+	}()
+	go func() {
+		logLines(log, hook, "stderr", slog.LevelWarn, p.stderr)
+		streamDone <- struct{}{}
+	}()
+	go func() {
+		<-streamDone
+		<-streamDone
+		close(o.done)
+	}()
+	return o
+}
+
+// stop waits up to d for both streams to reach EOF, then closes the read
+// ends (which ends the readers at once) and waits for the readers. It reports
+// whether the streams ended by themselves.
+func (o *outputLogger) stop(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	drained := true
+	select {
+	case <-o.done:
+	case <-t.C:
+		drained = false
+	}
+	for _, f := range o.files {
+		f.Close() // the read ends are pollable, so Close wakes a blocked Read
+	}
+	<-o.done
+	return drained
+}
+
+// logLines logs each line of r; a line longer than MaxLineBytes is logged
+// truncated (truncated=true) and the rest of it dropped.
+func logLines(log *slog.Logger, hook, stream string, level slog.Level, r *os.File) {
+	br := bufio.NewReaderSize(r, MaxLineBytes)
+	emit := func(line []byte, truncated bool) {
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		attrs := []slog.Attr{slog.String("hook", hook), slog.String("stream", stream), slog.String("line", string(line))}
+		if truncated {
+			attrs = append(attrs, slog.Bool("truncated", true))
+		}
+		log.LogAttrs(context.Background(), level, "hook output", attrs...)
+	}
+	skipping := false // dropping the rest of an over-long line
+	for {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case err == nil:
+			if !skipping {
+				emit(line, false)
+			}
+			skipping = false
+		case err == bufio.ErrBufferFull:
+			if !skipping {
+				emit(line, true)
+			}
+			skipping = true
+		default: // EOF, or the read end closed by stop
+			if len(line) > 0 && !skipping {
+				emit(line, false)
+			}
+			return
+		}
+	}
+}

@@ -1,0 +1,313 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// KillGrace is the longest time between SIGTERM and SIGKILL at a hook's
+// timeout: long enough for a well-behaved script to clean up, short enough to
+// be a small part of the demote budget. It is capped at Timeout/2.
+const KillGrace = 500 * time.Millisecond
+
+// WaitDelay bounds each of the two waits after a hook's shell has been killed
+// or has exited: for the killed shell to be reaped, and for its output pipes to
+// close. A process that escaped the group (setsid) can hold the pipes open
+// forever; Run stops reading rather than wait for it. So Run returns at most
+// about Timeout + 2*WaitDelay after it started.
+const WaitDelay = 100 * time.Millisecond
+
+// MaxLineBytes bounds one logged output line; the rest of a longer line is
+// dropped, so a hook cannot exhaust leaderd's memory through its output.
+const MaxLineBytes = 64 << 10
+
+// Errors in Result.Err; match with errors.Is.
+var (
+	ErrTimeout  = errors.New("timed out")
+	ErrCanceled = errors.New("canceled")
+)
+
+// secretVars are inherited variables that must never reach a hook.
+var secretVars = map[string]bool{"LEADERD_PASSWORD": true}
+
+// Runner runs one hook command line. It holds no state between runs: Run may
+// be called again once a previous Run has returned. Callers serialise runs.
+type Runner struct {
+	Name    string        // "promote" or "demote" (used in logs and Result.Hook)
+	Command string        // run as /bin/sh -c Command; empty = nothing to run, Run returns success at once
+	Timeout time.Duration // the whole process group has ended by Timeout after start; must be > 0
+	Logger  *slog.Logger  // nil = discard
+	Dir     string        // working dir, optional ("" = leaderd's)
+}
+
+// Run runs the command in its own process group with env's LEADERD_*
+// variables, logs each output line, and returns how it ended.
+//
+//   - At Timeout-grace (grace = min(KillGrace, Timeout/2)) the whole group gets
+//     SIGTERM, and at Timeout SIGKILL if any of it is left: every member keeps
+//     its grace even when the shell itself died at once. The Result is
+//     TimedOut even if the shell then exits 0.
+//   - When ctx ends first, the group gets SIGKILL at once (the caller cancels
+//     only when time is short); the Result is Canceled. A ctx already done
+//     means the hook is not started.
+//   - When the shell exits on its own, whatever is left in its group (say a
+//     "daemon &" it started) is killed too: nothing of a hook outlives it. The
+//     Result still reports the shell's own exit status, and a warning is
+//     logged.
+//
+// Err is nil exactly when the shell exited 0 within its time and ctx.
+func (r *Runner) Run(ctx context.Context, env Env) Result {
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	res := Result{Hook: r.Name, Reason: env.Reason, Start: time.Now(), ExitCode: -1}
+	done := func() Result {
+		res.End = time.Now()
+		res.Duration = res.End.Sub(res.Start)
+		return res
+	}
+
+	if r.Command == "" {
+		res.ExitCode = 0
+		return done()
+	}
+	if r.Timeout <= 0 {
+		// An unbounded hook would break the demote-before-lease-expiry budget.
+		res.Err = fmt.Errorf("hook %s: timeout must be positive, got %s", r.Name, r.Timeout)
+		return r.ended(log, done())
+	}
+	if ctx.Err() != nil {
+		res.Canceled = true
+		res.Err = fmt.Errorf("hook %s: not started: %w: %w", r.Name, ErrCanceled, context.Cause(ctx))
+		return r.ended(log, done())
+	}
+
+	p, err := r.start(env)
+	if err != nil {
+		res.Err = fmt.Errorf("hook %s: start: %w", r.Name, err)
+		return r.ended(log, done())
+	}
+	log.Info("hook started", "hook", r.Name, "reason", env.Reason, "command", r.Command, "pid", p.pid)
+	lines := p.logOutput(log, r.Name)
+
+	grace := killGrace(r.Timeout)
+	deadline := res.Start.Add(r.Timeout)
+	termTimer := time.NewTimer(time.Until(deadline.Add(-grace)))
+	defer termTimer.Stop()
+	killTimer := time.NewTimer(time.Until(deadline))
+	defer killTimer.Stop()
+
+	var (
+		killed    bool // the group got SIGKILL for the timeout or ctx
+		reaped    bool // the shell has been reaped; waitErr is its status
+		waitErr   error
+		shellDone = p.exited       // nil once the shell's exit has been handled
+		groupPoll <-chan time.Time // ticks while the rest of the group has its grace
+	)
+wait:
+	for {
+		select {
+		case <-shellDone:
+			if !res.TimedOut {
+				break wait
+			}
+			// SIGTERM has gone out and the shell is gone, but the rest of its
+			// group keeps its grace (say a child cleaning up) until Timeout.
+			shellDone = nil
+			waitErr, reaped = p.reap(), true
+			ticker := time.NewTicker(20 * time.Millisecond)
+			defer ticker.Stop()
+			groupPoll = ticker.C
+		case <-groupPoll:
+			if !p.othersAlive() {
+				break wait
+			}
+		case <-termTimer.C:
+			res.TimedOut = true
+			log.Warn("hook timed out; sending SIGTERM to its process group", "hook", r.Name, "timeout", r.Timeout, "grace", grace)
+			p.signalGroup(syscall.SIGTERM)
+		case <-killTimer.C:
+			res.TimedOut = true
+			log.Warn("hook still running after grace; sending SIGKILL to its process group", "hook", r.Name)
+			p.signalGroup(syscall.SIGKILL)
+			killed = true
+			break wait
+		case <-ctx.Done():
+			res.Canceled = true
+			log.Warn("hook canceled; sending SIGKILL to its process group", "hook", r.Name, "err", context.Cause(ctx))
+			p.signalGroup(syscall.SIGKILL)
+			killed = true
+			break wait
+		}
+	}
+
+	if !reaped {
+		if killed && !p.waitExited(WaitDelay) {
+			// SIGKILL has been sent but the shell is not gone (uninterruptible
+			// sleep): report it rather than overrun the caller's budget, and
+			// reap it whenever it does exit.
+			lines.stop(0)
+			go p.reap()
+			res.Err = fmt.Errorf("%w; not exited %s after SIGKILL", r.killedErr(ctx, res), WaitDelay)
+			return r.ended(log, done())
+		}
+		// The shell has exited but is not reaped yet (on Linux), so its
+		// process group id cannot have been reused: kill whatever the hook
+		// left behind. Nothing of a hook outlives it.
+		if !killed && p.othersAlive() {
+			log.Warn("hook left processes running in its group; killing them", "hook", r.Name)
+		}
+		p.signalGroup(syscall.SIGKILL)
+		waitErr = p.reap()
+	}
+	if !lines.stop(WaitDelay) {
+		log.Warn("hook output still open after it ended (a process escaped its group?); stopped reading", "hook", r.Name)
+	}
+
+	res.ExitCode = p.cmd.ProcessState.ExitCode()
+	switch {
+	case res.Canceled || res.TimedOut:
+		res.Err = fmt.Errorf("%w (%s)", r.killedErr(ctx, res), p.cmd.ProcessState)
+	case waitErr != nil:
+		res.Err = fmt.Errorf("hook %s: %w", r.Name, waitErr)
+	}
+	return r.ended(log, done())
+}
+
+// killedErr is the error of a run that was cut short by ctx or its timeout.
+func (r *Runner) killedErr(ctx context.Context, res Result) error {
+	if res.Canceled {
+		return fmt.Errorf("hook %s: %w: %w", r.Name, ErrCanceled, context.Cause(ctx))
+	}
+	return fmt.Errorf("hook %s: %w after %s", r.Name, ErrTimeout, r.Timeout)
+}
+
+// ended logs the end of a run and returns res.
+func (r *Runner) ended(log *slog.Logger, res Result) Result {
+	level := slog.LevelInfo
+	if res.Err != nil {
+		level = slog.LevelError
+	}
+	log.Log(context.Background(), level, "hook ended", "hook", r.Name, "reason", res.Reason,
+		"exit_code", res.ExitCode, "duration", res.Duration, "err", res.Err)
+	return res
+}
+
+// killGrace is the time between SIGTERM and SIGKILL for a timeout.
+func killGrace(timeout time.Duration) time.Duration {
+	return min(KillGrace, timeout/2)
+}
+
+// hookEnv is the inherited environment without secrets and without the
+// variables env sets, followed by env's variables.
+func hookEnv(inherited []string, env Env) []string {
+	vars := env.Vars()
+	drop := make(map[string]bool, len(vars)+len(secretVars))
+	for k := range secretVars {
+		drop[k] = true
+	}
+	for _, kv := range vars {
+		drop[envKey(kv)] = true
+	}
+	out := make([]string, 0, len(inherited)+len(vars))
+	for _, kv := range inherited {
+		if !drop[envKey(kv)] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, vars...)
+}
+
+func envKey(kv string) string {
+	k, _, _ := strings.Cut(kv, "=")
+	return k
+}
+
+// process is one started hook shell.
+type process struct {
+	cmd    *exec.Cmd
+	pid    int // also the process group id
+	stdout *os.File
+	stderr *os.File
+
+	exited  chan struct{} // closed when the shell has exited (on Linux, still unreaped)
+	reaped  bool          // set before exited is closed: the waiter already reaped it
+	waitErr error         // set before exited is closed, when reaped
+}
+
+// start starts the shell with its output on pipes whose read ends Run owns,
+// so Run decides how long to read them (exec's own copying would tie Wait to
+// the pipes' closing).
+func (r *Runner) start(env Env) (*process, error) {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	cmd := exec.Command("/bin/sh", "-c", r.Command)
+	cmd.Env = hookEnv(os.Environ(), env)
+	cmd.Dir = r.Dir
+	cmd.Stdout = outW
+	cmd.Stderr = errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	// The child has its copies; ours must go so the read ends see EOF.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, err
+	}
+	p := &process{cmd: cmd, pid: cmd.Process.Pid, stdout: outR, stderr: errR, exited: make(chan struct{})}
+	go func() {
+		p.reaped, p.waitErr = waitExit(p.cmd)
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+func (p *process) signalGroup(sig syscall.Signal) {
+	// ESRCH: the group is already gone, which is what we want.
+	_ = syscall.Kill(-p.pid, sig)
+}
+
+// othersAlive reports whether a process other than the shell is still running
+// in its group.
+func (p *process) othersAlive() bool {
+	return groupAlive(p.pid, p.pid)
+}
+
+// waitExited waits up to d for the shell to exit.
+func (p *process) waitExited(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.exited:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// reap waits for the shell to exit, reaps it and returns exec's Wait error.
+func (p *process) reap() error {
+	<-p.exited
+	if p.reaped {
+		return p.waitErr
+	}
+	return p.cmd.Wait()
+}
