@@ -340,3 +340,48 @@ func Build(ctx context.Context, dir string) (string, error) {
 	}
 	return bin, nil
 }
+
+// WaitFor polls the timeline until find returns an index, or ctx ends.
+// find gets the whole timeline; return -1 for "not yet".
+func (s *Set) WaitFor(ctx context.Context, find func([]Event) int) (Event, error) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		evs, err := s.Timeline()
+		if err != nil {
+			return Event{}, err
+		}
+		if i := find(evs); i >= 0 {
+			return evs[i], nil
+		}
+		select {
+		case <-ctx.Done():
+			return Event{}, fmt.Errorf("waiting on the timeline: %w; it holds:\n%s", ctx.Err(), formatEvents(evs))
+		case <-tick.C:
+		}
+	}
+}
+
+// First returns a finder for the first event at or after index from that
+// matches every non-empty field of want (and want.Token when non-zero).
+func First(from int, want Event) func([]Event) int {
+	return func(evs []Event) int {
+		for i := from; i < len(evs); i++ {
+			e := evs[i]
+			if (want.Hook == "" || e.Hook == want.Hook) && (want.Phase == "" || e.Phase == want.Phase) &&
+				(want.ID == "" || e.ID == want.ID) && (want.Reason == "" || e.Reason == want.Reason) &&
+				(want.Token == 0 || e.Token == want.Token) {
+				return i
+			}
+		}
+		return -1
+	}
+}
+
+func formatEvents(evs []Event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		b.WriteString("  " + e.String() + "\n")
+	}
+	return b.String()
+}
