@@ -111,8 +111,8 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.ID, "/\x00\n") || len(c.ID) > 253 {
 		return fmt.Errorf("--id: %q must be at most 253 characters without '/' or newlines", c.ID)
 	}
-	if c.Prefix == "" || !strings.HasPrefix(c.Prefix, "/") || (len(c.Prefix) > 1 && strings.HasSuffix(c.Prefix, "/")) {
-		return fmt.Errorf("--prefix: %q must start with '/' and not end with '/'", c.Prefix)
+	if len(c.Prefix) < 2 || !strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/") {
+		return fmt.Errorf("--prefix: %q must start with '/', not end with '/', and name something", c.Prefix)
 	}
 	if c.TTL < minTTL {
 		return fmt.Errorf("--ttl: %s is below the minimum of %s", c.TTL, minTTL)
@@ -148,7 +148,7 @@ func (c Config) Validate() error {
 func validateEndpoint(ep string) error {
 	u, err := url.Parse(ep)
 	if err != nil {
-		return errors.New("not a URL")
+		return errors.New("want http://host:port or https://host:port")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return errors.New("want http://host:port or https://host:port")

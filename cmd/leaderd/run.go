@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/leaderd/leaderd/sidecar"
+)
+
+// runOptions is everything `leaderd run` parsed: the sidecar's Config and
+// how to log.
+type runOptions struct {
+	Config    sidecar.Config
+	LogFormat string     // text or json
+	LogLevel  slog.Level // debug, info, warn or error
+}
+
+// runFlags is the flag set of `leaderd run`: DESIGN.md's flag table. Usage
+// lists the election flags, then this replica's, then TLS and auth.
+type runFlags struct {
+	set                           *flagSet
+	conn                          connFlags
+	id, ttl                       *boundFlag
+	onPromote, onDemote           *boundFlag
+	promoteTimeout, demoteTimeout *boundFlag
+	listen, logFormat, logLevel   *boundFlag
+}
+
+func newRunFlags(env lookupEnv) *runFlags {
+	def := sidecar.DefaultConfig()
+	s := newFlagSet("run", "--election NAME [flags]",
+		"Campaign for the election beside this replica and run the promote and demote\n"+
+			"hooks when its role changes. SIGTERM or SIGINT stops gracefully (demote,\n"+
+			"resign, revoke the lease); a second signal cuts the etcd clean-up short\n"+
+			"but never a running demote hook.\n\n"+
+			"Exit status: 0 after a graceful stop, 1 on a runtime error, 2 on bad input.", env)
+	f := &runFlags{set: s}
+	f.conn = bindElection(s, def)
+	f.id = s.str("id", "NAME", def.ID, "the hostname ("+orUnknown(def.ID)+")", "this replica's name, unique in the election")
+	f.ttl = s.str("ttl", "DURATION", durationText(def.TTL), "", "lease TTL, whole seconds, at least 2s")
+	f.onPromote = s.str("on-promote", "CMD", "", "", "promote hook, run as /bin/sh -c CMD")
+	f.onDemote = s.str("on-demote", "CMD", "", "", "demote hook, run as /bin/sh -c CMD, also at start")
+	f.promoteTimeout = s.str("promote-timeout", "DURATION", durationText(def.PromoteTimeout), "", "kill the promote hook after this long")
+	f.demoteTimeout = s.str("demote-timeout", "DURATION", durationText(def.DemoteTimeout), "", "kill the demote hook after this long")
+	f.listen = s.str("listen", "ADDR", def.Listen, "", "HTTP API address host:port, or off")
+	f.logFormat = s.str("log-format", "FORMAT", "text", "", "log format: text or json")
+	f.logLevel = s.str("log-level", "LEVEL", "info", "", "log level: debug, info, warn or error")
+	f.conn.bindTLSAuth(s)
+	return f
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown here"
+	}
+	return s
+}
+
+// parseRun turns `leaderd run` arguments and the environment into validated
+// options without starting anything. It returns errHelp for --help. Other
+// errors are one line that names the flag or environment variable.
+func parseRun(args []string, env lookupEnv) (runOptions, error) {
+	f := newRunFlags(env)
+	return f.parse(args)
+}
+
+func (f *runFlags) parse(args []string) (runOptions, error) {
+	if err := f.set.parse(args); err != nil {
+		return runOptions{}, err
+	}
+	cfg := sidecar.DefaultConfig()
+	if err := f.conn.apply(&cfg); err != nil {
+		return runOptions{}, err
+	}
+	if f.id.isSet() {
+		cfg.ID = f.id.value
+	}
+	cfg.OnPromote, cfg.OnDemote = f.onPromote.value, f.onDemote.value
+	cfg.Listen = f.listen.value
+	var err error
+	if cfg.TTL, err = f.ttl.duration(); err != nil {
+		return runOptions{}, err
+	}
+	if cfg.PromoteTimeout, err = f.promoteTimeout.duration(); err != nil {
+		return runOptions{}, err
+	}
+	if cfg.DemoteTimeout, err = f.demoteTimeout.duration(); err != nil {
+		return runOptions{}, err
+	}
+	opts := runOptions{Config: cfg}
+	if opts.LogFormat, err = parseLogFormat(f.logFormat); err != nil {
+		return runOptions{}, err
+	}
+	if opts.LogLevel, err = parseLogLevel(f.logLevel); err != nil {
+		return runOptions{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return runOptions{}, f.set.explain(err)
+	}
+	return opts, nil
+}
+
+// stopper is what runUntilSignalled needs of a *sidecar.Sidecar.
+type stopper interface {
+	Run(ctx context.Context) error
+	Abort()
+}
+
+// runCommand is `leaderd run`.
+func runCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
+	f := newRunFlags(env)
+	opts, err := f.parse(args)
+	if errors.Is(err, errHelp) {
+		f.set.usage(stdout)
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "leaderd run: %s\n", oneLine(err.Error()))
+		return exitBadInput
+	}
+	logger := newLogger(stderr, opts.LogFormat, opts.LogLevel)
+	sc, err := sidecar.New(opts.Config, logger)
+	if err != nil { // Validate already passed; New may check more.
+		fmt.Fprintf(stderr, "leaderd run: %s\n", oneLine(err.Error()))
+		return exitBadInput
+	}
+	logStarting(logger, opts)
+
+	signals, stop := notifySignals()
+	defer stop()
+	if err := runUntilSignalled(sc, signals, logger); err != nil {
+		logger.Error("stopped with an error", "err", err)
+		return exitError
+	}
+	logger.Info("stopped")
+	return exitOK
+}
+
+// runUntilSignalled runs sc until it returns. The first signal cancels its
+// context (graceful stop); the second calls Abort to cut the etcd clean-up
+// short. Later signals are only logged: the stop is already as fast as it
+// can be without skipping a demote hook.
+func runUntilSignalled(sc stopper, signals <-chan os.Signal, logger *slog.Logger) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- sc.Run(ctx) }()
+	received := 0
+	for {
+		select {
+		case err := <-done:
+			return err
+		case sig := <-signals:
+			received++
+			switch received {
+			case 1:
+				logger.Info("stopping gracefully; send the signal again to cut etcd clean-up short", "signal", sig.String())
+				cancel()
+			case 2:
+				logger.Warn("second signal: cutting etcd clean-up short", "signal", sig.String())
+				sc.Abort()
+			default:
+				logger.Warn("already stopping; a running demote hook is never interrupted", "signal", sig.String())
+			}
+		}
+	}
+}
+
+// logStarting logs the effective configuration, never the password.
+func logStarting(logger *slog.Logger, opts runOptions) {
+	c := opts.Config
+	logger.Info("starting",
+		"version", versionString(),
+		"id", c.ID,
+		"election", c.Election,
+		"endpoints", strings.Join(c.Endpoints, ","),
+		"prefix", c.Prefix,
+		"ttl", c.TTL.String(),
+		"renew_interval", c.RenewInterval().String(),
+		"step_down_lead", c.StepDownLead().String(),
+		"on_promote", c.OnPromote,
+		"on_demote", c.OnDemote,
+		"promote_timeout", c.PromoteTimeout.String(),
+		"demote_timeout", c.DemoteTimeout.String(),
+		"listen", c.Listen,
+		"cacert", c.CACert,
+		"cert", c.Cert,
+		"key", c.Key,
+		"user", c.User,
+		"password_set", c.Password != "",
+		"log_level", opts.LogLevel.String(),
+		"pid", os.Getpid(),
+	)
+}
+
+// terminationSignals are the signals that stop `leaderd run`.
+var terminationSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
