@@ -152,8 +152,11 @@ func (s *Sidecar) newClient() (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
 		Endpoints:            s.cfg.Endpoints,
 		DialTimeout:          2 * time.Second,
-		DialKeepAliveTime:    max(time.Second, s.cfg.RenewInterval()/2),
-		DialKeepAliveTimeout: max(time.Second, s.cfg.RenewInterval()/2),
+		// gRPC raises any keepalive time below 10s to 10s. Cut-offs are
+		// caught by the lease guard's per-call deadlines; these pings only
+		// make a dead connection get replaced (another endpoint tried).
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
 		TLS:                  tlsCfg,
 		Username:             s.cfg.User,
 		Password:             s.cfg.Password,
