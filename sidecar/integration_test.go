@@ -183,6 +183,9 @@ func TestOwnKeyDeletedByOperator(t *testing.T) {
 	if took := demote.At.Sub(deleted); took > time.Second {
 		t.Errorf("demote ended %s after the deletion, want promptly", took)
 	}
+	// Deleting the key is an operator forcing a change: the next candidate
+	// wins at once, possibly while the old primary's demote still runs,
+	// so no overlap is asserted here; the fencing token still rises.
 	c.tl.waitFor(t, "a new primary", func(evs []event) int {
 		for i, e := range evs {
 			if e.Hook == "promote" && e.Phase == "start" && e.Token > first.Token {
@@ -191,8 +194,6 @@ func TestOwnKeyDeletedByOperator(t *testing.T) {
 		}
 		return -1
 	})
-	evs, _ := c.tl.snapshot()
-	assertNoOverlap(t, evs)
 }
 
 func TestPromoteFailureGivesWay(t *testing.T) {
