@@ -125,7 +125,7 @@ func (c *Candidacy) verify(ctx context.Context) (*Tenure, error) {
 		c:    c,
 		key:  key,
 		rev:  rev,
-		lost: make(chan struct{}),
+		lost: newLoss(),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
@@ -146,9 +146,7 @@ type Tenure struct {
 	key string
 	rev int64
 
-	lostOnce sync.Once
-	lost     chan struct{}
-	lostErr  error
+	lost *loss
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -163,24 +161,10 @@ func (t *Tenure) Key() string { return t.key }
 
 // Lost is closed when the tenure ended without our consent: the lease was
 // lost, its safe deadline passed or the key was deleted.
-func (t *Tenure) Lost() <-chan struct{} { return t.lost }
+func (t *Tenure) Lost() <-chan struct{} { return t.lost.ch }
 
 // Err says why Lost is closed; nil while it is not.
-func (t *Tenure) Err() error {
-	select {
-	case <-t.lost:
-		return t.lostErr
-	default:
-		return nil
-	}
-}
-
-func (t *Tenure) markLost(err error) {
-	t.lostOnce.Do(func() {
-		t.lostErr = err
-		close(t.lost)
-	})
-}
+func (t *Tenure) Err() error { return t.lost.Err() }
 
 // watch ends the tenure on the first sign of loss. Observe is of no use
 // here: it never reports deletions.
@@ -195,9 +179,9 @@ func (t *Tenure) watch(fromRev int64) {
 	}()
 	select {
 	case <-t.c.lease.Lost():
-		t.markLost(t.c.lease.Err())
+		t.lost.mark(t.c.lease.Err())
 	case <-keyGone:
-		t.markLost(ErrKeyDeleted)
+		t.lost.mark(ErrKeyDeleted)
 	case <-t.stop:
 	}
 	cancel()

@@ -51,9 +51,7 @@ type Lease struct {
 	mu       sync.Mutex
 	deadline time.Time // sent time of the last successful renewal + its TTL
 
-	lostOnce sync.Once
-	lost     chan struct{}
-	lostErr  error // written before lost is closed
+	lost *loss
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -80,13 +78,13 @@ func Grant(ctx context.Context, client *clientv3.Client, opts LeaseOptions, logg
 		opts:     opts,
 		logger:   logger.With("lease", LeaseHex(int64(resp.ID))),
 		deadline: sent.Add(time.Duration(resp.TTL) * time.Second),
-		lost:     make(chan struct{}),
+		lost:     newLoss(),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	if time.Until(l.SafeDeadline()) <= 0 {
 		// The grant took so long that no safe time is left: give it back.
-		l.markLost(ErrSafeDeadline)
+		l.lost.mark(ErrSafeDeadline)
 		close(l.done)
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -115,24 +113,10 @@ func (l *Lease) SafeDeadline() time.Time { return l.Deadline().Add(-l.opts.StepD
 
 // Lost is closed once the lease is gone on the server or its safe deadline
 // passed, or it was closed.
-func (l *Lease) Lost() <-chan struct{} { return l.lost }
+func (l *Lease) Lost() <-chan struct{} { return l.lost.ch }
 
 // Err says why Lost is closed; nil while it is not.
-func (l *Lease) Err() error {
-	select {
-	case <-l.lost:
-		return l.lostErr
-	default:
-		return nil
-	}
-}
-
-func (l *Lease) markLost(err error) {
-	l.lostOnce.Do(func() {
-		l.lostErr = err
-		close(l.lost)
-	})
-}
+func (l *Lease) Err() error { return l.lost.Err() }
 
 func (l *Lease) loop() {
 	defer close(l.done)
@@ -145,11 +129,11 @@ func (l *Lease) loop() {
 	for {
 		select {
 		case <-l.stop:
-			l.markLost(ErrLeaseClosed)
+			l.lost.mark(ErrLeaseClosed)
 			return
 		case <-guard.C:
 			l.logger.Warn("lease safe deadline passed", "deadline_in", time.Until(l.Deadline()).Round(time.Millisecond))
-			l.markLost(ErrSafeDeadline)
+			l.lost.mark(ErrSafeDeadline)
 			return
 		case <-renew.C:
 		}
@@ -167,7 +151,7 @@ func (l *Lease) loop() {
 			renew.Reset(l.opts.RenewInterval)
 		case errors.Is(err, ErrLeaseNotFound):
 			l.logger.Warn("lease not found on the server")
-			l.markLost(ErrLeaseNotFound)
+			l.lost.mark(ErrLeaseNotFound)
 			return
 		default:
 			if !failing {

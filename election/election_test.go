@@ -1,0 +1,274 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+
+	"github.com/leaderd/leaderd/internal/etcdtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TTL 3s, renew 0.75s, lead 1.5s (demote 1s + margin 0.5s).
+var testLease = LeaseOptions{TTL: 3 * time.Second, RenewInterval: 750 * time.Millisecond, StepDownLead: 1500 * time.Millisecond}
+
+const bound = 15 * time.Second
+
+func testOptions() Options { return Options{Prefix: "/leaderd", Election: "t", Lease: testLease} }
+
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) time.Time {
+	t.Helper()
+	select {
+	case <-ch:
+		return time.Now()
+	case <-time.After(bound):
+		t.Fatalf("timed out waiting for %s", what)
+		return time.Time{}
+	}
+}
+
+func grant(t *testing.T, cli *clientv3.Client) *Lease {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	l, err := Grant(ctx, cli, testLease, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = l.Revoke(ctx)
+	})
+	return l
+}
+
+func TestLeaseRenewalMovesTheDeadline(t *testing.T) {
+	srv := etcdtest.Start(t)
+	l := grant(t, etcdtest.NewClient(t, srv.Endpoint()))
+	first := l.Deadline()
+	if got := time.Until(l.SafeDeadline()); got <= 0 || got > testLease.TTL-testLease.StepDownLead {
+		t.Fatalf("safe deadline in %s, want within (0, TTL-lead]", got)
+	}
+	// Outlive the first TTL: renewals must keep it alive and move the deadline.
+	deadline := time.Now().Add(bound)
+	for !l.Deadline().After(first.Add(testLease.TTL)) {
+		if time.Now().After(deadline) {
+			t.Fatal("deadline never moved past one TTL")
+		}
+		select {
+		case <-l.Lost():
+			t.Fatalf("lease lost while etcd is healthy: %v", l.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// The safety rule: a cut-off holder gives up while the server still holds
+// its lease, at least StepDownLead before it can expire.
+func TestLeaseCutOffIsLostBeforeServerExpiry(t *testing.T) {
+	srv := etcdtest.Start(t)
+	proxy := etcdtest.StartProxy(t, srv.Endpoint())
+	l := grant(t, etcdtest.NewClient(t, proxy.Endpoint()))
+	direct := etcdtest.NewClient(t, srv.Endpoint())
+
+	proxy.CutOff()
+	lostAt := waitClosed(t, l.Lost(), "the lease to be lost")
+	if !errors.Is(l.Err(), ErrSafeDeadline) {
+		t.Fatalf("lost with %v, want ErrSafeDeadline", l.Err())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ttl, err := direct.TimeToLive(ctx, l.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// TimeToLive is in whole seconds, rounded down: > 0 means the server
+	// still has the lease, with at least that long to run.
+	if ttl.TTL <= 0 {
+		t.Fatalf("the server had already expired the lease when it was declared lost (TTL %d)", ttl.TTL)
+	}
+	if margin := l.Deadline().Sub(lostAt); margin < testLease.StepDownLead-100*time.Millisecond {
+		t.Fatalf("lost only %s before the earliest expiry, want about %s", margin, testLease.StepDownLead)
+	}
+}
+
+func TestLeaseRevokedElsewhereIsLost(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	l := grant(t, cli)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := cli.Revoke(ctx, l.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, l.Lost(), "the lease to be lost")
+	if !errors.Is(l.Err(), ErrLeaseNotFound) {
+		t.Fatalf("lost with %v, want ErrLeaseNotFound", l.Err())
+	}
+}
+
+func newCandidacy(t *testing.T, cli *clientv3.Client) *Candidacy {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	c, err := NewCandidacy(ctx, cli, testOptions(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	})
+	return c
+}
+
+type campaignResult struct {
+	ten *Tenure
+	err error
+}
+
+func campaign(c *Candidacy, ctx context.Context, id string) <-chan campaignResult {
+	ch := make(chan campaignResult, 1)
+	go func() {
+		ten, err := c.Campaign(ctx, `{"id":"`+id+`"}`)
+		ch <- campaignResult{ten, err}
+	}()
+	return ch
+}
+
+func result(t *testing.T, ch <-chan campaignResult) campaignResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(bound):
+		t.Fatal("campaign did not return")
+		return campaignResult{}
+	}
+}
+
+func TestCampaignResignHandsOverWithHigherToken(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	a, b := newCandidacy(t, cli), newCandidacy(t, cli)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	ra := result(t, campaign(a, ctx, "a"))
+	if ra.err != nil {
+		t.Fatal(ra.err)
+	}
+	bch := campaign(b, ctx, "b")
+	waitCandidates(t, cli, 2)
+	select {
+	case r := <-bch:
+		t.Fatalf("b won while a leads: %+v", r)
+	default:
+	}
+	cands, _, err := Candidates(ctx, cli, "/leaderd", "t")
+	if err != nil || cands[0].ID != "a" || cands[0].FencingToken() != ra.ten.FencingToken() {
+		t.Fatalf("candidates %+v %v", cands, err)
+	}
+
+	rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer rcancel()
+	if err := ra.ten.Resign(rctx); err != nil {
+		t.Fatal(err)
+	}
+	rb := result(t, bch)
+	if rb.err != nil {
+		t.Fatal(rb.err)
+	}
+	if rb.ten.FencingToken() <= ra.ten.FencingToken() {
+		t.Fatalf("token %d after %d", rb.ten.FencingToken(), ra.ten.FencingToken())
+	}
+	rb.ten.Stop()
+}
+
+func waitCandidates(t *testing.T, cli *clientv3.Client, n int) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(20 * time.Millisecond) // polling etcd: no event to wait on
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		cands, _, err := Candidates(ctx, cli, "/leaderd", "t")
+		cancel()
+		if err == nil && len(cands) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want %d candidates, have %d (%v)", n, len(cands), err)
+		}
+		<-tick.C
+	}
+}
+
+func TestTenureLostWhenKeyDeleted(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	a := newCandidacy(t, cli)
+	r := result(t, campaign(a, context.Background(), "a"))
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := cli.Delete(ctx, r.ten.Key()); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, r.ten.Lost(), "the tenure to be lost")
+	if !errors.Is(r.ten.Err(), ErrKeyDeleted) {
+		t.Fatalf("lost with %v", r.ten.Err())
+	}
+	// The resign is guarded: it does not delete a key it no longer owns.
+	if _, err := cli.Put(ctx, r.ten.Key(), "someone else"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ten.Resign(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("resign of a replaced key = %v, want ErrNotLeader", err)
+	}
+	if resp, err := cli.Get(ctx, r.ten.Key()); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("the replaced key was deleted: %v %v", resp, err)
+	}
+}
+
+func TestTenureLostWithLease(t *testing.T) {
+	srv := etcdtest.Start(t)
+	proxy := etcdtest.StartProxy(t, srv.Endpoint())
+	a := newCandidacy(t, etcdtest.NewClient(t, proxy.Endpoint()))
+	r := result(t, campaign(a, context.Background(), "a"))
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	proxy.CutOff()
+	waitClosed(t, r.ten.Lost(), "the tenure to be lost")
+	if !errors.Is(r.ten.Err(), ErrSafeDeadline) {
+		t.Fatalf("lost with %v, want ErrSafeDeadline", r.ten.Err())
+	}
+}
+
+func TestCampaignReturnsWhenLeaseIsLost(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	leader := newCandidacy(t, cli)
+	if r := result(t, campaign(leader, context.Background(), "leader")); r.err != nil {
+		t.Fatal(r.err)
+	}
+	proxy := etcdtest.StartProxy(t, srv.Endpoint())
+	waiter := newCandidacy(t, etcdtest.NewClient(t, proxy.Endpoint()))
+	ch := campaign(waiter, context.Background(), "waiter")
+	waitCandidates(t, cli, 2)
+	proxy.CutOff()
+	r := result(t, ch)
+	if !errors.Is(r.err, ErrSafeDeadline) {
+		t.Fatalf("campaign returned %v, want ErrSafeDeadline", r.err)
+	}
+}
