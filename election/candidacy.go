@@ -181,7 +181,13 @@ func (t *Tenure) watch(fromRev int64) {
 	case <-t.c.lease.Lost():
 		t.lost.mark(t.c.lease.Err())
 	case <-keyGone:
-		t.lost.mark(ErrKeyDeleted)
+		// A process resumed after a pause sees its passed deadline and the
+		// deletion that the lease's expiry caused at once: name the cause.
+		if !time.Now().Before(t.c.lease.SafeDeadline()) {
+			t.lost.mark(ErrSafeDeadline)
+		} else {
+			t.lost.mark(ErrKeyDeleted)
+		}
 	case <-t.stop:
 	}
 	cancel()
