@@ -1,0 +1,57 @@
+package replicas
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestReadTimelineAndTenures(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "timeline")
+	lines := "" +
+		"1000 demote-start a - startup\n" +
+		"2000 demote-end a - startup\n" +
+		"3000 promote-start a 7 elected\n" +
+		"4000 promote-end a 7 elected\n" +
+		"5000 demote-start a 7 shutdown\n" +
+		"6000 demote-end a 7 shutdown\n" +
+		"7000 promote-start b 9 elected\n" +
+		"8000 promote-end b" // a line still being written
+	if err := os.WriteFile(path, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := ReadTimeline(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 7 {
+		t.Fatalf("%d events, want 7 (the partial line skipped)", len(evs))
+	}
+	if e := evs[2]; e.Hook != "promote" || e.Phase != "start" || e.ID != "a" || e.Token != 7 || e.Reason != "elected" || !e.At.Equal(time.Unix(0, 3000)) {
+		t.Fatalf("event 2 = %+v", e)
+	}
+	if evs[0].Token != 0 {
+		t.Fatalf("an empty token reads as %d", evs[0].Token)
+	}
+	ten := Tenures(evs)
+	if len(ten) != 2 {
+		t.Fatalf("tenures %+v", ten)
+	}
+	if ten[0].ID != "a" || !ten[0].Start.Equal(time.Unix(0, 3000)) || !ten[0].End.Equal(time.Unix(0, 6000)) || ten[0].EndReason != "shutdown" {
+		t.Fatalf("first tenure %+v", ten[0])
+	}
+	if ten[1].ID != "b" || !ten[1].End.IsZero() {
+		t.Fatalf("open tenure %+v", ten[1])
+	}
+	if i := First(3, Event{ID: "b", Hook: "promote"})(evs); i != 6 {
+		t.Fatalf("First found %d, want 6", i)
+	}
+}
+
+func TestReadTimelineMissingFileIsEmpty(t *testing.T) {
+	evs, err := ReadTimeline(filepath.Join(t.TempDir(), "none"))
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("%v %v", evs, err)
+	}
+}
