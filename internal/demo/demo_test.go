@@ -30,21 +30,14 @@ const (
 var leaderdBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "demo-test-bin-*")
+	bin, remove, err := replicas.BuildTemp()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	leaderdBin, err = replicas.Build(ctx, dir)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	leaderdBin = bin
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		os.RemoveAll(dir)
+		remove()
 		os.Exit(code)
 	}))
 }

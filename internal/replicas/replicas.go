@@ -385,3 +385,19 @@ func formatEvents(evs []Event) string {
 	}
 	return b.String()
 }
+
+// BuildTemp compiles leaderd into a new temporary directory, bounded in
+// time; remove deletes that directory.
+func BuildTemp() (bin string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "leaderd-bin-*")
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if bin, err = Build(ctx, dir); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}
