@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 .PHONY: build test lint demo bench e2e clean
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/leaderd ./cmd/leaderd
+	CGO_ENABLED=0 $(GO) build -tags nodemo -trimpath -ldflags '$(LDFLAGS)' -o bin/leaderd ./cmd/leaderd
 
 test:
 	$(GO) test -race -count=1 ./...
@@ -23,3 +23,21 @@ bench:
 
 clean:
 	rm -rf bin
+
+# docker compose demo and end-to-end suite (see examples/compose/).
+# images: build leaderd, demo-app and etcd images offline (scripts/images.sh).
+# e2e: images, stack up, go test -tags e2e ./e2e/..., always torn down.
+.PHONY: images e2e compose-up compose-down
+
+images:
+	scripts/images.sh
+
+e2e:
+	scripts/e2e.sh
+
+compose-up: images
+	scripts/compose.sh up -d
+	@echo "apps: http://127.0.0.1:8081 8082 8083  leaderd API: http://127.0.0.1:18001 18002 18003"
+
+compose-down:
+	scripts/compose.sh down -v --remove-orphans

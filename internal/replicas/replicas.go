@@ -329,12 +329,18 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 }
 
 // Build compiles leaderd into dir (for tests and the benchmark; run from
-// inside the module) and returns the binary's path.
-func Build(ctx context.Context, dir string) (string, error) {
+// inside the module) with the given build tags, and returns the binary's
+// path. Tag "nodemo" gives the deployable sidecar without embedded etcd.
+func Build(ctx context.Context, dir string, tags ...string) (string, error) {
 	bin := filepath.Join(dir, "leaderd")
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/leaderd/leaderd/cmd/leaderd").CombinedOutput()
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	args = append(args, "github.com/leaderd/leaderd/cmd/leaderd")
+	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}
