@@ -1,0 +1,49 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func serve(sc *Sidecar, method, path string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	sc.Handler().ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+	return rec
+}
+
+func TestHTTPRoleEndpoints(t *testing.T) {
+	m := startMachine(t, nil)
+	c := m.candidacy(t)
+	m.calls.waitFor(t, "campaign", 1)
+	waitUntil(t, "campaigning", func() bool { return m.sc.Status().Phase == PhaseCampaigning })
+	for path, want := range map[string]int{"/primary": 503, "/standby": 200, "/healthz": 200, "/status": 200} {
+		if got := serve(m.sc, http.MethodGet, path).Code; got != want {
+			t.Errorf("standby: GET %s = %d, want %d", path, got, want)
+		}
+	}
+	m.win(t, c, 11)
+	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	for path, want := range map[string]int{"/primary": 200, "/standby": 503, "/healthz": 200} {
+		if got := serve(m.sc, http.MethodGet, path).Code; got != want {
+			t.Errorf("primary: GET %s = %d, want %d", path, got, want)
+		}
+	}
+	// HEAD answers like GET, without a body, for load balancers.
+	head := serve(m.sc, http.MethodHead, "/primary")
+	if head.Code != 200 || head.Body.Len() != 0 {
+		t.Errorf("HEAD /primary = %d with %d bytes", head.Code, head.Body.Len())
+	}
+	if got := serve(m.sc, http.MethodPost, "/primary").Code; got != http.StatusMethodNotAllowed {
+		t.Errorf("POST /primary = %d", got)
+	}
+	var st Status
+	if err := json.Unmarshal(serve(m.sc, http.MethodGet, "/status").Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.ID != "me" || st.Election != "e" || st.Role != RolePrimary || st.FencingToken != 11 ||
+		st.Lease == nil || st.Lease.TTLSeconds != 15 || st.LastTransition == nil || st.Hooks["promote"].Reason != ReasonElected {
+		t.Errorf("status %+v", st)
+	}
+}
