@@ -272,3 +272,22 @@ func TestCampaignReturnsWhenLeaseIsLost(t *testing.T) {
 		t.Fatalf("campaign returned %v, want ErrSafeDeadline", r.err)
 	}
 }
+
+// A renewal is due one interval after the last send, not after the answer:
+// a grant that took long must not delay the first renewal past the guard.
+func TestRenewalCountsFromTheSend(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		sentAgo time.Duration
+		want    time.Duration
+	}{
+		{0, time.Second},
+		{400 * time.Millisecond, 600 * time.Millisecond},
+		{1700 * time.Millisecond, 0}, // a slow grant: renew at once
+	} {
+		l := &Lease{ttl: 4 * time.Second, opts: LeaseOptions{RenewInterval: time.Second}, deadline: now.Add(-tc.sentAgo + 4*time.Second)}
+		if got := l.untilRenewal(); got > tc.want || got < tc.want-50*time.Millisecond {
+			t.Errorf("sent %s ago: next renewal in %s, want %s", tc.sentAgo, got, tc.want)
+		}
+	}
+}

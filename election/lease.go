@@ -121,7 +121,7 @@ func (l *Lease) Err() error { return l.lost.Err() }
 func (l *Lease) loop() {
 	defer close(l.done)
 	retry := max(200*time.Millisecond, l.opts.RenewInterval/4)
-	renew := time.NewTimer(l.opts.RenewInterval)
+	renew := time.NewTimer(l.untilRenewal())
 	defer renew.Stop()
 	guard := time.NewTimer(time.Until(l.SafeDeadline()))
 	defer guard.Stop()
@@ -148,7 +148,7 @@ func (l *Lease) loop() {
 			}
 			failing = false
 			guard.Reset(time.Until(l.SafeDeadline()))
-			renew.Reset(l.opts.RenewInterval)
+			renew.Reset(l.untilRenewal())
 		case errors.Is(err, ErrLeaseNotFound):
 			l.logger.Warn("lease not found on the server")
 			l.lost.mark(ErrLeaseNotFound)
@@ -162,6 +162,14 @@ func (l *Lease) loop() {
 			renew.Reset(retry)
 		}
 	}
+}
+
+// untilRenewal is the time left until one renew interval after the last
+// successful send. Counting from the send, not the answer, keeps a slow
+// grant or renewal from eating into the guard's two spare renewals.
+func (l *Lease) untilRenewal() time.Duration {
+	lastSent := l.Deadline().Add(-l.ttl)
+	return max(0, time.Until(lastSent.Add(l.opts.RenewInterval)))
 }
 
 // renewOnce sends one keepalive. Its deadline never passes the safe

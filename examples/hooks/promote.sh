@@ -16,7 +16,11 @@ set -eu
 # (never the case for promote) is written as "-" to keep the columns.
 timeline() {
 	[ -n "${HOOK_TIMELINE:-}" ] || return 0
-	echo "$(date +%s%N) $LEADERD_EVENT-$1 $LEADERD_ID ${LEADERD_FENCING_TOKEN:--} $LEADERD_REASON" >>"$HOOK_TIMELINE"
+	# busybox's date has no %N and prints it literally: fall back to whole
+	# seconds in nanoseconds, so the line still parses.
+	now=$(date +%s%N)
+	case $now in *N) now="${now%\%N}000000000" ;; esac
+	echo "$now $LEADERD_EVENT-$1 $LEADERD_ID ${LEADERD_FENCING_TOKEN:--} $LEADERD_REASON" >>"$HOOK_TIMELINE"
 }
 
 timeline start
