@@ -150,8 +150,8 @@ func (s *Sidecar) newClient() (*clientv3.Client, error) {
 		return nil, err
 	}
 	return clientv3.New(clientv3.Config{
-		Endpoints:            s.cfg.Endpoints,
-		DialTimeout:          2 * time.Second,
+		Endpoints:   s.cfg.Endpoints,
+		DialTimeout: 2 * time.Second,
 		// gRPC raises any keepalive time below 10s to 10s. Cut-offs are
 		// caught by the lease guard's per-call deadlines; these pings only
 		// make a dead connection get replaced (another endpoint tried).
