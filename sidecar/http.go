@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// Handler serves the HTTP API: /primary, /standby, /healthz, /status.
+// Handler serves the HTTP API: /primary, /standby, /healthz, /status,
+// /metrics.
 // /primary and /standby answer 200 or 503 so that load balancers (HAProxy
 // httpchk, Patroni-style) can route by role.
 func (s *Sidecar) Handler() http.Handler {
@@ -23,6 +24,7 @@ func (s *Sidecar) Handler() http.Handler {
 		}
 		writeJSON(w, r, http.StatusOK, s.Status())
 	})
+	mux.Handle("/metrics", s.state.metrics.handler())
 	return mux
 }
 

@@ -112,7 +112,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 				TTL:           s.cfg.TTL,
 				RenewInterval: s.cfg.RenewInterval(),
 				StepDownLead:  s.cfg.StepDownLead(),
-				OnRenew:       s.state.setEtcd,
+				OnRenew:       s.state.renewed,
 			},
 		}}
 	}

@@ -101,10 +101,13 @@ type state struct {
 	etcdErr        string
 	lastTransition *Transition
 	hooks          map[string]HookStatus
+	metrics        *metrics // not guarded by mu: safe for concurrent use
 }
 
 func newState() *state {
-	return &state{role: RoleStandby, phase: PhaseStarting, hooks: map[string]HookStatus{}}
+	st := &state{role: RoleStandby, phase: PhaseStarting, hooks: map[string]HookStatus{}}
+	st.metrics = newMetrics(st)
+	return st
 }
 
 func (s *state) update(fn func(*state)) {
@@ -142,7 +145,16 @@ func (s *state) leaderID() string {
 	return s.leader.ID
 }
 
+// renewed records one lease renewal attempt.
+func (s *state) renewed(err error) {
+	if err != nil {
+		s.metrics.keepaliveFailures.Inc()
+	}
+	s.setEtcd(err)
+}
+
 func (s *state) recordHook(r hooks.Result) {
+	s.metrics.observeHook(r)
 	h := HookStatus{Result: r}
 	if r.Err != nil {
 		h.Error = r.Err.Error()
@@ -151,6 +163,7 @@ func (s *state) recordHook(r hooks.Result) {
 }
 
 func (s *state) transition(to, reason string) {
+	s.metrics.transitions.WithLabelValues(reason).Inc()
 	s.update(func(s *state) {
 		s.lastTransition = &Transition{Time: time.Now(), From: s.role, To: to, Reason: reason}
 		s.role = to

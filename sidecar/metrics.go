@@ -1,0 +1,96 @@
+package sidecar
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/leaderd/leaderd/hooks"
+)
+
+// metrics are the sidecar's Prometheus metrics, on a registry of its own so
+// that several sidecars in one process (tests, embedding) do not collide.
+type metrics struct {
+	registry          *prometheus.Registry
+	transitions       *prometheus.CounterVec
+	hookDuration      *prometheus.HistogramVec
+	keepaliveFailures prometheus.Counter
+}
+
+func newMetrics(st *state) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leaderd_role_transitions_total",
+			Help: "Changes of role, by reason.",
+		}, []string{"reason"}),
+		hookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "leaderd_hook_duration_seconds",
+			Help:    "How long hooks ran, by hook and result (ok, failed, timeout, canceled).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"hook", "result"}),
+		keepaliveFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "leaderd_keepalive_failures_total",
+			Help: "Lease renewals that failed.",
+		}),
+	}
+	gauge := func(name, help string, value func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, value)
+	}
+	m.registry.MustRegister(
+		m.transitions, m.hookDuration, m.keepaliveFailures,
+		gauge("leaderd_is_primary", "1 while primary and inside the safe deadline (as GET /primary).", func() float64 {
+			return boolFloat(st.servingPrimary(time.Now()))
+		}),
+		gauge("leaderd_lease_seconds_to_deadline", "Seconds until the lease's safe deadline; 0 without a lease.", func() float64 {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			if st.candidacy == nil {
+				return 0
+			}
+			return time.Until(st.candidacy.SafeDeadline()).Seconds()
+		}),
+		gauge("leaderd_etcd_reachable", "1 when etcd answered the last request.", func() float64 {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			return boolFloat(st.etcdReachable)
+		}),
+		gauge("leaderd_app_healthy", "1 when the local app counts as healthy (always, without a health check).", func() float64 {
+			return 1
+		}),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	// Reasons exist from the start, so rates work before the first change.
+	for _, r := range []string{ReasonElected, ReasonShutdown, ReasonLeaseLost, ReasonEtcdUnreachable, ReasonKeyDeleted, ReasonPromoteFailed} {
+		m.transitions.WithLabelValues(r)
+	}
+	return m
+}
+
+func (m *metrics) observeHook(r hooks.Result) {
+	result := "ok"
+	switch {
+	case r.TimedOut:
+		result = "timeout"
+	case r.Canceled:
+		result = "canceled"
+	case r.Err != nil:
+		result = "failed"
+	}
+	m.hookDuration.WithLabelValues(r.Hook, result).Observe(r.Duration.Seconds())
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
