@@ -15,6 +15,15 @@
 //	faults.go    kill, stop, start, pause, network disconnect: bounded wrappers
 //	probe.go     the sidecars' HTTP API, the apps' API, WaitFor
 //	timeline.go  the hooks' shared timeline, tenures, fencing-token order
+//	hooklog.go   the precise hook timeline, from the sidecars' logs
+//	monitor.go   samples the three sidecars' /primary every 50ms
+//	writer.go    keeps writing to the primary's app; checks the acks' tokens
+//	report.go    the table of measured figures (printed; $E2E_REPORT)
+//
+// The tests: compose_test.go (TestBringUp, on the fresh stack) and
+// failover_test.go (TestFailover: kill, stop, network disconnect, pause,
+// etcd member and quorum loss, rolling restart, in that order, with the
+// monitor and the writer running throughout).
 //
 // Topology to keep in mind when adding fault scenarios: leaderdN shares
 // appN's network namespace (network_mode "service:appN"). Disconnecting
@@ -54,6 +63,11 @@ const (
 	TTL = 4 * time.Second
 	// DemoteTimeout is LEADERD_DEMOTE_TIMEOUT.
 	DemoteTimeout = time.Second
+	// StepDownLead is how long before its lease's deadline (last renewal
+	// sent + TTL) a primary steps down: the demote timeout plus the margin
+	// max(500ms, TTL/10) (DESIGN.md, "the lease guard"; leaderd logs it as
+	// step_down_lead at start).
+	StepDownLead = DemoteTimeout + 500*time.Millisecond
 	// Election is LEADERD_ELECTION.
 	Election = "demo"
 	// TimelinePath is HOOK_TIMELINE inside the sidecars (a volume shared by

@@ -2,7 +2,9 @@ package sidecar
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -48,15 +50,47 @@ type hookRunner interface {
 	Run(ctx context.Context, env hooks.Env) hooks.Result
 }
 
-// etcdElector adapts package election to the seams above.
+// etcdElector adapts package election to the seams above. Its client is
+// made on the first Grant and retried with it: with --user, clientv3.New
+// logs in at once, and a wrong password or an etcd that is down must leave
+// the replica a retrying standby (after its start-up demote), not end it.
 type etcdElector struct {
+	newClient func() (*clientv3.Client, error)
+	opts      election.Options
+	logger    *slog.Logger
+
+	mu     sync.Mutex
 	client *clientv3.Client
-	opts   election.Options
-	logger *slog.Logger
+	ready  chan struct{} // closed once client is set
+}
+
+func newEtcdElector(newClient func() (*clientv3.Client, error), opts election.Options, logger *slog.Logger) *etcdElector {
+	return &etcdElector{newClient: newClient, opts: opts, logger: logger, ready: make(chan struct{})}
+}
+
+// connect returns the client, making it if need be (bounded by its dial
+// timeout).
+func (e *etcdElector) connect() (*clientv3.Client, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.client != nil {
+		return e.client, nil
+	}
+	c, err := e.newClient()
+	if err != nil {
+		return nil, fmt.Errorf("connect to etcd: %w", err)
+	}
+	e.client = c
+	close(e.ready)
+	return c, nil
 }
 
 func (e *etcdElector) Grant(ctx context.Context) (candidacy, error) {
-	c, err := election.NewCandidacy(ctx, e.client, e.opts, e.logger)
+	client, err := e.connect()
+	if err != nil {
+		return nil, err
+	}
+	c, err := election.NewCandidacy(ctx, client, e.opts, e.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +98,21 @@ func (e *etcdElector) Grant(ctx context.Context) (candidacy, error) {
 }
 
 func (e *etcdElector) WatchLeader(ctx context.Context, fn func([]election.Candidate, error)) {
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		return
+	}
 	election.WatchLeader(ctx, e.client, e.opts.Prefix, e.opts.Election, fn)
+}
+
+// Close closes the client, if one was made.
+func (e *etcdElector) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.client != nil {
+		_ = e.client.Close()
+	}
 }
 
 type etcdCandidacy struct{ *election.Candidacy }

@@ -100,12 +100,7 @@ func (s *Sidecar) Status() Status { return s.state.snapshot(s.cfg.ID, s.cfg.Elec
 func (s *Sidecar) Run(ctx context.Context) error {
 	el := s.elector
 	if el == nil {
-		client, err := s.newClient()
-		if err != nil {
-			return err
-		}
-		defer client.Close()
-		el = &etcdElector{client: client, logger: s.logger, opts: election.Options{
+		etcd := newEtcdElector(s.newClient, election.Options{
 			Prefix:   s.cfg.Prefix,
 			Election: s.cfg.Election,
 			Lease: election.LeaseOptions{
@@ -114,7 +109,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 				StepDownLead:  s.cfg.StepDownLead(),
 				OnRenew:       s.state.renewed,
 			},
-		}}
+		}, s.logger)
+		// Closed after the leader watch has stopped (defers run last first).
+		defer etcd.Close()
+		el = etcd
 	}
 
 	if s.cfg.Listen != "off" {
@@ -181,6 +179,7 @@ func (s *Sidecar) loop(ctx context.Context, el elector) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			err = s.explain(err)
 			s.state.setEtcd(err)
 			wait := bo.NextBackOff()
 			s.logger.Warn("cannot get a lease; retrying", "err", err, "retry_in", wait)

@@ -41,6 +41,9 @@ type Options struct {
 	// Logger receives the helper's own messages and etcd's error-level
 	// messages (with component=etcd). Default nil: discard everything.
 	Logger *slog.Logger
+	// TLS, when set, serves clients over https (Endpoint is then
+	// "https://127.0.0.1:PORT"). Default nil: plain http.
+	TLS *TLS
 }
 
 // Server is an embedded single-member etcd on free loopback ports. Its
@@ -54,6 +57,7 @@ type Server struct {
 	peerURL   url.URL
 	logger    *slog.Logger // component=etcdtest
 	etcdLog   *slog.Logger // component=etcd, etcd's own error-level entries
+	tls       *TLS         // nil: plain http
 
 	mu     sync.Mutex
 	etcd   *embed.Etcd // nil while stopped
@@ -73,6 +77,7 @@ func StartServer(ctx context.Context, opts Options) (*Server, error) {
 		dir:     opts.Dir,
 		logger:  logger.With("component", "etcdtest"),
 		etcdLog: logger.With("component", "etcd"),
+		tls:     opts.TLS,
 	}
 	if s.dir == "" {
 		tmp, err := os.MkdirTemp("", "etcdtest-*")
@@ -91,6 +96,9 @@ func StartServer(ctx context.Context, opts Options) (*Server, error) {
 			break
 		}
 		s.clientURL = loopbackURL(ports[0])
+		if s.tls != nil {
+			s.clientURL.Scheme = "https"
+		}
 		s.peerURL = loopbackURL(ports[1])
 		err = s.start(ctx)
 		if err == nil || !isAddrInUse(err) {
@@ -106,8 +114,8 @@ func StartServer(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Endpoint returns the client URL, "http://127.0.0.1:PORT". It does not
-// change across Stop and Restart.
+// Endpoint returns the client URL, "http://127.0.0.1:PORT" (https with
+// Options.TLS). It does not change across Stop and Restart.
 func (s *Server) Endpoint() string { return s.clientURL.String() }
 
 // Dir returns the data directory.
@@ -209,6 +217,9 @@ func (s *Server) config() *embed.Config {
 	// Small snapshots keep the data dir small in long demos.
 	cfg.SnapshotCount = 1000
 	cfg.SnapshotCatchUpEntries = 100
+	if s.tls != nil {
+		s.tls.apply(cfg)
+	}
 	return cfg
 }
 
