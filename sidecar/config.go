@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/leaderd/leaderd/health"
 )
 
 // Config is everything a sidecar needs. Field comments give the default
@@ -48,6 +50,11 @@ type Config struct {
 	// from LEADERD_PASSWORD or --password-file, never from a flag).
 	User     string
 	Password string
+
+	// Health checks the local app (--health-cmd or --health-url and their
+	// thresholds). An unhealthy standby withdraws from the election and an
+	// unhealthy primary steps down. No check configured: always healthy.
+	Health health.Config
 }
 
 // DefaultConfig returns the documented defaults. Election is left empty:
@@ -62,6 +69,7 @@ func DefaultConfig() Config {
 		PromoteTimeout: 60 * time.Second,
 		DemoteTimeout:  5 * time.Second,
 		Listen:         "127.0.0.1:8008",
+		Health:         health.DefaultConfig(),
 	}
 }
 
@@ -137,6 +145,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if _, err := c.TLSConfig(); err != nil {
+		return err
+	}
+	if err := c.Health.Validate(); err != nil {
 		return err
 	}
 	if c.Password != "" && c.User == "" {

@@ -15,7 +15,7 @@ func (s *Sidecar) Handler() http.Handler {
 	mux.HandleFunc("/primary", s.check(func() bool { return s.state.servingPrimary(time.Now()) }))
 	mux.HandleFunc("/standby", s.check(func() bool {
 		st := s.Status()
-		return st.Role == RoleStandby && st.Phase == PhaseCampaigning && st.Healthy
+		return st.Role == RoleStandby && st.Phase == PhaseCampaigning && st.Healthy && st.AppHealthy
 	}))
 	mux.HandleFunc("/healthz", s.check(s.state.healthy))
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {

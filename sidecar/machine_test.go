@@ -124,6 +124,15 @@ func (e *fakeElector) WatchLeader(ctx context.Context, fn func([]election.Candid
 	<-ctx.Done()
 }
 
+func (e *fakeElector) RecordTenure(ctx context.Context, rec election.TenureRecord) error {
+	if rec.Open() {
+		e.calls.add("record start token=%d", rec.FencingToken)
+	} else {
+		e.calls.add("record end token=%d reason=%s", rec.FencingToken, rec.EndReason)
+	}
+	return nil
+}
+
 type fakeCandidacy struct {
 	calls    *calls
 	lost     chan struct{}
@@ -194,6 +203,7 @@ type machine struct {
 	el      *fakeElector
 	promote *fakeHook
 	demote  *fakeHook
+	health  *fakeHealth // nil: no health check
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -214,6 +224,9 @@ func startMachine(t *testing.T, setup func(m *machine)) *machine {
 	cfg := DefaultConfig()
 	cfg.Election, cfg.ID = "e", "me"
 	m.sc = newSidecar(cfg, slog.New(slog.DiscardHandler), m.el, m.promote, m.demote)
+	if m.health != nil {
+		m.sc.setHealth(m.health)
+	}
 	m.sc.newBackOff = func() backoff.BackOff { return backoff.NewConstantBackOff(time.Millisecond) }
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel

@@ -59,13 +59,16 @@ func newMetrics(st *state) *metrics {
 			return boolFloat(st.etcdReachable)
 		}),
 		gauge("leaderd_app_healthy", "1 when the local app counts as healthy (always, without a health check).", func() float64 {
-			return 1
+			st.mu.Lock()
+			healthy := st.appHealthy
+			st.mu.Unlock()
+			return boolFloat(healthy == nil || healthy())
 		}),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	// Reasons exist from the start, so rates work before the first change.
-	for _, r := range []string{ReasonElected, ReasonShutdown, ReasonLeaseLost, ReasonEtcdUnreachable, ReasonKeyDeleted, ReasonPromoteFailed} {
+	for _, r := range []string{ReasonElected, ReasonShutdown, ReasonLeaseLost, ReasonEtcdUnreachable, ReasonKeyDeleted, ReasonPromoteFailed, ReasonUnhealthy} {
 		m.transitions.WithLabelValues(r)
 	}
 	return m

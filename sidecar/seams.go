@@ -21,6 +21,8 @@ type elector interface {
 	Grant(ctx context.Context) (candidacy, error)
 	// WatchLeader reports the candidates in campaign order until ctx ends.
 	WatchLeader(ctx context.Context, fn func([]election.Candidate, error))
+	// RecordTenure writes a tenure to the election's bounded history.
+	RecordTenure(ctx context.Context, rec election.TenureRecord) error
 }
 
 type candidacy interface {
@@ -45,6 +47,19 @@ type tenure interface {
 	// Resign deletes the leader key if it is still ours.
 	Resign(ctx context.Context) error
 }
+
+// appHealth is the local app's health; Changes wakes the single reader (the
+// state machine) on a transition, Healthy is the truth.
+type appHealth interface {
+	Healthy() bool
+	Changes() <-chan bool
+}
+
+// alwaysHealthy stands in when no health check is configured.
+type alwaysHealthy struct{}
+
+func (alwaysHealthy) Healthy() bool        { return true }
+func (alwaysHealthy) Changes() <-chan bool { return nil }
 
 type hookRunner interface {
 	Run(ctx context.Context, env hooks.Env) hooks.Result
@@ -104,6 +119,14 @@ func (e *etcdElector) WatchLeader(ctx context.Context, fn func([]election.Candid
 		return
 	}
 	election.WatchLeader(ctx, e.client, e.opts.Prefix, e.opts.Election, fn)
+}
+
+func (e *etcdElector) RecordTenure(ctx context.Context, rec election.TenureRecord) error {
+	client, err := e.connect()
+	if err != nil {
+		return err
+	}
+	return election.RecordTenure(ctx, client, e.opts.Prefix, e.opts.Election, rec)
 }
 
 // Close closes the client, if one was made.

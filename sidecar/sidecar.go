@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/health"
 	"github.com/leaderd/leaderd/hooks"
 )
 
@@ -39,9 +40,15 @@ type Sidecar struct {
 	promote hookRunner
 	demote  hookRunner
 	state   *state
+	health  appHealth
+	checker *health.Checker // runs the health check; nil without one
 
 	// newBackOff makes the retry policy; tests shorten it.
 	newBackOff func() backoff.BackOff
+
+	// background counts work beside the state machine (history records)
+	// that Run waits for before it closes the etcd client.
+	background sync.WaitGroup
 
 	// abortCtx ends on Abort; etcd clean-up contexts derive from it.
 	abortCtx    context.Context
@@ -62,15 +69,27 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("component", "sidecar", "id", cfg.ID, "election", cfg.Election)
-	return newSidecar(cfg, logger, nil,
+	s := newSidecar(cfg, logger, nil,
 		&hooks.Runner{Name: "promote", Command: cfg.OnPromote, Timeout: cfg.PromoteTimeout, Logger: logger},
 		&hooks.Runner{Name: "demote", Command: cfg.OnDemote, Timeout: cfg.DemoteTimeout, Logger: logger},
-	), nil
+	)
+	if cfg.Health.Enabled() {
+		s.checker = health.NewChecker(cfg.Health, logger)
+		s.setHealth(s.checker)
+	}
+	return s, nil
+}
+
+// setHealth makes h the source of the app's health.
+func (s *Sidecar) setHealth(h appHealth) {
+	s.health = h
+	s.state.update(func(st *state) { st.appHealthy = h.Healthy })
 }
 
 func newSidecar(cfg Config, logger *slog.Logger, el elector, promote, demote hookRunner) *Sidecar {
 	abortCtx, abort := context.WithCancel(context.Background())
 	return &Sidecar{
+		health:      alwaysHealthy{},
 		abortCtx:    abortCtx,
 		abortCancel: abort,
 		cfg:         cfg,
@@ -92,7 +111,14 @@ func defaultBackOff() backoff.BackOff {
 }
 
 // Status returns what GET /status shows.
-func (s *Sidecar) Status() Status { return s.state.snapshot(s.cfg.ID, s.cfg.Election, time.Now()) }
+func (s *Sidecar) Status() Status {
+	st := s.state.snapshot(s.cfg.ID, s.cfg.Election, time.Now())
+	if s.checker != nil {
+		last := s.checker.Last()
+		st.HealthCheck = &last
+	}
+	return st
+}
 
 // Run campaigns until ctx ends, then steps down gracefully: as primary it
 // demotes, resigns and revokes; as standby it revokes. It returns nil after
@@ -114,6 +140,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		defer etcd.Close()
 		el = etcd
 	}
+	defer s.background.Wait()
 
 	if s.cfg.Listen != "off" {
 		stop, err := s.serveHTTP()
@@ -136,6 +163,16 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}()
 	defer wg.Wait()
 	defer stopWatch()
+
+	if s.checker != nil {
+		checkCtx, stopChecks := context.WithCancel(context.Background())
+		checked := make(chan struct{})
+		go func() {
+			defer close(checked)
+			s.checker.Run(checkCtx)
+		}()
+		defer func() { stopChecks(); <-checked }()
+	}
 
 	s.state.update(func(st *state) { st.running = true })
 	defer s.state.update(func(st *state) { st.running, st.phase = false, PhaseStopped })
@@ -170,10 +207,10 @@ func (s *Sidecar) loop(ctx context.Context, el elector) error {
 	}
 	bo := s.newBackOff()
 	for {
-		s.state.setPhase(PhaseCampaigning)
-		if ctx.Err() != nil {
+		if !s.waitHealthy(ctx) {
 			return nil
 		}
+		s.state.setPhase(PhaseCampaigning)
 		cand, err := el.Grant(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -190,7 +227,7 @@ func (s *Sidecar) loop(ctx context.Context, el elector) error {
 		}
 		s.state.setEtcd(nil)
 		bo.Reset()
-		if pause, err := s.term(ctx, cand); err != nil {
+		if pause, err := s.term(ctx, el, cand); err != nil {
 			return err
 		} else if pause {
 			wait := bo.NextBackOff()
@@ -204,7 +241,7 @@ func (s *Sidecar) loop(ctx context.Context, el elector) error {
 
 // term campaigns on one lease and, on a win, serves one tenure. It reports
 // whether to back off before the next campaign.
-func (s *Sidecar) term(ctx context.Context, cand candidacy) (backOff bool, err error) {
+func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (backOff bool, err error) {
 	s.state.update(func(st *state) { st.candidacy = cand })
 	defer func() {
 		cctx, cancel := s.cleanupContext()
@@ -218,24 +255,43 @@ func (s *Sidecar) term(ctx context.Context, cand candidacy) (backOff bool, err e
 	lease := election.LeaseHex(cand.LeaseID())
 	s.logger.Info("campaigning", "lease", lease)
 	value, _ := json.Marshal(election.CandidateValue{ID: s.cfg.ID, Since: time.Now().UTC()})
-	ten, err := cand.Campaign(ctx, string(value))
+	cctx, withdraw := context.WithCancel(ctx)
+	stopWatch := s.onUnhealthy(withdraw)
+	ten, err := cand.Campaign(cctx, string(value))
+	stopWatch()
+	withdraw()
 	if err != nil {
 		if ctx.Err() != nil {
+			return false, nil
+		}
+		if !s.health.Healthy() {
+			s.logger.Warn("app unhealthy: withdrew from the election", "lease", lease)
 			return false, nil
 		}
 		s.logger.Warn("campaign ended without a win", "lease", lease, "err", err)
 		// A lost lease is replaced at once; anything else is retried later.
 		return cand.Err() == nil, nil
 	}
-	return s.tenure(ctx, cand, ten)
+	return s.tenure(ctx, el, cand, ten)
 }
 
 // tenure promotes, serves until the tenure ends, and steps down: demote
 // first, then resign, then (in term) revoke, so that the next primary's
 // promote starts only after this demote has ended.
-func (s *Sidecar) tenure(ctx context.Context, cand candidacy, ten tenure) (backOff bool, err error) {
+func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten tenure) (backOff bool, err error) {
 	token := ten.FencingToken()
+	if !s.health.Healthy() {
+		// Won as the app turned unhealthy: give way without promoting it.
+		s.logger.Warn("elected, but the app is unhealthy: resigning without promoting", "fencing_token", token)
+		cctx, cancel := s.cleanupContext()
+		defer cancel()
+		if err := ten.Resign(cctx); err != nil {
+			s.logger.Warn("resign failed; revoking the lease instead", "err", err)
+		}
+		return false, nil
+	}
 	s.logger.Info("elected", "fencing_token", token)
+	endRecord := s.recordTenure(el, token, time.Now())
 	s.state.update(func(st *state) { st.phase, st.fencingToken = PhasePromoting, token })
 	s.state.transition(RolePrimary, ReasonElected)
 
@@ -268,18 +324,14 @@ func (s *Sidecar) tenure(ctx context.Context, cand candidacy, ten tenure) (backO
 	default:
 		s.state.setPhase(PhasePrimary)
 		s.logger.Info("primary", "fencing_token", token)
-		select {
-		case <-ten.Lost():
-			reason = lostReason(ten.Err())
-		case <-ctx.Done():
-			reason = ReasonShutdown
-		}
+		reason = s.serve(ctx, ten)
 	}
 	s.logger.Info("stepping down", "reason", reason, "fencing_token", token)
 
 	// Demote before anything else. While a voluntary demote is retried the
 	// key stays ours, so nobody else promotes over a half-demoted app.
 	if !s.runDemote(ctx, reason, RolePrimary, token, cand.LeaseID()) {
+		endRecord(reason)
 		return false, fmt.Errorf("demote hook did not succeed (reason %s); leaving the lease to expire", reason)
 	}
 	if ten.Err() == nil {
@@ -289,7 +341,72 @@ func (s *Sidecar) tenure(ctx context.Context, cand candidacy, ten tenure) (backO
 		}
 		cancel()
 	}
+	endRecord(reason)
 	return backOff, nil
+}
+
+// serve holds the tenure until it ends and says why.
+func (s *Sidecar) serve(ctx context.Context, ten tenure) string {
+	for {
+		if !s.health.Healthy() {
+			return ReasonUnhealthy
+		}
+		select {
+		case <-ten.Lost():
+			return lostReason(ten.Err())
+		case <-ctx.Done():
+			return ReasonShutdown
+		case <-s.health.Changes():
+		}
+	}
+}
+
+// waitHealthy blocks while the app is unhealthy: an unhealthy replica does
+// not campaign. It reports false when ctx ended first.
+func (s *Sidecar) waitHealthy(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if s.health.Healthy() {
+		return true
+	}
+	s.state.setPhase(PhaseUnhealthy)
+	s.logger.Warn("app unhealthy: not campaigning until it is healthy again")
+	for !s.health.Healthy() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-s.health.Changes():
+		}
+	}
+	s.logger.Info("app healthy again: campaigning")
+	return ctx.Err() == nil
+}
+
+// onUnhealthy calls withdraw when the app turns unhealthy, until the
+// returned stop is called; stop waits for the watcher to end, so that the
+// state machine stays the only reader of health changes afterwards.
+func (s *Sidecar) onUnhealthy(withdraw func()) (stop func()) {
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		for {
+			select {
+			case <-done:
+				return
+			case <-s.health.Changes():
+				if !s.health.Healthy() {
+					withdraw()
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+	}
 }
 
 // runDemote runs the demote hook until it succeeds, backing off between

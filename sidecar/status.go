@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/health"
 	"github.com/leaderd/leaderd/hooks"
 )
 
@@ -32,6 +33,7 @@ const (
 const (
 	PhaseStarting    = "starting"    // running the start-up demote
 	PhaseCampaigning = "campaigning" // standby, waiting to lead
+	PhaseUnhealthy   = "unhealthy"   // standby out of the election: the app is unhealthy
 	PhasePromoting   = "promoting"   // won; promote hook running
 	PhasePrimary     = "primary"     // promote succeeded; serving as primary
 	PhaseDemoting    = "demoting"    // demote hook running or being retried
@@ -45,6 +47,8 @@ type Status struct {
 	Role           string                `json:"role"`
 	Phase          string                `json:"phase"`
 	Healthy        bool                  `json:"healthy"`
+	AppHealthy     bool                  `json:"app_healthy"`
+	HealthCheck    *health.Result        `json:"health_check,omitempty"`
 	Degraded       bool                  `json:"degraded"`
 	Leader         *LeaderStatus         `json:"leader"`
 	FencingToken   int64                 `json:"fencing_token,omitempty"`
@@ -102,10 +106,11 @@ type state struct {
 	lastTransition *Transition
 	hooks          map[string]HookStatus
 	metrics        *metrics // not guarded by mu: safe for concurrent use
+	appHealthy     func() bool
 }
 
 func newState() *state {
-	st := &state{role: RoleStandby, phase: PhaseStarting, hooks: map[string]HookStatus{}}
+	st := &state{role: RoleStandby, phase: PhaseStarting, hooks: map[string]HookStatus{}, appHealthy: alwaysHealthy{}.Healthy}
 	st.metrics = newMetrics(st)
 	return st
 }
@@ -192,6 +197,7 @@ func (s *state) snapshot(id, electionName string, now time.Time) Status {
 		Role:           s.role,
 		Phase:          s.phase,
 		Healthy:        s.running && !s.demoteFailed,
+		AppHealthy:     s.appHealthy(),
 		Degraded:       s.demoteFailed,
 		FencingToken:   s.fencingToken,
 		Etcd:           EtcdStatus{Reachable: s.etcdReachable, Error: s.etcdErr},

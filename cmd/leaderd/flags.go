@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -81,6 +82,15 @@ func (f *boundFlag) duration() (time.Duration, error) {
 		return 0, fmt.Errorf("%s: invalid duration %q", f.origin(), f.value)
 	}
 	return d, nil
+}
+
+// count parses the value as a whole number.
+func (f *boundFlag) count() (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(f.value))
+	if err != nil {
+		return 0, fmt.Errorf("%s: invalid number %q", f.origin(), f.value)
+	}
+	return n, nil
 }
 
 // boolFlag is a plain flag without an environment twin (output switches

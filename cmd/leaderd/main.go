@@ -34,6 +34,7 @@ func commands() []command {
 	return []command{
 		{"run", "campaign for an election beside this replica and run its hooks", runCommand},
 		{"status", "show an election's leader, fencing token and candidates", statusCommand},
+		{"history", "show an election's last tenures: id, fencing token, start, end, reason", historyCommand},
 		{"demo", "run three replicas on an embedded etcd and show failover (no setup)", demoCommand},
 		{"version", "print the version", versionCommand},
 		{"help", "show this help, or a command's: leaderd help run", nil},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -30,6 +31,9 @@ type runFlags struct {
 	onPromote, onDemote           *boundFlag
 	promoteTimeout, demoteTimeout *boundFlag
 	listen, logFormat, logLevel   *boundFlag
+	healthCmd, healthURL          *boundFlag
+	healthInterval, healthTimeout *boundFlag
+	healthFailures, healthSuccess *boundFlag
 }
 
 func newRunFlags(env lookupEnv) *runFlags {
@@ -48,6 +52,12 @@ func newRunFlags(env lookupEnv) *runFlags {
 	f.onDemote = s.str("on-demote", "CMD", "", "", "demote hook, run as /bin/sh -c CMD, also at start")
 	f.promoteTimeout = s.str("promote-timeout", "DURATION", durationText(def.PromoteTimeout), "", "kill the promote hook after this long")
 	f.demoteTimeout = s.str("demote-timeout", "DURATION", durationText(def.DemoteTimeout), "", "kill the demote hook after this long")
+	f.healthCmd = s.str("health-cmd", "CMD", "", "", "app health check command; exit 0 = healthy")
+	f.healthURL = s.str("health-url", "URL", "", "", "app health check by HTTP GET; 2xx = healthy")
+	f.healthInterval = s.str("health-interval", "DURATION", durationText(def.Health.Interval), "", "time between health checks")
+	f.healthTimeout = s.str("health-timeout", "DURATION", durationText(def.Health.Timeout), "", "a check not answered by then failed")
+	f.healthFailures = s.str("health-failures", "N", strconv.Itoa(def.Health.Failures), "", "consecutive failed checks to turn unhealthy")
+	f.healthSuccess = s.str("health-successes", "N", strconv.Itoa(def.Health.Successes), "", "consecutive good checks to turn healthy again")
 	f.listen = s.str("listen", "ADDR", def.Listen, "", "HTTP API address host:port, or off")
 	f.logFormat = s.str("log-format", "FORMAT", "text", "", "log format: text or json")
 	f.logLevel = s.str("log-level", "LEVEL", "info", "", "log level: debug, info, warn or error")
@@ -93,6 +103,9 @@ func (f *runFlags) parse(args []string) (runOptions, error) {
 	if cfg.DemoteTimeout, err = f.demoteTimeout.duration(); err != nil {
 		return runOptions{}, err
 	}
+	if err := f.applyHealth(&cfg); err != nil {
+		return runOptions{}, err
+	}
 	opts := runOptions{Config: cfg}
 	if opts.LogFormat, err = parseLogFormat(f.logFormat); err != nil {
 		return runOptions{}, err
@@ -104,6 +117,23 @@ func (f *runFlags) parse(args []string) (runOptions, error) {
 		return runOptions{}, f.set.explain(err)
 	}
 	return opts, nil
+}
+
+func (f *runFlags) applyHealth(cfg *sidecar.Config) error {
+	h := &cfg.Health
+	h.Command, h.URL = f.healthCmd.value, f.healthURL.value
+	var err error
+	if h.Interval, err = f.healthInterval.duration(); err != nil {
+		return err
+	}
+	if h.Timeout, err = f.healthTimeout.duration(); err != nil {
+		return err
+	}
+	if h.Failures, err = f.healthFailures.count(); err != nil {
+		return err
+	}
+	h.Successes, err = f.healthSuccess.count()
+	return err
 }
 
 // stopper is what runUntilSignalled needs of a *sidecar.Sidecar.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leaderd/leaderd/health"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -26,6 +27,7 @@ var runFlagNames = []string{
 	"endpoints", "election", "id", "prefix", "ttl", "on-promote", "on-demote",
 	"promote-timeout", "demote-timeout", "listen", "log-format", "log-level",
 	"cacert", "cert", "key", "user", "password-file",
+	"health-cmd", "health-url", "health-interval", "health-timeout", "health-failures", "health-successes",
 }
 
 func TestRunConfigBadInput(t *testing.T) {
@@ -52,6 +54,11 @@ func TestRunConfigBadInput(t *testing.T) {
 		{name: "malformed ttl in env", args: base, env: envMap{"LEADERD_TTL": "abc"}, exact: `leaderd run: LEADERD_TTL: invalid duration "abc"`},
 		{name: "malformed promote-timeout", args: append(base, "--promote-timeout", "soon"), want: []string{"--promote-timeout", `"soon"`}},
 		{name: "bare number demote-timeout in env", args: base, env: envMap{"LEADERD_DEMOTE_TIMEOUT": "5"}, want: []string{"LEADERD_DEMOTE_TIMEOUT", "invalid duration"}},
+		{name: "health-failures not a number", args: append(base, "--health-failures", "abc"), want: []string{"--health-failures", `"abc"`}},
+		{name: "health-cmd and health-url", args: append(base, "--health-cmd", "true", "--health-url", "http://127.0.0.1:8080/"), want: []string{"--health-cmd", "--health-url"}},
+		{name: "health-timeout over interval", args: append(base, "--health-timeout", "5s"), want: []string{"--health-timeout", "--health-interval"}},
+		{name: "health-url not http", args: append(base, "--health-url", "ftp://x/"), want: []string{"--health-url"}},
+		{name: "malformed health-interval in env", args: base, env: envMap{"LEADERD_HEALTH_INTERVAL": "often"}, want: []string{"LEADERD_HEALTH_INTERVAL", "invalid duration"}},
 		{name: "missing election", args: nil, want: []string{"--election", "required"}},
 		{name: "bad election name", args: []string{"--election", "a/b"}, want: []string{"--election", "a/b"}},
 		{name: "bad election name in env", env: envMap{"LEADERD_ELECTION": "no spaces"}, want: []string{"--election", "LEADERD_ELECTION"}},
@@ -129,20 +136,25 @@ func TestRunConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := envMap{
-		"LEADERD_ENDPOINTS":       " http://10.0.0.1:2379, http://10.0.0.2:2379 ,",
-		"LEADERD_ELECTION":        "db",
-		"LEADERD_ID":              "db-1",
-		"LEADERD_PREFIX":          "/apps/leaderd",
-		"LEADERD_TTL":             "20s",
-		"LEADERD_ON_PROMOTE":      "/hooks/promote --now",
-		"LEADERD_ON_DEMOTE":       "/hooks/demote",
-		"LEADERD_PROMOTE_TIMEOUT": "2m",
-		"LEADERD_DEMOTE_TIMEOUT":  "3s",
-		"LEADERD_LISTEN":          "off",
-		"LEADERD_LOG_FORMAT":      "json",
-		"LEADERD_LOG_LEVEL":       "debug",
-		"LEADERD_USER":            "leaderd",
-		"LEADERD_PASSWORD_FILE":   pwFile,
+		"LEADERD_ENDPOINTS":        " http://10.0.0.1:2379, http://10.0.0.2:2379 ,",
+		"LEADERD_ELECTION":         "db",
+		"LEADERD_ID":               "db-1",
+		"LEADERD_PREFIX":           "/apps/leaderd",
+		"LEADERD_TTL":              "20s",
+		"LEADERD_ON_PROMOTE":       "/hooks/promote --now",
+		"LEADERD_ON_DEMOTE":        "/hooks/demote",
+		"LEADERD_PROMOTE_TIMEOUT":  "2m",
+		"LEADERD_DEMOTE_TIMEOUT":   "3s",
+		"LEADERD_LISTEN":           "off",
+		"LEADERD_LOG_FORMAT":       "json",
+		"LEADERD_LOG_LEVEL":        "debug",
+		"LEADERD_USER":             "leaderd",
+		"LEADERD_PASSWORD_FILE":    pwFile,
+		"LEADERD_HEALTH_URL":       "http://127.0.0.1:8080/healthz",
+		"LEADERD_HEALTH_INTERVAL":  "5s",
+		"LEADERD_HEALTH_TIMEOUT":   "2s",
+		"LEADERD_HEALTH_FAILURES":  "4",
+		"LEADERD_HEALTH_SUCCESSES": "2",
 	}
 	opts, err := parseRun(nil, env.lookup)
 	if err != nil {
@@ -161,6 +173,10 @@ func TestRunConfigFromEnv(t *testing.T) {
 		Listen:         "off",
 		User:           "leaderd",
 		Password:       "s3cret\n",
+		Health: health.Config{
+			URL: "http://127.0.0.1:8080/healthz", Interval: 5 * time.Second, Timeout: 2 * time.Second,
+			Failures: 4, Successes: 2,
+		},
 	}
 	if !reflect.DeepEqual(opts.Config, want) {
 		t.Errorf("Config = %+v\nwant     %+v", opts.Config, want)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -150,21 +149,8 @@ func statusCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
 
 // fetchStatus connects to etcd and reads the election, each step bounded.
 func fetchStatus(cfg sidecar.Config) (statusReport, error) {
-	tlsCfg, err := cfg.TLSConfig()
-	if err != nil {
-		return statusReport{}, err
-	}
 	endpoints := strings.Join(cfg.Endpoints, ",")
-	client, err := clientv3.New(clientv3.Config{
-		Endpoints:   cfg.Endpoints,
-		DialTimeout: statusDialTimeout,
-		TLS:         tlsCfg,
-		Username:    cfg.User,
-		Password:    cfg.Password,
-		// The client's own logger writes retry warnings to stderr; the
-		// error returned here is the one line the user needs.
-		Logger: zap.NewNop(),
-	})
+	client, err := newCLIClient(cfg)
 	if err != nil {
 		return statusReport{}, etcdError(endpoints, err)
 	}

@@ -1,0 +1,120 @@
+package election
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// HistoryLimit is how many tenure records an election keeps: each
+// RecordTenure trims the older ones, so the history never grows beyond it
+// (for a moment, HistoryLimit+1).
+const HistoryLimit = 100
+
+// ErrBadFencingToken means a tenure record without a positive fencing
+// token, which could not be given a key that sorts by token.
+var ErrBadFencingToken = errors.New("election: fencing token must be positive")
+
+// TenureRecord is one tenure as its primary recorded it, the JSON value of
+// a history key.
+type TenureRecord struct {
+	ID           string    `json:"id"`
+	FencingToken int64     `json:"fencing_token"`
+	Start        time.Time `json:"start"`
+	// End is zero while the tenure is open, and stays zero if the primary
+	// crashed or was cut off before it could record the end (EndReason is
+	// then empty too).
+	End       time.Time `json:"end,omitzero"`
+	EndReason string    `json:"end_reason,omitempty"`
+}
+
+// Open reports whether no end was recorded.
+func (r TenureRecord) Open() bool { return r.End.IsZero() }
+
+// HistoryPrefix is where the tenure records live, one key per tenure:
+// <prefix>/<election>/history/<fencing token as %020d>. It ends in a slash
+// so that election "web" does not read "web2"'s history.
+func HistoryPrefix(prefix, election string) string {
+	return prefix + "/" + election + "/history/"
+}
+
+// historyKey zero-pads the token, so keys sort as the tokens do.
+func historyKey(prefix, election string, token int64) string {
+	return fmt.Sprintf("%s%020d", HistoryPrefix(prefix, election), token)
+}
+
+// RecordTenure writes rec under its fencing token and trims the history to
+// the newest HistoryLimit records. A primary calls it twice per tenure: at
+// the start (End zero) and at the end, which overwrites the first record.
+// The put has no lease, as the history outlives the primary. Bounded by
+// ctx: one transaction (put, then list the newest HistoryLimit+1 keys) and,
+// once the history is full, one range delete.
+func RecordTenure(ctx context.Context, client *clientv3.Client, prefix, election string, rec TenureRecord) error {
+	if rec.FencingToken <= 0 {
+		return fmt.Errorf("record tenure %d: %w", rec.FencingToken, ErrBadFencingToken)
+	}
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("record tenure %d: %w", rec.FencingToken, err)
+	}
+	pfx := HistoryPrefix(prefix, election)
+	resp, err := client.Txn(ctx).Then(
+		clientv3.OpPut(historyKey(prefix, election, rec.FencingToken), string(val)),
+		clientv3.OpGet(pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend),
+			clientv3.WithLimit(HistoryLimit+1)),
+	).Commit()
+	if err != nil {
+		return fmt.Errorf("record tenure %d: %w", rec.FencingToken, err)
+	}
+	kvs := resp.Responses[1].GetResponseRange().GetKvs()
+	if len(kvs) <= HistoryLimit {
+		return nil
+	}
+	// kvs[HistoryLimit] is the newest key beyond the limit: delete it and
+	// everything below it. The range end is exclusive, hence the NUL.
+	// Concurrent writers only add keys above it, so this never deletes
+	// one of the newest HistoryLimit.
+	oldest := string(kvs[HistoryLimit].Key)
+	if _, err := client.Delete(ctx, pfx, clientv3.WithRange(oldest+"\x00")); err != nil {
+		return fmt.Errorf("record tenure %d: trim history: %w", rec.FencingToken, err)
+	}
+	return nil
+}
+
+// History reads the election's tenure records, newest first, at most limit
+// of them (limit <= 0 means HistoryLimit). Open records are returned as
+// they are: the caller knows whether the tenure is still current.
+func History(ctx context.Context, client *clientv3.Client, prefix, election string, limit int) ([]TenureRecord, error) {
+	if limit <= 0 {
+		limit = HistoryLimit
+	}
+	pfx := HistoryPrefix(prefix, election)
+	resp, err := client.Get(ctx, pfx, clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend),
+		clientv3.WithLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	out := make([]TenureRecord, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var rec TenureRecord
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			// A value written by another tool: show the raw value as the
+			// id, as Candidates does.
+			rec = TenureRecord{ID: string(kv.Value)}
+		}
+		// The key is authoritative for the token: it is what sorts.
+		if token, err := strconv.ParseInt(strings.TrimPrefix(string(kv.Key), pfx), 10, 64); err == nil {
+			rec.FencingToken = token
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}

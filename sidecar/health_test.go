@@ -1,0 +1,197 @@
+package sidecar
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeHealth is the app's health, set by the test. Like health.Checker, its
+// channel holds only the latest change.
+type fakeHealth struct {
+	mu      sync.Mutex
+	healthy bool
+	ch      chan bool
+}
+
+func newFakeHealth(healthy bool) *fakeHealth {
+	return &fakeHealth{healthy: healthy, ch: make(chan bool, 1)}
+}
+
+func (f *fakeHealth) Healthy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.healthy
+}
+
+func (f *fakeHealth) Changes() <-chan bool { return f.ch }
+
+func (f *fakeHealth) set(h bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.healthy = h
+	select {
+	case <-f.ch:
+	default:
+	}
+	f.ch <- h
+}
+
+func count(log []string, prefix string) int {
+	n := 0
+	for _, l := range log {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestMachineUnhealthyAtStartDoesNotCampaign(t *testing.T) {
+	h := newFakeHealth(false)
+	m := startMachine(t, func(m *machine) { m.health = h })
+	m.calls.waitFor(t, "demote startup", 1)
+	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == PhaseUnhealthy })
+	if log, _ := m.calls.snapshot(); slices.Contains(log, "grant") {
+		t.Fatalf("an unhealthy replica took a lease:\n  %s", strings.Join(log, "\n  "))
+	}
+	if code := httpCode(m.sc, "/standby"); code != http.StatusServiceUnavailable {
+		t.Errorf("/standby = %d for an unhealthy standby", code)
+	}
+	if st := m.sc.Status(); st.AppHealthy || !st.Healthy {
+		t.Errorf("status app_healthy=%v healthy=%v", st.AppHealthy, st.Healthy)
+	}
+	h.set(true)
+	m.candidacy(t)
+	waitUntil(t, "/standby 200", func() bool { return httpCode(m.sc, "/standby") == http.StatusOK })
+}
+
+func TestMachineUnhealthyStandbyWithdraws(t *testing.T) {
+	h := newFakeHealth(true)
+	m := startMachine(t, func(m *machine) { m.health = h })
+	m.candidacy(t)
+	m.calls.waitFor(t, "campaign", 1)
+	h.set(false)
+	m.calls.waitFor(t, "close", 1) // the lease and its candidate key are gone
+	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == PhaseUnhealthy })
+	log, _ := m.calls.snapshot()
+	if count(log, "grant") != 1 || count(log, "promote") != 0 {
+		t.Fatalf("campaigned again while unhealthy:\n  %s", strings.Join(log, "\n  "))
+	}
+	h.set(true)
+	m.candidacy(t)
+	log = m.calls.waitFor(t, "campaign", 2)
+	after(t, log, "campaign", "close", "grant", "campaign")
+}
+
+func TestMachineUnhealthyPrimaryStepsDown(t *testing.T) {
+	h := newFakeHealth(true)
+	m := startMachine(t, func(m *machine) { m.health = h })
+	m.win(t, m.candidacy(t), 6)
+	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	h.set(false)
+	log := m.calls.waitFor(t, "close", 1)
+	after(t, log, "promote elected", "demote unhealthy token=6", "resign", "close")
+	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == PhaseUnhealthy })
+	if st := m.sc.Status(); st.Role != RoleStandby || st.LastTransition.Reason != ReasonUnhealthy {
+		t.Fatalf("status %+v", st)
+	}
+	// Healthy again: it campaigns again, at the back of the queue.
+	h.set(true)
+	m.candidacy(t)
+	m.calls.waitFor(t, "campaign", 2)
+}
+
+// A healthy blip that does not cross the thresholds is not a change at
+// all: health.Checker sends only transitions. Here a change to healthy
+// while healthy must not end the tenure.
+func TestMachineHealthyChangeKeepsTenure(t *testing.T) {
+	h := newFakeHealth(true)
+	m := startMachine(t, func(m *machine) { m.health = h })
+	m.win(t, m.candidacy(t), 2)
+	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	h.set(true)
+	// Nothing must happen: watch a bounded window for a demote.
+	window := time.NewTimer(200 * time.Millisecond)
+	defer window.Stop()
+	for {
+		log, change := m.calls.snapshot()
+		if count(log, "demote") > 1 {
+			t.Fatalf("stepped down on a healthy change:\n  %s", strings.Join(log, "\n  "))
+		}
+		select {
+		case <-change:
+		case <-window.C:
+			return
+		}
+	}
+}
+
+// withHealthFile checks the app's health by reading a file: "ok" is
+// healthy. Short intervals keep the test quick.
+func withHealthFile(path string) replicaOption {
+	return func(c *Config) {
+		c.Health.Command = "grep -qx ok " + path
+		c.Health.Interval = 100 * time.Millisecond
+		c.Health.Timeout = 100 * time.Millisecond
+		c.Health.Failures = 2
+		c.Health.Successes = 1
+	}
+}
+
+func writeHealth(t *testing.T, path, v string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(v+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnhealthyPrimaryHandsOver(t *testing.T) {
+	c := newCluster(t)
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, id := range []string{"a", "b"} {
+		files[id] = filepath.Join(dir, id)
+		writeHealth(t, files[id], "ok")
+		c.start(id, withHealthFile(files[id]))
+	}
+	first := c.tl.waitFor(t, "a first promote", match(0, event{Hook: "promote", Phase: "end"}))
+	other := map[string]string{"a": "b", "b": "a"}[first.ID]
+	waitUntil(t, other+" campaigning", func() bool { return c.replica(other).sc.Status().Lease != nil })
+
+	writeHealth(t, files[first.ID], "sick")
+	demote := c.tl.waitFor(t, "the unhealthy primary's demote", match(0, event{ID: first.ID, Hook: "demote", Phase: "end", Reason: ReasonUnhealthy}))
+	next := c.tl.waitFor(t, "the healthy replica's promote", match(0, event{ID: other, Hook: "promote", Phase: "start"}))
+	if !demote.At.Before(next.At) {
+		t.Fatalf("promote at %s before the unhealthy primary's demote ended at %s", next.At, demote.At)
+	}
+	st := c.replica(first.ID).sc.Status()
+	if st.AppHealthy || st.HealthCheck == nil || st.HealthCheck.OK {
+		t.Errorf("the sick replica's status: app_healthy=%v check=%+v", st.AppHealthy, st.HealthCheck)
+	}
+	// Unhealthy, it stays out of the election: no lease, no candidate key.
+	waitUntil(t, first.ID+" withdrawn", func() bool {
+		st := c.replica(first.ID).sc.Status()
+		return st.Phase == PhaseUnhealthy && st.Lease == nil
+	})
+	// Healthy again, it rejoins as a standby; the primary stays.
+	c.tl.waitFor(t, "the new primary's promote end", match(0, event{ID: other, Hook: "promote", Phase: "end"}))
+	evs, _ := c.tl.snapshot()
+	writeHealth(t, files[first.ID], "ok")
+	waitUntil(t, first.ID+" campaigning again", func() bool {
+		st := c.replica(first.ID).sc.Status()
+		return st.Phase == PhaseCampaigning && st.Lease != nil && st.AppHealthy
+	})
+	all, _ := c.tl.snapshot()
+	for _, e := range all[len(evs):] {
+		if e.Hook == "promote" {
+			t.Fatalf("a recovered standby changed the primary:\n%s", formatEvents(all))
+		}
+	}
+	assertNoOverlap(t, all)
+}
