@@ -41,6 +41,14 @@ type Config struct {
 
 	// Listen is the HTTP API address (--listen); "off" disables it. Default: 127.0.0.1:8008.
 	Listen string
+	// Advertise is the address other replicas and tools should use to reach
+	// this replica's app (--advertise), published in its member record and
+	// candidate key. Default: empty.
+	Advertise string
+
+	// Version is leaderd's version, published in the member record. Set by
+	// the binary, not a flag.
+	Version string
 
 	// CACert, Cert and Key are PEM files for TLS to etcd (--cacert, --cert, --key).
 	CACert string

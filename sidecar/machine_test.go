@@ -124,6 +124,10 @@ func (e *fakeElector) WatchLeader(ctx context.Context, fn func([]election.Candid
 	<-ctx.Done()
 }
 
+func (e *fakeElector) PublishMember(ctx context.Context, lease int64, m election.Member) error {
+	return nil
+}
+
 func (e *fakeElector) RecordTenure(ctx context.Context, rec election.TenureRecord) error {
 	if rec.Open() {
 		e.calls.add("record start token=%d", rec.FencingToken)

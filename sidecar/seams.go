@@ -23,6 +23,8 @@ type elector interface {
 	WatchLeader(ctx context.Context, fn func([]election.Candidate, error))
 	// RecordTenure writes a tenure to the election's bounded history.
 	RecordTenure(ctx context.Context, rec election.TenureRecord) error
+	// PublishMember puts this replica's member record on lease.
+	PublishMember(ctx context.Context, lease int64, m election.Member) error
 }
 
 type candidacy interface {
@@ -127,6 +129,14 @@ func (e *etcdElector) RecordTenure(ctx context.Context, rec election.TenureRecor
 		return err
 	}
 	return election.RecordTenure(ctx, client, e.opts.Prefix, e.opts.Election, rec)
+}
+
+func (e *etcdElector) PublishMember(ctx context.Context, lease int64, m election.Member) error {
+	client, err := e.connect()
+	if err != nil {
+		return err
+	}
+	return election.PublishMember(ctx, client, e.opts.Prefix, e.opts.Election, clientv3.LeaseID(lease), m)
 }
 
 // Close closes the client, if one was made.

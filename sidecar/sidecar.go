@@ -152,7 +152,11 @@ func (s *Sidecar) Run(ctx context.Context) error {
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.publishMembers(watchCtx, el)
+	}()
 	go func() {
 		defer wg.Done()
 		el.WatchLeader(watchCtx, func(c []election.Candidate, err error) {
@@ -254,7 +258,7 @@ func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (backOff
 
 	lease := election.LeaseHex(cand.LeaseID())
 	s.logger.Info("campaigning", "lease", lease)
-	value, _ := json.Marshal(election.CandidateValue{ID: s.cfg.ID, Since: time.Now().UTC()})
+	value, _ := json.Marshal(election.CandidateValue{ID: s.cfg.ID, Addr: s.cfg.Advertise, Since: time.Now().UTC()})
 	cctx, withdraw := context.WithCancel(ctx)
 	stopWatch := s.onUnhealthy(withdraw)
 	ten, err := cand.Campaign(cctx, string(value))

@@ -105,12 +105,13 @@ type state struct {
 	etcdErr        string
 	lastTransition *Transition
 	hooks          map[string]HookStatus
+	started        time.Time
 	metrics        *metrics // not guarded by mu: safe for concurrent use
 	appHealthy     func() bool
 }
 
 func newState() *state {
-	st := &state{role: RoleStandby, phase: PhaseStarting, hooks: map[string]HookStatus{}, appHealthy: alwaysHealthy{}.Healthy}
+	st := &state{role: RoleStandby, phase: PhaseStarting, hooks: map[string]HookStatus{}, appHealthy: alwaysHealthy{}.Healthy, started: time.Now()}
 	st.metrics = newMetrics(st)
 	return st
 }

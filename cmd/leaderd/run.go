@@ -31,6 +31,7 @@ type runFlags struct {
 	onPromote, onDemote           *boundFlag
 	promoteTimeout, demoteTimeout *boundFlag
 	listen, logFormat, logLevel   *boundFlag
+	advertise                     *boundFlag
 	healthCmd, healthURL          *boundFlag
 	healthInterval, healthTimeout *boundFlag
 	healthFailures, healthSuccess *boundFlag
@@ -59,6 +60,7 @@ func newRunFlags(env lookupEnv) *runFlags {
 	f.healthFailures = s.str("health-failures", "N", strconv.Itoa(def.Health.Failures), "", "consecutive failed checks to turn unhealthy")
 	f.healthSuccess = s.str("health-successes", "N", strconv.Itoa(def.Health.Successes), "", "consecutive good checks to turn healthy again")
 	f.listen = s.str("listen", "ADDR", def.Listen, "", "HTTP API address host:port, or off")
+	f.advertise = s.str("advertise", "ADDR", "", "", "app address to publish in the member record")
 	f.logFormat = s.str("log-format", "FORMAT", "text", "", "log format: text or json")
 	f.logLevel = s.str("log-level", "LEVEL", "info", "", "log level: debug, info, warn or error")
 	f.conn.bindTLSAuth(s)
@@ -93,6 +95,8 @@ func (f *runFlags) parse(args []string) (runOptions, error) {
 	}
 	cfg.OnPromote, cfg.OnDemote = f.onPromote.value, f.onDemote.value
 	cfg.Listen = f.listen.value
+	cfg.Advertise = f.advertise.value
+	cfg.Version = versionString()
 	var err error
 	if cfg.TTL, err = f.ttl.duration(); err != nil {
 		return runOptions{}, err

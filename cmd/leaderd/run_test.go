@@ -27,7 +27,7 @@ var runFlagNames = []string{
 	"endpoints", "election", "id", "prefix", "ttl", "on-promote", "on-demote",
 	"promote-timeout", "demote-timeout", "listen", "log-format", "log-level",
 	"cacert", "cert", "key", "user", "password-file",
-	"health-cmd", "health-url", "health-interval", "health-timeout", "health-failures", "health-successes",
+	"advertise", "health-cmd", "health-url", "health-interval", "health-timeout", "health-failures", "health-successes",
 }
 
 func TestRunConfigBadInput(t *testing.T) {
@@ -120,6 +120,7 @@ func TestRunConfigDefaults(t *testing.T) {
 	}
 	want := sidecar.DefaultConfig()
 	want.Election = "web"
+	want.Version = versionString()
 	if !reflect.DeepEqual(opts.Config, want) {
 		t.Errorf("Config = %+v\nwant     %+v", opts.Config, want)
 	}
@@ -151,6 +152,7 @@ func TestRunConfigFromEnv(t *testing.T) {
 		"LEADERD_USER":             "leaderd",
 		"LEADERD_PASSWORD_FILE":    pwFile,
 		"LEADERD_HEALTH_URL":       "http://127.0.0.1:8080/healthz",
+		"LEADERD_ADVERTISE":        "10.0.0.7:5432",
 		"LEADERD_HEALTH_INTERVAL":  "5s",
 		"LEADERD_HEALTH_TIMEOUT":   "2s",
 		"LEADERD_HEALTH_FAILURES":  "4",
@@ -171,6 +173,8 @@ func TestRunConfigFromEnv(t *testing.T) {
 		PromoteTimeout: 2 * time.Minute,
 		DemoteTimeout:  3 * time.Second,
 		Listen:         "off",
+		Advertise:      "10.0.0.7:5432",
+		Version:        versionString(),
 		User:           "leaderd",
 		Password:       "s3cret\n",
 		Health: health.Config{
