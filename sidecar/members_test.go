@@ -9,7 +9,9 @@ import (
 	"github.com/leaderd/leaderd/internal/etcdtest"
 )
 
-func withAdvertise(addr string) replicaOption { return func(c *Config) { c.Advertise, c.Version = addr, "test" } }
+func withAdvertise(addr string) replicaOption {
+	return func(c *Config) { c.Advertise, c.Version = addr, "test" }
+}
 
 // waitMembers polls the member records until ok accepts them.
 func waitMembers(t *testing.T, c *cluster, what string, ok func([]election.Member) bool) []election.Member {
