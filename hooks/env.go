@@ -9,13 +9,14 @@ import (
 
 // Env is what a hook is told, through LEADERD_* environment variables.
 type Env struct {
-	Event        string // LEADERD_EVENT: promote or demote
+	Event        string // LEADERD_EVENT: promote, demote or leader-change
 	Role         string // LEADERD_ROLE: the role after the hook
 	PreviousRole string // LEADERD_PREVIOUS_ROLE
 	Reason       string // LEADERD_REASON: startup, elected, shutdown, ...
 	ID           string // LEADERD_ID
 	Election     string // LEADERD_ELECTION
 	Leader       string // LEADERD_LEADER: the known leader's id, may be empty
+	LeaderAddr   string // LEADERD_LEADER_ADDR: the leader's --advertise, may be empty
 	FencingToken int64  // LEADERD_FENCING_TOKEN: empty when 0
 	LeaseID      int64  // LEADERD_LEASE_ID in hex: empty when 0
 }
@@ -37,6 +38,7 @@ func (e Env) Vars() []string {
 		"LEADERD_ID=" + e.ID,
 		"LEADERD_ELECTION=" + e.Election,
 		"LEADERD_LEADER=" + e.Leader,
+		"LEADERD_LEADER_ADDR=" + e.LeaderAddr,
 		"LEADERD_FENCING_TOKEN=" + token,
 		"LEADERD_LEASE_ID=" + lease,
 	}

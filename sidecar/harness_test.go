@@ -174,6 +174,9 @@ func (c *cluster) start(id string, opts ...replicaOption) *replica {
 	}
 	sc.promote = &recordingRunner{id: id, inner: sc.promote, tl: c.tl}
 	sc.demote = &recordingRunner{id: id, inner: sc.demote, tl: c.tl}
+	if sc.follow != nil {
+		sc.follow = &recordingRunner{id: id, inner: sc.follow, tl: c.tl}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{id: id, proxy: proxy, sc: sc, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- sc.Run(ctx) }()

@@ -39,6 +39,10 @@ type Sidecar struct {
 	elector elector // nil: built from cfg in Run
 	promote hookRunner
 	demote  hookRunner
+	follow  hookRunner // the leader-change hook; nil without one
+	// hookMu serialises every hook of this replica: the state machine's
+	// promote and demote, and the follower's leader-change hook.
+	hookMu  sync.Mutex
 	state   *state
 	health  appHealth
 	checker *health.Checker // runs the health check; nil without one
@@ -76,6 +80,9 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 	if cfg.Health.Enabled() {
 		s.checker = health.NewChecker(cfg.Health, logger)
 		s.setHealth(s.checker)
+	}
+	if cfg.OnLeaderChange != "" {
+		s.follow = &hooks.Runner{Name: "leader-change", Command: cfg.OnLeaderChange, Timeout: cfg.PromoteTimeout, Logger: logger}
 	}
 	return s, nil
 }
@@ -151,8 +158,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
+	leaderChanged := make(chan struct{}, 1)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		s.publishMembers(watchCtx, el)
@@ -162,8 +170,16 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		el.WatchLeader(watchCtx, func(c []election.Candidate, err error) {
 			if err == nil {
 				s.state.setLeader(c)
+				select {
+				case leaderChanged <- struct{}{}:
+				default: // a wake-up is pending already
+				}
 			}
 		})
+	}()
+	go func() {
+		defer wg.Done()
+		s.followLeader(watchCtx, leaderChanged)
 	}()
 	defer wg.Wait()
 	defer stopWatch()
@@ -310,7 +326,7 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 		}
 		cancelPromote()
 	}()
-	res := s.promote.Run(pctx, s.env("promote", RolePrimary, RoleStandby, ReasonElected, token, cand.LeaseID()))
+	res := s.runHook(pctx, s.promote, s.env("promote", RolePrimary, RoleStandby, ReasonElected, token, cand.LeaseID()))
 	close(stopKill)
 	cancelPromote()
 	s.state.recordHook(res)
@@ -424,7 +440,7 @@ func (s *Sidecar) runDemote(ctx context.Context, reason, previous string, token,
 	}
 	bo := s.newBackOff()
 	for attempt := 1; ; attempt++ {
-		res := s.demote.Run(context.Background(), s.env("demote", RoleStandby, previous, reason, token, lease))
+		res := s.runHook(context.Background(), s.demote, s.env("demote", RoleStandby, previous, reason, token, lease))
 		s.state.recordHook(res)
 		if res.OK() {
 			s.state.update(func(st *state) { st.demoteFailed = false })

@@ -61,6 +61,7 @@ type Status struct {
 // LeaderStatus is the known leader of the election.
 type LeaderStatus struct {
 	ID           string `json:"id"`
+	Addr         string `json:"addr,omitempty"`
 	FencingToken int64  `json:"fencing_token"`
 }
 
@@ -137,9 +138,21 @@ func (s *state) setEtcd(err error) {
 func (s *state) setLeader(cands []election.Candidate) {
 	var l *LeaderStatus
 	if len(cands) > 0 {
-		l = &LeaderStatus{ID: cands[0].ID, FencingToken: cands[0].FencingToken()}
+		l = &LeaderStatus{ID: cands[0].ID, Addr: cands[0].Addr, FencingToken: cands[0].FencingToken()}
 	}
 	s.update(func(s *state) { s.leader = l })
+}
+
+// followInfo is what the follower needs: the leader, the role and phase.
+func (s *state) followInfo() (*LeaderStatus, string, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var l *LeaderStatus
+	if s.leader != nil {
+		c := *s.leader
+		l = &c
+	}
+	return l, s.role, s.phase
 }
 
 func (s *state) leaderID() string {

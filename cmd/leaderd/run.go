@@ -29,6 +29,7 @@ type runFlags struct {
 	conn                          connFlags
 	id, ttl                       *boundFlag
 	onPromote, onDemote           *boundFlag
+	onLeaderChange                *boundFlag
 	promoteTimeout, demoteTimeout *boundFlag
 	listen, logFormat, logLevel   *boundFlag
 	advertise                     *boundFlag
@@ -51,6 +52,7 @@ func newRunFlags(env lookupEnv) *runFlags {
 	f.ttl = s.str("ttl", "DURATION", durationText(def.TTL), "", "lease TTL, whole seconds, at least 2s")
 	f.onPromote = s.str("on-promote", "CMD", "", "", "promote hook, run as /bin/sh -c CMD")
 	f.onDemote = s.str("on-demote", "CMD", "", "", "demote hook, run as /bin/sh -c CMD, also at start")
+	f.onLeaderChange = s.str("on-leader-change", "CMD", "", "", "on a standby, when a new primary is elected")
 	f.promoteTimeout = s.str("promote-timeout", "DURATION", durationText(def.PromoteTimeout), "", "kill the promote hook after this long")
 	f.demoteTimeout = s.str("demote-timeout", "DURATION", durationText(def.DemoteTimeout), "", "kill the demote hook after this long")
 	f.healthCmd = s.str("health-cmd", "CMD", "", "", "app health check command; exit 0 = healthy")
@@ -94,6 +96,7 @@ func (f *runFlags) parse(args []string) (runOptions, error) {
 		cfg.ID = f.id.value
 	}
 	cfg.OnPromote, cfg.OnDemote = f.onPromote.value, f.onDemote.value
+	cfg.OnLeaderChange = f.onLeaderChange.value
 	cfg.Listen = f.listen.value
 	cfg.Advertise = f.advertise.value
 	cfg.Version = versionString()
