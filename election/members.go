@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -26,9 +27,10 @@ type Member struct {
 	Since   time.Time `json:"since"`   // when this record's role began
 	Version string    `json:"version"` // leaderd's version
 	Addr    string    `json:"addr"`    // --advertise; may be empty
-	// Lease and LeaseTTL are filled in by Members from etcd.
-	LeaseID      int64 `json:"lease_id,omitempty"`
-	LeaseSeconds int64 `json:"lease_seconds_left,omitempty"`
+	// LeaseID and LeaseSeconds are filled in by Members from etcd, never
+	// published.
+	LeaseID      int64 `json:"-"`
+	LeaseSeconds int64 `json:"-"`
 }
 
 // PublishMember puts m under the members prefix on lease. Bounded by ctx.
@@ -56,6 +58,7 @@ func Members(ctx context.Context, client *clientv3.Client, prefix, election stri
 		if err := json.Unmarshal(kv.Value, &m); err != nil {
 			continue // not ours: skip rather than fail the whole read
 		}
+		m.ID = strings.TrimPrefix(string(kv.Key), MembersPrefix(prefix, election)) // the key is the authority
 		m.LeaseID = kv.Lease
 		if kv.Lease != 0 {
 			if ttl, err := client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil {

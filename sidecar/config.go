@@ -52,6 +52,14 @@ type Config struct {
 	// candidate key. Default: empty.
 	Advertise string
 
+	// NoFailover makes this replica a member that never campaigns
+	// (--no-failover): it follows the primary and can be a switchover
+	// target only once the flag is gone.
+	NoFailover bool
+	// APIToken enables POST /resign for callers that send it as a bearer
+	// token (--api-token; LEADERD_API_TOKEN). Empty: POST /resign is refused.
+	APIToken string
+
 	// Version is leaderd's version, published in the member record. Set by
 	// the binary, not a flag.
 	Version string

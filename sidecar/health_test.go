@@ -57,8 +57,9 @@ func TestMachineUnhealthyAtStartDoesNotCampaign(t *testing.T) {
 	m := startMachine(t, func(m *machine) { m.health = h })
 	m.calls.waitFor(t, "demote startup", 1)
 	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == PhaseUnhealthy })
-	if log, _ := m.calls.snapshot(); slices.Contains(log, "grant") {
-		t.Fatalf("an unhealthy replica took a lease:\n  %s", strings.Join(log, "\n  "))
+	// It holds a lease (its member record lives on it) but never campaigns.
+	if log, _ := m.calls.snapshot(); slices.Contains(log, "campaign") {
+		t.Fatalf("an unhealthy replica campaigned:\n  %s", strings.Join(log, "\n  "))
 	}
 	if code := httpCode(m.sc, "/standby"); code != http.StatusServiceUnavailable {
 		t.Errorf("/standby = %d for an unhealthy standby", code)
@@ -67,7 +68,7 @@ func TestMachineUnhealthyAtStartDoesNotCampaign(t *testing.T) {
 		t.Errorf("status app_healthy=%v healthy=%v", st.AppHealthy, st.Healthy)
 	}
 	h.set(true)
-	m.candidacy(t)
+	m.calls.waitFor(t, "campaign", 1)
 	waitUntil(t, "/standby 200", func() bool { return httpCode(m.sc, "/standby") == http.StatusOK })
 }
 
@@ -77,14 +78,16 @@ func TestMachineUnhealthyStandbyWithdraws(t *testing.T) {
 	m.candidacy(t)
 	m.calls.waitFor(t, "campaign", 1)
 	h.set(false)
-	m.calls.waitFor(t, "close", 1) // the lease and its candidate key are gone
+	// The candidate key goes with its lease; a fresh lease keeps the member
+	// record, and no campaign runs on it while unhealthy.
+	m.calls.waitFor(t, "close", 1)
+	m.candidacy(t)
 	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == PhaseUnhealthy })
 	log, _ := m.calls.snapshot()
-	if count(log, "grant") != 1 || count(log, "promote") != 0 {
+	if count(log, "campaign") != 1 || count(log, "promote") != 0 {
 		t.Fatalf("campaigned again while unhealthy:\n  %s", strings.Join(log, "\n  "))
 	}
 	h.set(true)
-	m.candidacy(t)
 	log = m.calls.waitFor(t, "campaign", 2)
 	after(t, log, "campaign", "close", "grant", "campaign")
 }
@@ -97,13 +100,13 @@ func TestMachineUnhealthyPrimaryStepsDown(t *testing.T) {
 	h.set(false)
 	log := m.calls.waitFor(t, "close", 1)
 	after(t, log, "promote elected", "demote unhealthy token=6", "resign", "close")
+	m.candidacy(t)
 	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == PhaseUnhealthy })
 	if st := m.sc.Status(); st.Role != RoleStandby || st.LastTransition.Reason != ReasonUnhealthy {
 		t.Fatalf("status %+v", st)
 	}
 	// Healthy again: it campaigns again, at the back of the queue.
 	h.set(true)
-	m.candidacy(t)
 	m.calls.waitFor(t, "campaign", 2)
 }
 
@@ -174,10 +177,11 @@ func TestUnhealthyPrimaryHandsOver(t *testing.T) {
 	if st.AppHealthy || st.HealthCheck == nil || st.HealthCheck.OK {
 		t.Errorf("the sick replica's status: app_healthy=%v check=%+v", st.AppHealthy, st.HealthCheck)
 	}
-	// Unhealthy, it stays out of the election: no lease, no candidate key.
+	// Unhealthy, it stays out of the election: no candidate key, though its
+	// lease (and member record) stays.
 	waitUntil(t, first.ID+" withdrawn", func() bool {
 		st := c.replica(first.ID).sc.Status()
-		return st.Phase == PhaseUnhealthy && st.Lease == nil
+		return st.Phase == PhaseUnhealthy && st.Lease != nil && !slices.Contains(c.replica(other).sc.state.candidatesSnapshot(), first.ID)
 	})
 	// Healthy again, it rejoins as a standby; the primary stays.
 	c.tl.waitFor(t, "the new primary's promote end", match(0, event{ID: other, Hook: "promote", Phase: "end"}))

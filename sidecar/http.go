@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -25,6 +26,7 @@ func (s *Sidecar) Handler() http.Handler {
 		writeJSON(w, r, http.StatusOK, s.Status())
 	})
 	mux.Handle("/metrics", s.state.metrics.handler())
+	mux.HandleFunc("/resign", s.handleResign)
 	return mux
 }
 
@@ -40,6 +42,30 @@ func (s *Sidecar) check(ok func() bool) http.HandlerFunc {
 		st := s.Status()
 		writeJSON(w, r, code, map[string]any{"id": st.ID, "role": st.Role, "phase": st.Phase, "healthy": st.Healthy})
 	}
+}
+
+// handleResign is POST /resign: the primary steps down (reason resigned)
+// and another replica takes over. It needs --api-token, sent as a bearer
+// token: without a configured token it is refused, as anyone who can reach
+// the API could otherwise force a failover.
+func (s *Sidecar) handleResign(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	want := "Bearer " + s.cfg.APIToken
+	got := r.Header.Get("Authorization")
+	if s.cfg.APIToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		http.Error(w, "forbidden: POST /resign needs --api-token, sent as 'Authorization: Bearer TOKEN'", http.StatusForbidden)
+		return
+	}
+	if !s.state.servingPrimary(time.Now()) {
+		http.Error(w, "not the primary", http.StatusConflict)
+		return
+	}
+	wake(s.resignRequests)
+	writeJSON(w, r, http.StatusAccepted, map[string]string{"id": s.cfg.ID, "status": "resigning"})
 }
 
 func readOnly(w http.ResponseWriter, r *http.Request) bool {

@@ -124,6 +124,15 @@ func (e *fakeElector) WatchLeader(ctx context.Context, fn func([]election.Candid
 	<-ctx.Done()
 }
 
+func (e *fakeElector) WatchControl(ctx context.Context, fn func(election.Control, error)) {
+	<-ctx.Done()
+}
+
+func (e *fakeElector) ClearRequest(ctx context.Context, r *election.Request) error {
+	e.calls.add("clear request")
+	return nil
+}
+
 func (e *fakeElector) PublishMember(ctx context.Context, lease int64, m election.Member) error {
 	return nil
 }

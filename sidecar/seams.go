@@ -25,6 +25,10 @@ type elector interface {
 	RecordTenure(ctx context.Context, rec election.TenureRecord) error
 	// PublishMember puts this replica's member record on lease.
 	PublishMember(ctx context.Context, lease int64, m election.Member) error
+	// WatchControl reports the control requests until ctx ends.
+	WatchControl(ctx context.Context, fn func(election.Control, error))
+	// ClearRequest deletes a handled resign or switchover request.
+	ClearRequest(ctx context.Context, r *election.Request) error
 }
 
 type candidacy interface {
@@ -137,6 +141,23 @@ func (e *etcdElector) PublishMember(ctx context.Context, lease int64, m election
 		return err
 	}
 	return election.PublishMember(ctx, client, e.opts.Prefix, e.opts.Election, clientv3.LeaseID(lease), m)
+}
+
+func (e *etcdElector) WatchControl(ctx context.Context, fn func(election.Control, error)) {
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		return
+	}
+	election.WatchControl(ctx, e.client, e.opts.Prefix, e.opts.Election, fn)
+}
+
+func (e *etcdElector) ClearRequest(ctx context.Context, r *election.Request) error {
+	client, err := e.connect()
+	if err != nil {
+		return err
+	}
+	return election.ClearRequest(ctx, client, e.opts.Prefix, e.opts.Election, r)
 }
 
 // Close closes the client, if one was made.

@@ -40,6 +40,11 @@ type Sidecar struct {
 	promote hookRunner
 	demote  hookRunner
 	follow  hookRunner // the leader-change hook; nil without one
+	// Wake-ups for the state machine (buffered 1, latest wins): control
+	// requests changed, the candidates changed, POST /resign.
+	controlChanged    chan struct{}
+	candidatesChanged chan struct{}
+	resignRequests    chan struct{}
 	// hookMu serialises every hook of this replica: the state machine's
 	// promote and demote, and the follower's leader-change hook.
 	hookMu  sync.Mutex
@@ -96,16 +101,19 @@ func (s *Sidecar) setHealth(h appHealth) {
 func newSidecar(cfg Config, logger *slog.Logger, el elector, promote, demote hookRunner) *Sidecar {
 	abortCtx, abort := context.WithCancel(context.Background())
 	return &Sidecar{
-		health:      alwaysHealthy{},
-		abortCtx:    abortCtx,
-		abortCancel: abort,
-		cfg:         cfg,
-		logger:      logger,
-		elector:     el,
-		promote:     promote,
-		demote:      demote,
-		state:       newState(),
-		newBackOff:  defaultBackOff,
+		controlChanged:    make(chan struct{}, 1),
+		candidatesChanged: make(chan struct{}, 1),
+		resignRequests:    make(chan struct{}, 1),
+		health:            alwaysHealthy{},
+		abortCtx:          abortCtx,
+		abortCancel:       abort,
+		cfg:               cfg,
+		logger:            logger,
+		elector:           el,
+		promote:           promote,
+		demote:            demote,
+		state:             newState(),
+		newBackOff:        defaultBackOff,
 	}
 }
 
@@ -160,7 +168,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	leaderChanged := make(chan struct{}, 1)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		s.publishMembers(watchCtx, el)
@@ -170,10 +178,17 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		el.WatchLeader(watchCtx, func(c []election.Candidate, err error) {
 			if err == nil {
 				s.state.setLeader(c)
-				select {
-				case leaderChanged <- struct{}{}:
-				default: // a wake-up is pending already
-				}
+				wake(leaderChanged)
+				wake(s.candidatesChanged)
+			}
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		el.WatchControl(watchCtx, func(c election.Control, err error) {
+			if err == nil {
+				s.state.update(func(st *state) { st.control = c })
+				wake(s.controlChanged)
 			}
 		})
 	}()
@@ -227,10 +242,9 @@ func (s *Sidecar) loop(ctx context.Context, el elector) error {
 	}
 	bo := s.newBackOff()
 	for {
-		if !s.waitHealthy(ctx) {
+		if ctx.Err() != nil {
 			return nil
 		}
-		s.state.setPhase(PhaseCampaigning)
 		cand, err := el.Grant(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -273,10 +287,15 @@ func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (backOff
 	}()
 
 	lease := election.LeaseHex(cand.LeaseID())
+	// The lease is held (the member record published) while not ready.
+	if !s.waitReady(ctx, cand) {
+		return false, nil
+	}
+	s.state.setPhase(PhaseCampaigning)
 	s.logger.Info("campaigning", "lease", lease)
 	value, _ := json.Marshal(election.CandidateValue{ID: s.cfg.ID, Addr: s.cfg.Advertise, Since: time.Now().UTC()})
 	cctx, withdraw := context.WithCancel(ctx)
-	stopWatch := s.onUnhealthy(withdraw)
+	stopWatch := s.onNotReady(withdraw)
 	ten, err := cand.Campaign(cctx, string(value))
 	stopWatch()
 	withdraw()
@@ -284,8 +303,8 @@ func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (backOff
 		if ctx.Err() != nil {
 			return false, nil
 		}
-		if !s.health.Healthy() {
-			s.logger.Warn("app unhealthy: withdrew from the election", "lease", lease)
+		if why := s.notReady(); why != "" {
+			s.logger.Warn("withdrew from the election", "why", why, "lease", lease)
 			return false, nil
 		}
 		s.logger.Warn("campaign ended without a win", "lease", lease, "err", err)
@@ -300,9 +319,10 @@ func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (backOff
 // promote starts only after this demote has ended.
 func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten tenure) (backOff bool, err error) {
 	token := ten.FencingToken()
-	if !s.health.Healthy() {
-		// Won as the app turned unhealthy: give way without promoting it.
-		s.logger.Warn("elected, but the app is unhealthy: resigning without promoting", "fencing_token", token)
+	if why := s.notReady(); why != "" {
+		// Won just as the replica stopped being ready (unhealthy, paused,
+		// yielding): give way without promoting.
+		s.logger.Warn("elected, but not ready: resigning without promoting", "why", why, "fencing_token", token)
 		cctx, cancel := s.cleanupContext()
 		defer cancel()
 		if err := ten.Resign(cctx); err != nil {
@@ -332,6 +352,7 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 	s.state.recordHook(res)
 
 	var reason string
+	var request *election.Request // a resign or switchover request this step-down answers
 	switch {
 	case ten.Err() != nil:
 		reason = lostReason(ten.Err())
@@ -344,7 +365,7 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 	default:
 		s.state.setPhase(PhasePrimary)
 		s.logger.Info("primary", "fencing_token", token)
-		reason = s.serve(ctx, ten)
+		reason, request = s.serve(ctx, ten)
 	}
 	s.logger.Info("stepping down", "reason", reason, "fencing_token", token)
 
@@ -362,71 +383,14 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 		cancel()
 	}
 	endRecord(reason)
+	if request != nil {
+		cctx, cancel := s.cleanupContext()
+		if err := el.ClearRequest(cctx, request); err != nil {
+			s.logger.Warn("clearing the handled request failed; it expires by itself", "err", err)
+		}
+		cancel()
+	}
 	return backOff, nil
-}
-
-// serve holds the tenure until it ends and says why.
-func (s *Sidecar) serve(ctx context.Context, ten tenure) string {
-	for {
-		if !s.health.Healthy() {
-			return ReasonUnhealthy
-		}
-		select {
-		case <-ten.Lost():
-			return lostReason(ten.Err())
-		case <-ctx.Done():
-			return ReasonShutdown
-		case <-s.health.Changes():
-		}
-	}
-}
-
-// waitHealthy blocks while the app is unhealthy: an unhealthy replica does
-// not campaign. It reports false when ctx ended first.
-func (s *Sidecar) waitHealthy(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return false
-	}
-	if s.health.Healthy() {
-		return true
-	}
-	s.state.setPhase(PhaseUnhealthy)
-	s.logger.Warn("app unhealthy: not campaigning until it is healthy again")
-	for !s.health.Healthy() {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-s.health.Changes():
-		}
-	}
-	s.logger.Info("app healthy again: campaigning")
-	return ctx.Err() == nil
-}
-
-// onUnhealthy calls withdraw when the app turns unhealthy, until the
-// returned stop is called; stop waits for the watcher to end, so that the
-// state machine stays the only reader of health changes afterwards.
-func (s *Sidecar) onUnhealthy(withdraw func()) (stop func()) {
-	done := make(chan struct{})
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		for {
-			select {
-			case <-done:
-				return
-			case <-s.health.Changes():
-				if !s.health.Healthy() {
-					withdraw()
-					return
-				}
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-exited
-	}
 }
 
 // runDemote runs the demote hook until it succeeds, backing off between

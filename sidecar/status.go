@@ -34,6 +34,9 @@ const (
 	PhaseStarting    = "starting"    // running the start-up demote
 	PhaseCampaigning = "campaigning" // standby, waiting to lead
 	PhaseUnhealthy   = "unhealthy"   // standby out of the election: the app is unhealthy
+	PhasePaused      = "paused"      // standby out of the election: the election is paused
+	PhaseObserving   = "observing"   // standby that never campaigns (--no-failover)
+	PhaseYielding    = "yielding"    // standby out of the election during a switchover to another
 	PhasePromoting   = "promoting"   // won; promote hook running
 	PhasePrimary     = "primary"     // promote succeeded; serving as primary
 	PhaseDemoting    = "demoting"    // demote hook running or being retried
@@ -50,6 +53,7 @@ type Status struct {
 	AppHealthy     bool                  `json:"app_healthy"`
 	HealthCheck    *health.Result        `json:"health_check,omitempty"`
 	Degraded       bool                  `json:"degraded"`
+	Paused         bool                  `json:"paused"`
 	Leader         *LeaderStatus         `json:"leader"`
 	FencingToken   int64                 `json:"fencing_token,omitempty"`
 	Lease          *LeaseStatus          `json:"lease"`
@@ -100,6 +104,8 @@ type state struct {
 	phase          string
 	demoteFailed   bool
 	candidacy      candidacy // nil while no lease is held
+	candidates     []string  // ids in campaign order, from the leader watch
+	control        election.Control
 	fencingToken   int64
 	leader         *LeaderStatus
 	etcdReachable  bool
@@ -140,7 +146,11 @@ func (s *state) setLeader(cands []election.Candidate) {
 	if len(cands) > 0 {
 		l = &LeaderStatus{ID: cands[0].ID, Addr: cands[0].Addr, FencingToken: cands[0].FencingToken()}
 	}
-	s.update(func(s *state) { s.leader = l })
+	ids := make([]string, len(cands))
+	for i, c := range cands {
+		ids[i] = c.ID
+	}
+	s.update(func(s *state) { s.leader, s.candidates = l, ids })
 }
 
 // followInfo is what the follower needs: the leader, the role and phase.
@@ -153,6 +163,12 @@ func (s *state) followInfo() (*LeaderStatus, string, string) {
 		l = &c
 	}
 	return l, s.role, s.phase
+}
+
+func (s *state) candidatesSnapshot() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.candidates...)
 }
 
 func (s *state) leaderID() string {
@@ -213,6 +229,7 @@ func (s *state) snapshot(id, electionName string, now time.Time) Status {
 		Healthy:        s.running && !s.demoteFailed,
 		AppHealthy:     s.appHealthy(),
 		Degraded:       s.demoteFailed,
+		Paused:         s.control.Paused,
 		FencingToken:   s.fencingToken,
 		Etcd:           EtcdStatus{Reachable: s.etcdReachable, Error: s.etcdErr},
 		LastTransition: s.lastTransition,
