@@ -53,6 +53,26 @@ type boundFlag struct {
 	defText string // default as shown in usage; empty shows nothing
 	value   string
 	source  source
+	isBool  bool // a switch: --name alone sets it; the env twin takes true/false
+}
+
+// IsBoolFlag lets the flag package accept a switch without a value.
+func (f *boundFlag) IsBoolFlag() bool { return f.isBool }
+
+// switchFlag registers an on/off flag with its environment twin.
+func (s *flagSet) switchFlag(name, usage string) *boundFlag {
+	f := s.str(name, "", "false", "false", usage)
+	f.isBool = true
+	return f
+}
+
+// on parses a switch's value.
+func (f *boundFlag) on() (bool, error) {
+	b, err := strconv.ParseBool(strings.TrimSpace(f.value))
+	if err != nil {
+		return false, fmt.Errorf("%s: want true or false, got %q", f.origin(), f.value)
+	}
+	return b, nil
 }
 
 // String and Set make boundFlag a flag.Value.
@@ -206,7 +226,7 @@ func (s *flagSet) usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: leaderd %s %s\n\n%s\n\nFlags (each can also come from the $LEADERD_ variable shown; a flag wins):\n", s.cmd, s.synopsis, s.about)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, f := range s.flags {
-		fmt.Fprintf(tw, "  --%s %s\t%s\n", f.name, f.arg, f.usage)
+		fmt.Fprintf(tw, "  --%s\t%s\n", strings.TrimSpace(f.name+" "+f.arg), f.usage)
 		if f.defText != "" {
 			fmt.Fprintf(tw, "  \t$%s, default %s\n", f.env, f.defText)
 		} else {

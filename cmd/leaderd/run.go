@@ -32,7 +32,8 @@ type runFlags struct {
 	onLeaderChange                *boundFlag
 	promoteTimeout, demoteTimeout *boundFlag
 	listen, logFormat, logLevel   *boundFlag
-	advertise                     *boundFlag
+	advertise, apiToken           *boundFlag
+	noFailover                    *boundFlag
 	healthCmd, healthURL          *boundFlag
 	healthInterval, healthTimeout *boundFlag
 	healthFailures, healthSuccess *boundFlag
@@ -62,6 +63,8 @@ func newRunFlags(env lookupEnv) *runFlags {
 	f.healthFailures = s.str("health-failures", "N", strconv.Itoa(def.Health.Failures), "", "consecutive failed checks to turn unhealthy")
 	f.healthSuccess = s.str("health-successes", "N", strconv.Itoa(def.Health.Successes), "", "consecutive good checks to turn healthy again")
 	f.listen = s.str("listen", "ADDR", def.Listen, "", "HTTP API address host:port, or off")
+	f.noFailover = s.switchFlag("no-failover", "a member that never campaigns (follows only)")
+	f.apiToken = s.str("api-token", "TOKEN", "", "", "bearer token that allows POST /resign")
 	f.advertise = s.str("advertise", "ADDR", "", "", "app address to publish in the member record")
 	f.logFormat = s.str("log-format", "FORMAT", "text", "", "log format: text or json")
 	f.logLevel = s.str("log-level", "LEVEL", "info", "", "log level: debug, info, warn or error")
@@ -99,8 +102,12 @@ func (f *runFlags) parse(args []string) (runOptions, error) {
 	cfg.OnLeaderChange = f.onLeaderChange.value
 	cfg.Listen = f.listen.value
 	cfg.Advertise = f.advertise.value
-	cfg.Version = versionString()
+	cfg.APIToken = f.apiToken.value
 	var err error
+	if cfg.NoFailover, err = f.noFailover.on(); err != nil {
+		return runOptions{}, err
+	}
+	cfg.Version = versionString()
 	if cfg.TTL, err = f.ttl.duration(); err != nil {
 		return runOptions{}, err
 	}

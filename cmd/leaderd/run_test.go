@@ -27,7 +27,7 @@ var runFlagNames = []string{
 	"endpoints", "election", "id", "prefix", "ttl", "on-promote", "on-demote",
 	"promote-timeout", "demote-timeout", "listen", "log-format", "log-level",
 	"cacert", "cert", "key", "user", "password-file",
-	"on-leader-change", "advertise", "health-cmd", "health-url", "health-interval", "health-timeout", "health-failures", "health-successes",
+	"on-leader-change", "no-failover", "api-token", "advertise", "health-cmd", "health-url", "health-interval", "health-timeout", "health-failures", "health-successes",
 }
 
 func TestRunConfigBadInput(t *testing.T) {
