@@ -68,7 +68,7 @@ func newMetrics(st *state) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	// Reasons exist from the start, so rates work before the first change.
-	for _, r := range []string{ReasonElected, ReasonShutdown, ReasonLeaseLost, ReasonEtcdUnreachable, ReasonKeyDeleted, ReasonPromoteFailed, ReasonUnhealthy} {
+	for _, r := range []string{ReasonElected, ReasonShutdown, ReasonLeaseLost, ReasonEtcdUnreachable, ReasonKeyDeleted, ReasonPromoteFailed, ReasonUnhealthy, ReasonResigned, ReasonSwitchover} {
 		m.transitions.WithLabelValues(r)
 	}
 	return m
