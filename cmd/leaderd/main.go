@@ -82,12 +82,12 @@ Usage:
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s  %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s  %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
-Run 'leaderd <command> --help' for a command's flags. Every flag of run and
-status can also come from the environment as LEADERD_ + the flag name in upper
-snake case (--on-promote: LEADERD_ON_PROMOTE); a flag wins over the environment.
+Run 'leaderd <command> --help' for a command's flags. Every flag (but output
+switches such as --json) can also come from the environment as LEADERD_ + the
+flag name in upper snake case (--on-promote: LEADERD_ON_PROMOTE); a flag wins.
 
 Exit status: 0 success, 1 runtime error, 2 bad command line or configuration.
 `)

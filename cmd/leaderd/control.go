@@ -1,0 +1,395 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/sidecar"
+)
+
+// `leaderd resign`, `switchover`, `pause` and `resume` steer an election
+// through its control keys (<prefix>/<election>/control/), so they work
+// from any host with etcd access. The running replicas act on them; see
+// sidecar/control.go.
+
+// Defaults and pacing of the control commands.
+const (
+	defaultControlWait    = 30 * time.Second // --wait
+	defaultControlTimeout = 30 * time.Second // --timeout: how long the request stays live
+	// controlPoll is how often a waiting resign or switchover reads the
+	// leader.
+	controlPoll = 200 * time.Millisecond
+)
+
+// controlOptions is what a control command parsed.
+type controlOptions struct {
+	Config  sidecar.Config
+	To      string        // switchover only
+	Wait    time.Duration // resign, switchover: 0 = do not wait
+	Timeout time.Duration // resign, switchover: the request's lifetime
+}
+
+// controlFlags are status's connection flags (parsed and validated by
+// statusFlags.parse, so every command accepts and refuses the same input)
+// plus, for resign and switchover, --wait and --timeout, and for
+// switchover --to.
+type controlFlags struct {
+	status        statusFlags
+	to            *boundFlag
+	wait, timeout *boundFlag
+}
+
+func newControlFlags(cmd, synopsis, about string, env lookupEnv) *controlFlags {
+	s := newFlagSet(cmd, synopsis, about, env)
+	f := &controlFlags{status: statusFlags{set: s}}
+	f.status.conn = bindElection(s, sidecar.DefaultConfig())
+	if cmd == "switchover" {
+		f.to = s.str("to", "ID", "", "", "the standby to hand the primary role to; required")
+	}
+	if cmd == "resign" || cmd == "switchover" {
+		f.wait = s.str("wait", "DURATION", durationText(defaultControlWait), "",
+			"wait for the new primary; 0: return once the request is stored")
+		f.timeout = s.str("timeout", "DURATION", durationText(defaultControlTimeout), "",
+			"the request expires after this long")
+	}
+	f.status.conn.bindTLSAuth(s)
+	// The control commands print no JSON; statusFlags.parse reads this.
+	f.status.json = &boolFlag{name: "json"}
+	return f
+}
+
+// parse returns errHelp for --help. Errors name the flag.
+func (f *controlFlags) parse(args []string) (controlOptions, error) {
+	st, err := f.status.parse(args)
+	if err != nil {
+		return controlOptions{}, err
+	}
+	opts := controlOptions{Config: st.Config}
+	if f.to != nil {
+		opts.To = strings.TrimSpace(f.to.value)
+		if opts.To == "" {
+			return controlOptions{}, errors.New("--to: required: the id of the standby to hand over to")
+		}
+	}
+	if f.wait != nil {
+		if opts.Wait, err = f.wait.duration(); err != nil {
+			return controlOptions{}, err
+		}
+		if opts.Wait < 0 {
+			return controlOptions{}, fmt.Errorf("%s: want 0 or more, got %q", f.wait.origin(), f.wait.value)
+		}
+		if opts.Timeout, err = f.timeout.duration(); err != nil {
+			return controlOptions{}, err
+		}
+		if opts.Timeout <= 0 {
+			return controlOptions{}, fmt.Errorf("%s: want more than 0, got %q", f.timeout.origin(), f.timeout.value)
+		}
+	}
+	return opts, nil
+}
+
+const controlExit = "Exit status: 0 success, 1 refused, failed, not done within --wait, or etcd\n" +
+	"unreachable, 2 bad input."
+
+func resignCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
+	f := newControlFlags("resign", "--election NAME [--wait DURATION] [--timeout DURATION] [flags]",
+		"Ask the election's primary to step down: it runs its demote hook (reason\n"+
+			"resigned), gives up the leader key, and another replica takes over. The\n"+
+			"request names the current tenure (id and fencing token), so it never\n"+
+			"affects a later primary, and expires after --timeout. Waits up to --wait\n"+
+			"for the next tenure and prints it. Refused while the election is paused\n"+
+			"(no replica would take over).\n\n"+controlExit, env)
+	return runControl("resign", f, args, stdout, stderr, resign)
+}
+
+func switchoverCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
+	f := newControlFlags("switchover", "--election NAME --to ID [--wait DURATION] [--timeout DURATION] [flags]",
+		"Hand the primary role to the standby --to and to nobody else: the other\n"+
+			"standbys stop campaigning until --to is next in line, then the primary\n"+
+			"steps down (demote hook, reason switchover) and --to is elected. Refused\n"+
+			"before anything is written when --to is unknown, unhealthy, not\n"+
+			"campaigning or already the primary, or the election is paused. The\n"+
+			"request expires after --timeout; waits up to --wait for --to to lead.\n\n"+controlExit, env)
+	return runControl("switchover", f, args, stdout, stderr, switchover)
+}
+
+func pauseCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
+	f := newControlFlags("pause", "--election NAME [flags]",
+		"Pause automatic role changes: standbys do not campaign, and an unhealthy\n"+
+			"primary is not demoted (a primary whose lease is lost or whose leaderd\n"+
+			"stops still steps down: that is not a choice). Stays until leaderd resume.\n"+
+			"Idempotent.\n\n"+controlExit, env)
+	return runControl("pause", f, args, stdout, stderr, func(ctx context.Context, c *controlRun) error {
+		return c.setPaused(ctx, true)
+	})
+}
+
+func resumeCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
+	f := newControlFlags("resume", "--election NAME [flags]",
+		"Resume automatic role changes after leaderd pause. Idempotent.\n\n"+controlExit, env)
+	return runControl("resume", f, args, stdout, stderr, func(ctx context.Context, c *controlRun) error {
+		return c.setPaused(ctx, false)
+	})
+}
+
+// controlRun is one control command at work.
+type controlRun struct {
+	opts      controlOptions
+	client    *clientv3.Client
+	endpoints string
+	out       io.Writer
+}
+
+// runControl parses the flags, connects, and runs do; every error is one
+// line on stderr.
+func runControl(name string, f *controlFlags, args []string, stdout, stderr io.Writer,
+	do func(context.Context, *controlRun) error) int {
+	opts, err := f.parse(args)
+	if errors.Is(err, errHelp) {
+		f.status.set.usage(stdout)
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "leaderd %s: %s\n", name, oneLine(err.Error()))
+		return exitBadInput
+	}
+	c := &controlRun{opts: opts, endpoints: strings.Join(opts.Config.Endpoints, ","), out: stdout}
+	c.client, err = newCLIClient(opts.Config)
+	if err != nil {
+		fmt.Fprintf(stderr, "leaderd %s: %s\n", name, oneLine(etcdError(c.endpoints, err).Error()))
+		return exitError
+	}
+	defer c.client.Close()
+	if err := do(context.Background(), c); err != nil {
+		fmt.Fprintf(stderr, "leaderd %s: %s\n", name, oneLine(err.Error()))
+		return exitError
+	}
+	return exitOK
+}
+
+// call runs one etcd call with its own deadline and turns a failure into
+// the etcd error line.
+func (c *controlRun) call(ctx context.Context, fn func(context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, statusCallTimeout)
+	defer cancel()
+	if err := fn(cctx); err != nil {
+		return etcdError(c.endpoints, err)
+	}
+	return nil
+}
+
+func (c *controlRun) setPaused(ctx context.Context, paused bool) error {
+	cfg := c.opts.Config
+	if err := c.call(ctx, func(ctx context.Context) error {
+		return election.SetPaused(ctx, c.client, cfg.Prefix, cfg.Election, paused)
+	}); err != nil {
+		return err
+	}
+	if paused {
+		fmt.Fprintln(c.out, "paused: standbys will not campaign; an unhealthy primary stays")
+	} else {
+		fmt.Fprintln(c.out, "resumed")
+	}
+	return nil
+}
+
+// candidates reads the candidates in campaign order: the first one leads.
+func (c *controlRun) candidates(ctx context.Context) ([]election.Candidate, error) {
+	var cands []election.Candidate
+	err := c.call(ctx, func(ctx context.Context) error {
+		var err error
+		cands, _, err = election.Candidates(ctx, c.client, c.opts.Config.Prefix, c.opts.Config.Election)
+		return err
+	})
+	return cands, err
+}
+
+func (c *controlRun) control(ctx context.Context) (election.Control, error) {
+	var ctl election.Control
+	err := c.call(ctx, func(ctx context.Context) error {
+		var err error
+		ctl, _, err = election.ReadControl(ctx, c.client, c.opts.Config.Prefix, c.opts.Config.Election)
+		return err
+	})
+	return ctl, err
+}
+
+// errPaused refuses a resign or switchover while paused: no standby would
+// campaign, so the election would be left without a primary.
+var errPaused = errors.New("the election is paused; leaderd resume first")
+
+// putRequest stores the request; a live one already there is refused.
+func (c *controlRun) putRequest(ctx context.Context, r election.Request) error {
+	cfg := c.opts.Config
+	err := c.call(ctx, func(ctx context.Context) error {
+		return election.PutRequest(ctx, c.client, cfg.Prefix, cfg.Election, r)
+	})
+	if errors.Is(err, election.ErrRequestPending) {
+		return fmt.Errorf("%w; retry after it expires", election.ErrRequestPending)
+	}
+	return err
+}
+
+func resign(ctx context.Context, c *controlRun) error {
+	cands, err := c.candidates(ctx)
+	if err != nil {
+		return err
+	}
+	if len(cands) == 0 {
+		return errors.New("no primary to resign")
+	}
+	ctl, err := c.control(ctx)
+	if err != nil {
+		return err
+	}
+	if ctl.Paused {
+		return errPaused
+	}
+	old := cands[0]
+	now := time.Now()
+	if err := c.putRequest(ctx, election.Request{
+		From: old.ID, FencingToken: old.FencingToken(),
+		Requested: now.UTC(), Expires: now.Add(c.opts.Timeout).UTC(),
+	}); err != nil {
+		return err
+	}
+	if c.opts.Wait == 0 {
+		fmt.Fprintf(c.out, "resign requested: %s (token %d); the request expires in %s\n",
+			old.ID, old.FencingToken(), durationText(c.opts.Timeout))
+		return nil
+	}
+	next, err := c.awaitNextTenure(ctx, old, now)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "resigned: %s (token %d) -> %s (token %d) in %s\n",
+		old.ID, old.FencingToken(), next.ID, next.FencingToken(), durationRounded(time.Since(now)))
+	return nil
+}
+
+func switchover(ctx context.Context, c *controlRun) error {
+	to := c.opts.To
+	cands, err := c.candidates(ctx)
+	if err != nil {
+		return err
+	}
+	if len(cands) == 0 {
+		return errors.New("no primary to switch over from")
+	}
+	old := cands[0]
+	ctl, err := c.control(ctx)
+	if err != nil {
+		return err
+	}
+	if ctl.Paused {
+		return errPaused
+	}
+	if old.ID == to {
+		return fmt.Errorf("%s is already the primary (token %d)", to, old.FencingToken())
+	}
+	var members []election.Member
+	if err := c.call(ctx, func(ctx context.Context) error {
+		var err error
+		members, err = election.Members(ctx, c.client, c.opts.Config.Prefix, c.opts.Config.Election)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := checkTarget(to, members, cands); err != nil {
+		return err
+	}
+	now := time.Now()
+	if err := c.putRequest(ctx, election.Request{
+		From: old.ID, FencingToken: old.FencingToken(), To: to,
+		Requested: now.UTC(), Expires: now.Add(c.opts.Timeout).UTC(),
+	}); err != nil {
+		return err
+	}
+	if c.opts.Wait == 0 {
+		fmt.Fprintf(c.out, "switchover requested: %s (token %d) -> %s; the request expires in %s\n",
+			old.ID, old.FencingToken(), to, durationText(c.opts.Timeout))
+		return nil
+	}
+	next, err := c.awaitNextTenure(ctx, old, now)
+	if err != nil {
+		return err
+	}
+	if next.ID != to {
+		return fmt.Errorf("%s stepped down but %s (token %d) became the primary, not %s", old.ID, next.ID, next.FencingToken(), to)
+	}
+	fmt.Fprintf(c.out, "switched over: %s -> %s (token %d) in %s\n",
+		old.ID, to, next.FencingToken(), durationRounded(time.Since(now)))
+	return nil
+}
+
+// checkTarget says why the switchover target cannot take over, or nil: it
+// must be a registered member, healthy, and campaigning (hold a candidate
+// key).
+func checkTarget(to string, members []election.Member, cands []election.Candidate) error {
+	var m *election.Member
+	ids := make([]string, 0, len(members))
+	for i := range members {
+		ids = append(ids, members[i].ID)
+		if members[i].ID == to {
+			m = &members[i]
+		}
+	}
+	if m == nil {
+		known := "none registered"
+		if len(ids) > 0 {
+			known = strings.Join(ids, ", ")
+		}
+		return fmt.Errorf("unknown member %s (members: %s)", to, known)
+	}
+	if !m.Healthy {
+		return fmt.Errorf("%s is unhealthy", to)
+	}
+	for _, c := range cands {
+		if c.ID == to {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not campaigning (paused, --no-failover, or unhealthy)", to)
+}
+
+// awaitNextTenure polls the leader until it is another tenure than old,
+// bounded by --wait. Read errors while waiting are retried: etcd may be
+// busy with the hand-off; the last one is reported if the wait runs out.
+func (c *controlRun) awaitNextTenure(ctx context.Context, old election.Candidate, start time.Time) (election.Candidate, error) {
+	ctx, cancel := context.WithDeadline(ctx, start.Add(c.opts.Wait))
+	defer cancel()
+	tick := time.NewTicker(controlPoll)
+	defer tick.Stop()
+	var lastErr error // of the last read, when it failed inside the wait
+	stillOld := true  // the last good read showed old leading
+	for {
+		cands, err := c.candidates(ctx)
+		switch {
+		case err == nil && len(cands) > 0 && cands[0].FencingToken() != old.FencingToken():
+			return cands[0], nil
+		case err == nil:
+			lastErr, stillOld = nil, len(cands) > 0
+		case ctx.Err() == nil:
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			waited := durationRounded(time.Since(start))
+			switch {
+			case lastErr != nil:
+				return election.Candidate{}, fmt.Errorf("no new primary seen after %s: %v", waited, lastErr)
+			case stillOld:
+				return election.Candidate{}, fmt.Errorf("still %s (token %d) after %s; the request stays until it expires", old.ID, old.FencingToken(), waited)
+			}
+			return election.Candidate{}, fmt.Errorf("no primary after %s: %s (token %d) stepped down and no replica has taken over yet", waited, old.ID, old.FencingToken())
+		case <-tick.C:
+		}
+	}
+}
