@@ -499,3 +499,22 @@ func waitMembers(t *testing.T, c *clientv3.Client, name string, n int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestStatusShowsPaused(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := election.SetPaused(ctx, cli, "/leaderd", "web", true); err != nil {
+		t.Fatal(err)
+	}
+	rep, _, err := readStatus(ctx, cli, "/leaderd", "web")
+	if err != nil || !rep.Paused {
+		t.Fatalf("status paused=%v err=%v", rep.Paused, err)
+	}
+	var b strings.Builder
+	printStatus(&b, rep, time.Now())
+	if !strings.Contains(b.String(), "paused:") {
+		t.Fatalf("text status does not say paused:\n%s", b.String())
+	}
+}

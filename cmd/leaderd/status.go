@@ -111,7 +111,9 @@ type statusReport struct {
 	// could take over; 0 when none is registered.
 	Availability float64 `json:"availability"`
 	Registered   int     `json:"registered"`
-	Healthy      int     `json:"healthy"`
+	// Paused is true while `leaderd pause` holds: no automatic role change.
+	Paused  bool `json:"paused"`
+	Healthy int  `json:"healthy"`
 }
 
 type statusLeader struct {
@@ -158,7 +160,12 @@ func readStatus(ctx context.Context, client *clientv3.Client, prefix, electionNa
 	if err != nil {
 		return statusReport{}, 0, err
 	}
+	control, _, err := election.ReadControl(ctx, client, prefix, electionName)
+	if err != nil {
+		return statusReport{}, 0, err
+	}
 	r := statusReport{
+		Paused:       control.Paused,
 		Election:     electionName,
 		Candidates:   make([]statusCandidate, 0, len(cands)),
 		Members:      make([]statusMember, 0, len(members)),
@@ -470,6 +477,9 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 	} else {
 		fmt.Fprintf(tw, "leader:\t%s\n", r.Leader.ID)
 		fmt.Fprintf(tw, "fencing token:\t%d\n", r.Leader.FencingToken)
+	}
+	if r.Paused {
+		fmt.Fprintf(tw, "paused:\tyes (leaderd resume to allow role changes)\n")
 	}
 	_ = tw.Flush()
 	if len(r.Candidates) == 0 {

@@ -65,6 +65,7 @@ type jsonStatus struct {
 	Members      []jsonMember `json:"members"`
 	Availability float64      `json:"availability"`
 	Registered   int          `json:"registered"`
+	Paused       bool         `json:"paused"`
 	Healthy      int          `json:"healthy"`
 }
 
