@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -198,4 +199,31 @@ func TestUnhealthyPrimaryHandsOver(t *testing.T) {
 		}
 	}
 	assertNoOverlap(t, all)
+}
+
+// A health check that fails every other time never reaches 2 failures in
+// a row: with --health-failures 2 the primary keeps its role however long
+// the app flaps.
+func TestFlappingHealthDoesNotFlapTheRole(t *testing.T) {
+	c := newCluster(t)
+	counter := filepath.Join(t.TempDir(), "n")
+	writeHealth(t, counter, "0")
+	a := c.start("a", func(cfg *Config) {
+		cfg.Health.Command = fmt.Sprintf(`n=$(cat %[1]s); echo $((n+1)) > %[1]s; [ $((n %% 2)) -eq 0 ]`, counter)
+		cfg.Health.Interval = 50 * time.Millisecond
+		cfg.Health.Timeout = 50 * time.Millisecond
+		cfg.Health.Failures = 2
+		cfg.Health.Successes = 1
+	})
+	c.tl.waitFor(t, "a's promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
+	start := a.sc.Status().HealthCheck.Checks
+	// Watch 20 more checks: any demote would be a role flap.
+	waitUntil(t, "20 more checks", func() bool { return a.sc.Status().HealthCheck.Checks >= start+20 })
+	evs, _ := c.tl.snapshot()
+	if i := match(0, event{ID: "a", Hook: "demote", Reason: ReasonUnhealthy})(evs); i >= 0 {
+		t.Fatalf("a flapping app made the primary step down:\n%s", formatEvents(evs))
+	}
+	if st := a.sc.Status(); st.Phase != PhasePrimary || !st.AppHealthy {
+		t.Fatalf("status %s, app healthy %v", st.Phase, st.AppHealthy)
+	}
 }
