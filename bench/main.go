@@ -8,6 +8,11 @@
 //   - cut-off: blackhole the primary's proxy; new promote start - old demote
 //     end must be positive in every round.
 //   - footprint: RSS and CPU of idle replicas (a standby and the primary).
+//   - metrics: GET /metrics on the primary and a standby, sequentially;
+//     latency, body size, and the replica's CPU per scrape.
+//   - switchover: a switchover request to the standby last in campaign
+//     order; request -> new promote start. Only the target may promote,
+//     after the old demote ended.
 //
 // Run it from the module root (it compiles leaderd): `go run ./bench`. It is
 // not a test: it prints a table with the targets beside each figure and
@@ -38,13 +43,14 @@ const (
 )
 
 // phaseNames are the phases in the order they run.
-var phaseNames = []string{"footprint", "graceful", "crash", "cutoff"}
+var phaseNames = []string{"footprint", "metrics", "graceful", "crash", "cutoff", "switchover"}
 
 type options struct {
 	rounds        int
 	ttl           time.Duration
 	demoteTimeout time.Duration
 	idle          time.Duration
+	scrapes       int
 	out           string
 	phases        map[string]bool
 	keep          bool
@@ -96,7 +102,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	var o options
 	var phases string
-	fs.IntVar(&o.rounds, "rounds", 30, "rounds of each failover kind")
+	fs.IntVar(&o.rounds, "rounds", 30, "rounds of each failover kind (and of switchover)")
+	fs.IntVar(&o.scrapes, "scrapes", 200, "GET /metrics per replica in the metrics phase")
 	fs.DurationVar(&o.ttl, "ttl", 4*time.Second, "lease TTL given to every replica (--ttl)")
 	fs.DurationVar(&o.demoteTimeout, "demote-timeout", time.Second, "demote hook timeout given to every replica (--demote-timeout)")
 	fs.DurationVar(&o.idle, "idle", 30*time.Second, "idle window over which CPU use is measured")
@@ -115,6 +122,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.rounds < 1 {
 		return o, fmt.Errorf("-rounds: %d must be at least 1", o.rounds)
+	}
+	if o.scrapes < 1 {
+		return o, fmt.Errorf("-scrapes: %d must be at least 1", o.scrapes)
 	}
 	if o.idle < time.Second {
 		return o, fmt.Errorf("-idle: %s must be at least 1s", o.idle)
@@ -178,6 +188,17 @@ func execute(ctx context.Context, o options, rep *report, stderr io.Writer) {
 			}
 		}
 	}
+	if o.phases["metrics"] && ctx.Err() == nil {
+		rep.Metrics, err = b.metrics(ctx)
+		if err != nil {
+			rep.Failures = append(rep.Failures, "metrics: "+err.Error())
+			fmt.Fprintf(stderr, "bench: metrics: FAILED: %v\n", err)
+			if err := c.recover(ctx); err != nil {
+				rep.fatal("recover after metrics: %v", err)
+				return
+			}
+		}
+	}
 	for _, ph := range []struct {
 		name  string
 		title string
@@ -187,6 +208,7 @@ func execute(ctx context.Context, o options, rep *report, stderr io.Writer) {
 		{"graceful", "graceful hand-off", b.gracefulRound, b.gracefulDists()},
 		{"crash", "crash failover", b.crashRound, b.crashDists()},
 		{"cutoff", "cut-off", b.cutoffRound, b.cutoffDists()},
+		{"switchover", "switchover", b.switchoverRound, b.switchoverDists()},
 	} {
 		if !o.phases[ph.name] || ctx.Err() != nil {
 			continue

@@ -202,9 +202,10 @@ type report struct {
 	Machine     machine
 	Opts        options
 	Footprint   []usage
+	Metrics     []scrape
 	Phases      []*phase
 	Safety      *safety
-	Failures    []string // failures outside the rounds (setup, footprint)
+	Failures    []string // failures outside the rounds (setup, footprint, metrics)
 	Fatal       string   // the run stopped early
 	Interrupted bool
 	LoadAfter   string
@@ -277,6 +278,18 @@ func (r *report) markdown() string {
 			fmt.Fprintf(&b, "| %s (%s) | %s | %s / %s | %s | %s | %.2f %% | %s | RSS ≤ 20 MiB: %s |\n",
 				u.ID, u.Role, mib(u.Mem.VmRSS), mib(u.Mem.RssAnon), mib(u.Mem.RssFile), mib(u.RSSStart), mib(u.Mem.VmHWM),
 				u.CPU, u.Window.Round(100*time.Millisecond), v)
+		}
+		fmt.Fprintln(&b)
+	}
+
+	if len(r.Metrics) > 0 {
+		fmt.Fprintf(&b, "| GET /metrics | n | p50 | p99 | max | body (text) | on the wire (gzip) | replica CPU per scrape | CPU ticks / window |\n")
+		fmt.Fprintf(&b, "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, s := range r.Metrics {
+			st := s.Latency.stats()
+			fmt.Fprintf(&b, "| %s (%s) | %d | %s | %s | %s | %d B | %d B | %s | %d / %s |\n",
+				s.ID, s.Role, st.N, msFine(st.P50), msFine(st.P99), msFine(st.Max), s.BodyBytes, s.WireBytes,
+				msFine(s.CPUPerScrape()), s.CPUTicks, s.Window.Round(time.Millisecond))
 		}
 		fmt.Fprintln(&b)
 	}
