@@ -199,12 +199,7 @@ func TestHistoryUnreachable(t *testing.T) {
 }
 
 func TestHistoryBadInput(t *testing.T) {
-	tests := []struct {
-		name string
-		args []string
-		env  envMap
-		want []string
-	}{
+	tests := []badInput{
 		{"unknown flag", []string{"--election", "web", "--ttl", "5s"}, nil, []string{"flag provided but not defined: -ttl"}},
 		{"missing election", nil, nil, []string{"--election", "required"}},
 		{"bad endpoint", []string{"--election", "web", "--endpoints", "etcd:2379"}, nil, []string{"--endpoints"}},
@@ -214,23 +209,7 @@ func TestHistoryBadInput(t *testing.T) {
 		{"limit in env", []string{"--election", "web"}, envMap{"LEADERD_LIMIT": "-1"}, []string{"LEADERD_LIMIT"}},
 		{"stray argument", []string{"--election", "web", "now"}, nil, []string{"unexpected argument", "leaderd history --help"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := invoke(tt.env, append([]string{"history"}, tt.args...)...)
-			if r.code != exitBadInput {
-				t.Errorf("exit %d, want %d (stderr %q)", r.code, exitBadInput, r.stderr)
-			}
-			line := oneLineErr(t, r)
-			if !strings.HasPrefix(line, "leaderd history: ") {
-				t.Errorf("stderr = %q, want the prefix %q", line, "leaderd history: ")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(line, w) {
-					t.Errorf("stderr = %q, want it to contain %q", line, w)
-				}
-			}
-		})
-	}
+	checkBadInput(t, "history", tests)
 }
 
 func TestHistoryHelp(t *testing.T) {

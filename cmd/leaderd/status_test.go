@@ -231,12 +231,7 @@ func TestStatusUnreachable(t *testing.T) {
 }
 
 func TestStatusConfigBadInput(t *testing.T) {
-	tests := []struct {
-		name string
-		args []string
-		env  envMap
-		want []string
-	}{
+	tests := []badInput{
 		{"unknown flag", []string{"--election", "web", "--ttl", "5s"}, nil, []string{"flag provided but not defined: -ttl"}},
 		{"missing election", nil, nil, []string{"--election", "required"}},
 		{"bad election", []string{"--election", "a b"}, nil, []string{"--election"}},
@@ -247,23 +242,7 @@ func TestStatusConfigBadInput(t *testing.T) {
 		{"bad json value", []string{"--election", "web", "--json=maybe"}, nil, []string{"-json"}},
 		{"stray argument", []string{"--election", "web", "now"}, nil, []string{"unexpected argument", `"now"`}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := invoke(tt.env, append([]string{"status"}, tt.args...)...)
-			if r.code != exitBadInput {
-				t.Errorf("exit %d, want %d (stderr %q)", r.code, exitBadInput, r.stderr)
-			}
-			line := oneLineErr(t, r)
-			if !strings.HasPrefix(line, "leaderd status: ") {
-				t.Errorf("stderr = %q, want the prefix %q", line, "leaderd status: ")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(line, w) {
-					t.Errorf("stderr = %q, want it to contain %q", line, w)
-				}
-			}
-		})
-	}
+	checkBadInput(t, "status", tests)
 }
 
 func TestStatusHelp(t *testing.T) {
