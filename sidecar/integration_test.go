@@ -157,7 +157,9 @@ func TestEtcdStoppedAndRestarted(t *testing.T) {
 	if err := c.etcd.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
+	restarted := time.Now()
 	again := c.tl.waitFor(t, "a primary after the restart", match(len(evs), event{Hook: "promote", Phase: "end"}))
+	t.Logf("a primary %s after etcd's restart", again.At.Sub(restarted).Round(time.Millisecond))
 	if !again.OK || again.Token <= first.Token {
 		t.Fatalf("after restart: %s (first token %d)", again, first.Token)
 	}

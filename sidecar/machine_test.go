@@ -180,6 +180,8 @@ func (c *fakeCandidacy) Campaign(ctx context.Context, value string) (tenure, err
 	}
 }
 
+func (c *fakeCandidacy) Revoke(ctx context.Context) error { return nil }
+
 func (c *fakeCandidacy) Close(ctx context.Context) error {
 	c.calls.add("close")
 	return nil

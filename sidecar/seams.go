@@ -43,6 +43,8 @@ type candidacy interface {
 	Campaign(ctx context.Context, value string) (tenure, error)
 	// Close stops the keepalive and revokes the lease.
 	Close(ctx context.Context) error
+	// Revoke tries the revoke again after a failed Close.
+	Revoke(ctx context.Context) error
 }
 
 type tenure interface {
@@ -175,6 +177,9 @@ func (c etcdCandidacy) LeaseID() int64          { return int64(c.Lease().ID()) }
 func (c etcdCandidacy) TTL() time.Duration      { return c.Lease().TTL() }
 func (c etcdCandidacy) SafeDeadline() time.Time { return c.Lease().SafeDeadline() }
 func (c etcdCandidacy) Err() error              { return c.Lease().Err() }
+func (c etcdCandidacy) Revoke(ctx context.Context) error {
+	return c.Lease().Revoke(ctx)
+}
 
 func (c etcdCandidacy) Campaign(ctx context.Context, value string) (tenure, error) {
 	t, err := c.Candidacy.Campaign(ctx, value)

@@ -281,7 +281,8 @@ func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (backOff
 		cctx, cancel := s.cleanupContext()
 		defer cancel()
 		if err := cand.Close(cctx); err != nil {
-			s.logger.Warn("revoking the lease failed; it will expire by itself", "err", err)
+			s.logger.Warn("revoking the lease failed; retrying beside the state machine", "err", err)
+			s.retryRevoke(ctx, cand)
 		}
 		s.state.update(func(st *state) { st.candidacy, st.fencingToken = nil, 0 })
 	}()
@@ -458,6 +459,43 @@ func (s *Sidecar) env(event, role, previous, reason string, token, lease int64) 
 // Never derived from the run context, which is already cancelled on stop.
 func (s *Sidecar) cleanupContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.abortCtx, cleanupTimeout)
+}
+
+// revokeRetry paces the retries of a failed revoke.
+const revokeRetry = 500 * time.Millisecond
+
+// retryRevoke keeps trying to revoke a lease whose revoke failed (etcd
+// unreachable, quorum lost), until it works, the lease could no longer be
+// alive (2 x TTL: a new etcd leader extends every lease by its TTL), or ctx
+// ends. Without it, the lease's keys block the next election for a whole
+// TTL after etcd comes back.
+func (s *Sidecar) retryRevoke(ctx context.Context, cand candidacy) {
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		give := time.NewTimer(2 * cand.TTL())
+		defer give.Stop()
+		tick := time.NewTicker(revokeRetry)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.abortCtx.Done():
+				return
+			case <-give.C:
+				return
+			case <-tick.C:
+			}
+			rctx, cancel := s.cleanupContext()
+			err := cand.Revoke(rctx)
+			cancel()
+			if err == nil {
+				s.logger.Info("revoked the old lease", "lease", election.LeaseHex(cand.LeaseID()))
+				return
+			}
+		}
+	}()
 }
 
 func lostReason(err error) string {
