@@ -109,19 +109,7 @@ func TestStatus(t *testing.T) {
 	second := putCandidate(t, client, "/leaderd", "web", "app-2")
 
 	t.Run("json", func(t *testing.T) {
-		r := invokeBounded(t, 20*time.Second, nil, "status", "--endpoints", srv.Endpoint(), "--election", "web", "--json")
-		if r.code != exitOK || r.stderr != "" {
-			t.Fatalf("exit %d, stderr %q; want 0 and nothing", r.code, r.stderr)
-		}
-		var got jsonStatus
-		dec := json.NewDecoder(strings.NewReader(r.stdout))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&got); err != nil {
-			t.Fatalf("decode %q: %v", r.stdout, err)
-		}
-		if dec.More() {
-			t.Errorf("stdout holds more than one JSON value: %q", r.stdout)
-		}
+		got, _ := statusJSON(t, srv.Endpoint(), "web")
 		if got.Election != "web" {
 			t.Errorf("election = %q, want web", got.Election)
 		}
@@ -321,16 +309,7 @@ func TestStatusMembers(t *testing.T) {
 	})
 
 	t.Run("json", func(t *testing.T) {
-		r := invokeBounded(t, 20*time.Second, nil, "status", "--endpoints", srv.Endpoint(), "--election", "db", "--json")
-		if r.code != exitOK || r.stderr != "" {
-			t.Fatalf("exit %d, stderr %q; want 0 and nothing", r.code, r.stderr)
-		}
-		var got jsonStatus
-		dec := json.NewDecoder(strings.NewReader(r.stdout))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&got); err != nil {
-			t.Fatalf("decode %q: %v", r.stdout, err)
-		}
+		got, r := statusJSON(t, srv.Endpoint(), "db")
 		if got.Availability != 0.5 || got.Registered != 2 || got.Healthy != 1 {
 			t.Errorf("availability %v, registered %d, healthy %d; want 0.5, 2, 1", got.Availability, got.Registered, got.Healthy)
 		}
@@ -582,4 +561,24 @@ func TestIsTerminal(t *testing.T) {
 	if isTerminal(f) {
 		t.Error("a regular file is not a terminal")
 	}
+}
+
+// statusJSON runs `leaderd status --json` and decodes its output strictly
+// (unknown fields fail), returning the output too.
+func statusJSON(t *testing.T, endpoint, electionName string) (jsonStatus, result) {
+	t.Helper()
+	r := invokeBounded(t, 20*time.Second, nil, "status", "--endpoints", endpoint, "--election", electionName, "--json")
+	if r.code != exitOK || r.stderr != "" {
+		t.Fatalf("exit %d, stderr %q; want 0 and nothing", r.code, r.stderr)
+	}
+	var got jsonStatus
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("decode %q: %v", r.stdout, err)
+	}
+	if dec.More() {
+		t.Errorf("stdout holds more than one JSON value: %q", r.stdout)
+	}
+	return got, r
 }
