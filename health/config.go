@@ -21,11 +21,13 @@ type Config struct {
 	// and URL. Default: none.
 	URL string
 	// Interval is the time between the starts of two checks
-	// (--health-interval). Default: 2s.
+	// (--health-interval). Default: 2s, or IntervalFor(Timeout) when only
+	// the timeout is set.
 	Interval time.Duration
 	// Timeout bounds one check (--health-timeout); a check that has not
 	// answered by then has failed. At most Interval, so that checks never
-	// overlap and the thresholds count in real time. Default: 1s.
+	// overlap and the thresholds count in real time. Default: 1s, or
+	// TimeoutFor(Interval) when only the interval is set.
 	Timeout time.Duration
 	// Failures is how many consecutive failed checks turn a healthy app
 	// unhealthy (--health-failures). Default: 3.
@@ -54,6 +56,15 @@ func DefaultConfig() Config {
 		Successes: DefaultSuccesses,
 	}
 }
+
+// TimeoutFor is the default --health-timeout for an interval the user
+// chose: min(DefaultTimeout, interval), so that a short interval alone
+// never makes the default timeout invalid.
+func TimeoutFor(interval time.Duration) time.Duration { return min(DefaultTimeout, interval) }
+
+// IntervalFor is the default --health-interval for a timeout the user
+// chose: max(DefaultInterval, timeout), for the same reason.
+func IntervalFor(timeout time.Duration) time.Duration { return max(DefaultInterval, timeout) }
 
 // Enabled reports whether a check is configured.
 func (c Config) Enabled() bool { return c.Command != "" || c.URL != "" }

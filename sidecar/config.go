@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -26,7 +27,8 @@ type Config struct {
 	ID string
 	// Prefix is the etcd key prefix (--prefix). Default: /leaderd.
 	Prefix string
-	// TTL is the lease TTL, whole seconds, at least 2s (--ttl). Default: 15s.
+	// TTL is the lease TTL, whole seconds, at least 2s (--ttl). Default:
+	// 15s, or TTLFor(DemoteTimeout) when only the demote timeout is set.
 	TTL time.Duration
 
 	// OnPromote and OnDemote are hook command lines run by /bin/sh -c
@@ -41,7 +43,8 @@ type Config struct {
 	OnLeaderChange string
 	// PromoteTimeout bounds the promote hook (--promote-timeout). Default: 60s.
 	PromoteTimeout time.Duration
-	// DemoteTimeout bounds the demote hook (--demote-timeout). Default: 5s.
+	// DemoteTimeout bounds the demote hook (--demote-timeout). Default: 5s,
+	// or DemoteTimeoutFor(TTL) when only the TTL is set.
 	// The lease guard reserves this much time before the lease can expire.
 	DemoteTimeout time.Duration
 
@@ -87,9 +90,9 @@ func DefaultConfig() Config {
 		Endpoints:      []string{"http://127.0.0.1:2379"},
 		ID:             host,
 		Prefix:         "/leaderd",
-		TTL:            15 * time.Second,
+		TTL:            defaultTTL,
 		PromoteTimeout: 60 * time.Second,
-		DemoteTimeout:  5 * time.Second,
+		DemoteTimeout:  defaultDemoteTimeout,
 		Listen:         "127.0.0.1:8008",
 		Health:         health.DefaultConfig(),
 	}
@@ -97,6 +100,9 @@ func DefaultConfig() Config {
 
 // Timing derived from the TTL. See DESIGN.md, "Safety: the lease guard".
 const (
+	defaultTTL           = 15 * time.Second
+	defaultDemoteTimeout = 5 * time.Second
+
 	// minTTL is etcd's minimum lease TTL with default settings; smaller
 	// grants are silently raised, which would break the timing budget.
 	minTTL = 2 * time.Second
@@ -115,6 +121,36 @@ func (c Config) Margin() time.Duration { return max(minMargin, c.TTL/10) }
 // StepDownLead is how long before the lease's earliest server-side expiry
 // the primary starts stepping down: demote-timeout + margin.
 func (c Config) StepDownLead() time.Duration { return c.DemoteTimeout + c.Margin() }
+
+// MaxDemoteTimeout is the longest demote timeout the lease guard allows
+// with this TTL: ttl/2 - max(500ms, ttl/10), so that ttl - demote-timeout -
+// margin >= 2 x renew interval. Not positive for TTLs below the minimum.
+func MaxDemoteTimeout(ttl time.Duration) time.Duration {
+	c := Config{TTL: ttl}
+	return c.TTL - c.Margin() - 2*c.RenewInterval()
+}
+
+// DemoteTimeoutFor is the default demote timeout when only the TTL is
+// given: min(5s, MaxDemoteTimeout(ttl)). A short TTL alone (--ttl 8s) must
+// not be refused because of a default the user never chose.
+func DemoteTimeoutFor(ttl time.Duration) time.Duration {
+	return min(defaultDemoteTimeout, MaxDemoteTimeout(ttl))
+}
+
+// TTLFor is the default TTL when only the demote timeout is given:
+// max(15s, the shortest whole-second TTL the lease guard allows for it),
+// which is 2.5 x demote-timeout rounded up to whole seconds.
+func TTLFor(demoteTimeout time.Duration) time.Duration {
+	if demoteTimeout <= MaxDemoteTimeout(defaultTTL) || demoteTimeout > math.MaxInt64/4 {
+		return defaultTTL // fits, or absurd: Validate names the flag
+	}
+	ttl := demoteTimeout*2 + demoteTimeout/2
+	ttl = (ttl + time.Second - 1) / time.Second * time.Second
+	for MaxDemoteTimeout(ttl) < demoteTimeout { // rounding of demoteTimeout/2
+		ttl += time.Second
+	}
+	return ttl
+}
 
 var electionName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 

@@ -219,6 +219,11 @@ func (s *flagSet) explain(err error) error {
 	return fmt.Errorf("%w (%s)", err, strings.Join(notes, ", "))
 }
 
+// maxInlineDefault is the longest default usage prints on the variable's
+// line; a longer one (a rule such as "min(1s, --health-interval)") gets a
+// line of its own, so the help stays within 80 columns.
+const maxInlineDefault = 24
+
 // usage prints the synopsis and every flag with its default and its
 // environment variable, one flag per two lines so the text stays readable
 // in 80 columns.
@@ -227,9 +232,12 @@ func (s *flagSet) usage(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, f := range s.flags {
 		fmt.Fprintf(tw, "  --%s\t%s\n", strings.TrimSpace(f.name+" "+f.arg), f.usage)
-		if f.defText != "" {
+		switch {
+		case len(f.defText) > maxInlineDefault: // a rule: a line of its own
+			fmt.Fprintf(tw, "  \t$%s\n  \tdefault %s\n", f.env, f.defText)
+		case f.defText != "":
 			fmt.Fprintf(tw, "  \t$%s, default %s\n", f.env, f.defText)
-		} else {
+		default:
 			fmt.Fprintf(tw, "  \t$%s\n", f.env)
 		}
 	}

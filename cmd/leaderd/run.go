@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/leaderd/leaderd/health"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -50,16 +51,23 @@ func newRunFlags(env lookupEnv) *runFlags {
 	f := &runFlags{set: s}
 	f.conn = bindElection(s, def)
 	f.id = s.str("id", "NAME", def.ID, "the hostname ("+orUnknown(def.ID)+")", "this replica's name, unique in the election")
-	f.ttl = s.str("ttl", "DURATION", durationText(def.TTL), "", "lease TTL, whole seconds, at least 2s")
+	// Each default of a related pair follows the other flag when only that
+	// one is set, so a default never makes a valid choice invalid; usage
+	// shows the rule.
+	f.ttl = s.str("ttl", "DURATION", durationText(def.TTL),
+		"max("+durationText(def.TTL)+", ceil(2.5 x --demote-timeout))", "lease TTL, whole seconds, at least 2s")
 	f.onPromote = s.str("on-promote", "CMD", "", "", "promote hook, run as /bin/sh -c CMD")
 	f.onDemote = s.str("on-demote", "CMD", "", "", "demote hook, run as /bin/sh -c CMD, also at start")
 	f.onLeaderChange = s.str("on-leader-change", "CMD", "", "", "on a standby, when a new primary is elected")
 	f.promoteTimeout = s.str("promote-timeout", "DURATION", durationText(def.PromoteTimeout), "", "kill the promote hook after this long")
-	f.demoteTimeout = s.str("demote-timeout", "DURATION", durationText(def.DemoteTimeout), "", "kill the demote hook after this long")
+	f.demoteTimeout = s.str("demote-timeout", "DURATION", durationText(def.DemoteTimeout),
+		"min("+durationText(def.DemoteTimeout)+", --ttl/2 - max(500ms, --ttl/10))", "kill the demote hook after this long")
 	f.healthCmd = s.str("health-cmd", "CMD", "", "", "app health check command; exit 0 = healthy")
 	f.healthURL = s.str("health-url", "URL", "", "", "app health check by HTTP GET; 2xx = healthy")
-	f.healthInterval = s.str("health-interval", "DURATION", durationText(def.Health.Interval), "", "time between health checks")
-	f.healthTimeout = s.str("health-timeout", "DURATION", durationText(def.Health.Timeout), "", "a check not answered by then failed")
+	f.healthInterval = s.str("health-interval", "DURATION", durationText(def.Health.Interval),
+		"max("+durationText(def.Health.Interval)+", --health-timeout)", "time between health checks")
+	f.healthTimeout = s.str("health-timeout", "DURATION", durationText(def.Health.Timeout),
+		"min("+durationText(def.Health.Timeout)+", --health-interval)", "a check not answered by then failed")
 	f.healthFailures = s.str("health-failures", "N", strconv.Itoa(def.Health.Failures), "", "consecutive failed checks to turn unhealthy")
 	f.healthSuccess = s.str("health-successes", "N", strconv.Itoa(def.Health.Successes), "", "consecutive good checks to turn healthy again")
 	f.listen = s.str("listen", "ADDR", def.Listen, "", "HTTP API address host:port, or off")
@@ -117,6 +125,14 @@ func (f *runFlags) parse(args []string) (runOptions, error) {
 	if cfg.DemoteTimeout, err = f.demoteTimeout.duration(); err != nil {
 		return runOptions{}, err
 	}
+	// Only one of the pair set: the other's default follows it. Both set
+	// and in conflict: Validate names both.
+	switch {
+	case f.ttl.isSet() && !f.demoteTimeout.isSet():
+		cfg.DemoteTimeout = sidecar.DemoteTimeoutFor(cfg.TTL)
+	case f.demoteTimeout.isSet() && !f.ttl.isSet():
+		cfg.TTL = sidecar.TTLFor(cfg.DemoteTimeout)
+	}
 	if err := f.applyHealth(&cfg); err != nil {
 		return runOptions{}, err
 	}
@@ -142,6 +158,12 @@ func (f *runFlags) applyHealth(cfg *sidecar.Config) error {
 	}
 	if h.Timeout, err = f.healthTimeout.duration(); err != nil {
 		return err
+	}
+	switch { // as for --ttl and --demote-timeout
+	case f.healthInterval.isSet() && !f.healthTimeout.isSet():
+		h.Timeout = health.TimeoutFor(h.Interval)
+	case f.healthTimeout.isSet() && !f.healthInterval.isSet():
+		h.Interval = health.IntervalFor(h.Timeout)
 	}
 	if h.Failures, err = f.healthFailures.count(); err != nil {
 		return err

@@ -56,7 +56,7 @@ func TestRunConfigBadInput(t *testing.T) {
 		{name: "bare number demote-timeout in env", args: base, env: envMap{"LEADERD_DEMOTE_TIMEOUT": "5"}, want: []string{"LEADERD_DEMOTE_TIMEOUT", "invalid duration"}},
 		{name: "health-failures not a number", args: append(base, "--health-failures", "abc"), want: []string{"--health-failures", `"abc"`}},
 		{name: "health-cmd and health-url", args: append(base, "--health-cmd", "true", "--health-url", "http://127.0.0.1:8080/"), want: []string{"--health-cmd", "--health-url"}},
-		{name: "health-timeout over interval", args: append(base, "--health-timeout", "5s"), want: []string{"--health-timeout", "--health-interval"}},
+		{name: "health-timeout over interval", args: append(base, "--health-interval", "2s", "--health-timeout", "5s"), want: []string{"--health-timeout", "--health-interval"}},
 		{name: "health-url not http", args: append(base, "--health-url", "ftp://x/"), want: []string{"--health-url"}},
 		{name: "malformed health-interval in env", args: base, env: envMap{"LEADERD_HEALTH_INTERVAL": "often"}, want: []string{"LEADERD_HEALTH_INTERVAL", "invalid duration"}},
 		{name: "missing election", args: nil, want: []string{"--election", "required"}},
@@ -65,8 +65,8 @@ func TestRunConfigBadInput(t *testing.T) {
 		{name: "ttl below 2s", args: append(base, "--ttl", "1s"), want: []string{"--ttl", "2s"}},
 		{name: "ttl not whole seconds", args: append(base, "--ttl", "2500ms"), want: []string{"--ttl", "whole seconds"}},
 		{name: "ttl below 2s in env", args: base, env: envMap{"LEADERD_TTL": "1s"}, want: []string{"--ttl", "LEADERD_TTL"}},
-		{name: "ttl too short for demote-timeout", args: append(base, "--ttl", "10s"), want: []string{"--ttl", "--demote-timeout"}},
-		{name: "demote-timeout too long in env", args: base, env: envMap{"LEADERD_DEMOTE_TIMEOUT": "10s"},
+		{name: "ttl too short for demote-timeout", args: append(base, "--ttl", "10s", "--demote-timeout", "5s"), want: []string{"--ttl", "--demote-timeout"}},
+		{name: "demote-timeout too long in env", args: base, env: envMap{"LEADERD_TTL": "15s", "LEADERD_DEMOTE_TIMEOUT": "10s"},
 			want: []string{"--ttl", "--demote-timeout", "LEADERD_DEMOTE_TIMEOUT"}},
 		{name: "endpoint without scheme", args: append(base, "--endpoints", "etcd-1:2379"), want: []string{"--endpoints", "etcd-1:2379"}},
 		{name: "endpoint without port", args: append(base, "--endpoints", "http://etcd-1:2379,http://etcd-2"), want: []string{"--endpoints", "http://etcd-2"}},
@@ -257,7 +257,7 @@ func TestRunHelp(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"http://127.0.0.1:2379", "/leaderd", "default 15s", "default 60s", "default 5s",
+		"http://127.0.0.1:2379", "/leaderd", "default max(15s,", "default 60s", "default min(5s,",
 		"127.0.0.1:8008", "default text", "default info", "/bin/sh -c",
 	} {
 		if !strings.Contains(r.stdout, want) {
