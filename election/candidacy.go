@@ -10,7 +10,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
 var (
@@ -32,17 +31,17 @@ type Options struct {
 	Lease    LeaseOptions
 }
 
-// Candidacy is one lease with its concurrency session: a replica's right
-// to campaign. A lost lease ends it; the next campaign needs a new one.
+// Candidacy is one lease and the candidate key it may put: a replica's
+// right to campaign. A lost lease ends it; the next campaign needs a new one.
 type Candidacy struct {
-	client   *clientv3.Client
-	opts     Options
-	logger   *slog.Logger
-	lease    *Lease
-	election *concurrency.Election
+	client *clientv3.Client
+	opts   Options
+	logger *slog.Logger
+	lease  *Lease
+	key    string // <CandidatesPrefix>/<lease hex>, as etcd's concurrency election names it
 }
 
-// NewCandidacy grants a lease and opens a session on it.
+// NewCandidacy grants a lease with its guard running.
 func NewCandidacy(ctx context.Context, client *clientv3.Client, opts Options, logger *slog.Logger) (*Candidacy, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -51,27 +50,17 @@ func NewCandidacy(ctx context.Context, client *clientv3.Client, opts Options, lo
 	if err != nil {
 		return nil, err
 	}
-	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
-	defer cancel()
-	session, err := concurrency.NewSession(client, concurrency.WithLease(lease.ID()), concurrency.WithContext(sctx))
-	if err != nil {
-		rctx, rcancel := context.WithTimeout(context.Background(), callTimeout)
-		defer rcancel()
-		_ = lease.Revoke(rctx)
-		return nil, fmt.Errorf("open session: %w", err)
-	}
-	// The session would keep the lease alive on its own schedule, which
-	// makes the server's expiry later than our deadline by up to TTL/3
-	// and slows failover. Our loop is the only keeper: the session is
-	// used just to campaign.
-	session.Orphan()
+	return candidacyOn(client, opts, logger, lease), nil
+}
+
+func candidacyOn(client *clientv3.Client, opts Options, logger *slog.Logger, lease *Lease) *Candidacy {
 	return &Candidacy{
-		client:   client,
-		opts:     opts,
-		logger:   logger,
-		lease:    lease,
-		election: concurrency.NewElection(session, CandidatesPrefix(opts.Prefix, opts.Election)),
-	}, nil
+		client: client,
+		opts:   opts,
+		logger: logger,
+		lease:  lease,
+		key:    candidateKey(opts.Prefix, opts.Election, lease.ID()),
+	}
 }
 
 // Lease is the candidacy's lease.
@@ -79,59 +68,6 @@ func (c *Candidacy) Lease() *Lease { return c.lease }
 
 // Lost is closed when the lease is lost or its safe deadline passed.
 func (c *Candidacy) Lost() <-chan struct{} { return c.lease.Lost() }
-
-// Campaign puts value under the candidates prefix and waits until this
-// candidate is the leader, then verifies it before returning the tenure.
-// It returns early when ctx ends or the lease is lost.
-func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error) {
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 1)
-	// etcd's Campaign does not watch the session, and on cancellation it
-	// resigns with the client's own context, which can block while etcd is
-	// unreachable. So it runs on its own; the revoke that follows a lost
-	// campaign deletes the key anyway.
-	go func() { errc <- c.election.Campaign(cctx, value) }()
-	select {
-	case err := <-errc:
-		if err != nil {
-			return nil, fmt.Errorf("campaign: %w", err)
-		}
-	case <-c.lease.Lost():
-		return nil, c.lease.Err()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return c.verify(ctx)
-}
-
-// verify checks what Campaign claims: etcd's Campaign may return nil after
-// our own lease expired.
-func (c *Candidacy) verify(ctx context.Context) (*Tenure, error) {
-	key, rev := c.election.Key(), c.election.Rev()
-	vctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), callTimeout)
-	defer cancel()
-	resp, err := c.client.Get(vctx, CandidatesPrefix(c.opts.Prefix, c.opts.Election)+"/", clientv3.WithFirstCreate()...)
-	if err != nil {
-		return nil, fmt.Errorf("verify leadership: %w", err)
-	}
-	if len(resp.Kvs) == 0 || string(resp.Kvs[0].Key) != key || resp.Kvs[0].CreateRevision != rev {
-		return nil, ErrNotLeader
-	}
-	if !time.Now().Before(c.lease.SafeDeadline()) {
-		return nil, ErrSafeDeadline
-	}
-	t := &Tenure{
-		c:    c,
-		key:  key,
-		rev:  rev,
-		lost: newLoss(),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-	}
-	go t.watch(resp.Header.Revision + 1)
-	return t, nil
-}
 
 // Close ends the candidacy: stops the keepalive and revokes the lease,
 // which deletes the candidate key. Bounded by ctx.
@@ -183,8 +119,8 @@ func (t *Tenure) watch(fromRev int64) {
 	case <-keyGone:
 		// A process resumed after a pause sees its passed deadline and the
 		// deletion that the lease's expiry caused at once: name the cause.
-		if !time.Now().Before(t.c.lease.SafeDeadline()) {
-			t.lost.mark(ErrSafeDeadline)
+		if now := time.Now(); !now.Before(t.c.lease.SafeDeadline()) {
+			t.lost.mark(t.c.lease.lapse(now))
 		} else {
 			t.lost.mark(ErrKeyDeleted)
 		}

@@ -13,9 +13,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// CandidatesPrefix is where the concurrency election keeps its keys:
+// CandidatesPrefix is where the candidates' keys live, laid out as etcd's
+// concurrency election lays them out (so `etcdctl elect` can observe):
 // <prefix>/<election>/candidates/<lease hex>. It has no trailing slash,
-// as concurrency.NewElection adds one.
+// as the prefix given to concurrency.NewElection has none.
 func CandidatesPrefix(prefix, election string) string {
 	return prefix + "/" + election + "/candidates"
 }

@@ -21,6 +21,11 @@ var (
 	ErrSafeDeadline = errors.New("election: safe deadline passed")
 	// ErrLeaseClosed means the lease was closed by its owner.
 	ErrLeaseClosed = errors.New("election: lease closed")
+	// ErrLeaseExpired means the guard found the lease's earliest expiry
+	// already past: the process did not run for longer than the step-down
+	// lead (SIGSTOP, a frozen VM), so the server may well have expired it
+	// although etcd was reachable all along.
+	ErrLeaseExpired = errors.New("election: lease expired while the process was not running")
 )
 
 // LeaseOptions sets the lease guard's timing. See DESIGN.md, "Safety".
@@ -48,8 +53,12 @@ type Lease struct {
 	opts   LeaseOptions
 	logger *slog.Logger
 
+	// keepAliveOnce sends one renewal: the client's, or a test's stand-in.
+	keepAliveOnce func(context.Context, clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error)
+
 	mu       sync.Mutex
-	deadline time.Time // sent time of the last successful renewal + its TTL
+	deadline time.Time     // sent time of the last successful renewal + its TTL
+	renewed  chan struct{} // closed (and replaced) by each successful renewal
 
 	lost *loss
 
@@ -61,6 +70,12 @@ type Lease struct {
 // Grant asks etcd for a lease and starts its keepalive loop. The call is
 // bounded by ctx and by one renew interval (at least 2s).
 func Grant(ctx context.Context, client *clientv3.Client, opts LeaseOptions, logger *slog.Logger) (*Lease, error) {
+	return grantWith(ctx, client, opts, logger, client.KeepAliveOnce)
+}
+
+// grantWith is Grant with the renewal call given, so that tests can stall it.
+func grantWith(ctx context.Context, client *clientv3.Client, opts LeaseOptions, logger *slog.Logger,
+	keepAliveOnce func(context.Context, clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error)) (*Lease, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -72,15 +87,17 @@ func Grant(ctx context.Context, client *clientv3.Client, opts LeaseOptions, logg
 		return nil, fmt.Errorf("grant lease: %w", err)
 	}
 	l := &Lease{
-		client:   client,
-		id:       resp.ID,
-		ttl:      time.Duration(resp.TTL) * time.Second,
-		opts:     opts,
-		logger:   logger.With("lease", LeaseHex(int64(resp.ID))),
-		deadline: sent.Add(time.Duration(resp.TTL) * time.Second),
-		lost:     newLoss(),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		client:        client,
+		id:            resp.ID,
+		ttl:           time.Duration(resp.TTL) * time.Second,
+		opts:          opts,
+		logger:        logger.With("lease", LeaseHex(int64(resp.ID))),
+		keepAliveOnce: keepAliveOnce,
+		deadline:      sent.Add(time.Duration(resp.TTL) * time.Second),
+		renewed:       make(chan struct{}),
+		lost:          newLoss(),
+		stop:          make(chan struct{}),
+		done:          make(chan struct{}),
 	}
 	if time.Until(l.SafeDeadline()) <= 0 {
 		// The grant took so long that no safe time is left: give it back.
@@ -118,12 +135,16 @@ func (l *Lease) Lost() <-chan struct{} { return l.lost.ch }
 // Err says why Lost is closed; nil while it is not.
 func (l *Lease) Err() error { return l.lost.Err() }
 
+// loop renews the lease until it is lost or stopped. The guard is a timer
+// of its own that marks the loss without waiting on anything, so a loop
+// stuck in a log call (a stalled stderr) still gives the lease up in time;
+// the loop logs only after the loss is marked.
 func (l *Lease) loop() {
 	defer close(l.done)
 	retry := max(200*time.Millisecond, l.opts.RenewInterval/4)
 	renew := time.NewTimer(l.untilRenewal())
 	defer renew.Stop()
-	guard := time.NewTimer(time.Until(l.SafeDeadline()))
+	guard := time.AfterFunc(time.Until(l.SafeDeadline()), func() { l.lost.mark(l.lapse(time.Now())) })
 	defer guard.Stop()
 	failing := false
 	for {
@@ -131,9 +152,12 @@ func (l *Lease) loop() {
 		case <-l.stop:
 			l.lost.mark(ErrLeaseClosed)
 			return
-		case <-guard.C:
-			l.logger.Warn("lease safe deadline passed", "deadline_in", time.Until(l.Deadline()).Round(time.Millisecond))
-			l.lost.mark(ErrSafeDeadline)
+		case <-l.lost.ch:
+			if errors.Is(l.lost.Err(), ErrLeaseExpired) {
+				l.logger.Warn("lease expired while the process was not running", "deadline_ago", time.Since(l.Deadline()).Round(time.Millisecond))
+			} else {
+				l.logger.Warn("lease safe deadline passed", "deadline_in", time.Until(l.Deadline()).Round(time.Millisecond))
+			}
 			return
 		case <-renew.C:
 		}
@@ -143,23 +167,60 @@ func (l *Lease) loop() {
 		}
 		switch {
 		case err == nil:
+			guard.Reset(time.Until(l.SafeDeadline()))
+			renew.Reset(l.untilRenewal())
 			if failing {
 				l.logger.Info("lease renewal recovered")
 			}
 			failing = false
-			guard.Reset(time.Until(l.SafeDeadline()))
-			renew.Reset(l.untilRenewal())
 		case errors.Is(err, ErrLeaseNotFound):
-			l.logger.Warn("lease not found on the server")
 			l.lost.mark(ErrLeaseNotFound)
+			l.logger.Warn("lease not found on the server")
 			return
 		default:
+			renew.Reset(retry)
 			if !failing {
 				// Logged once per outage, not once per attempt.
 				l.logger.Warn("lease renewal failed", "err", err)
 			}
 			failing = true
-			renew.Reset(retry)
+		}
+	}
+}
+
+// lapse names why the guard fired at now: past the earliest server-side
+// expiry, the process cannot have been running (the guard is due a whole
+// StepDownLead before it), so the lease may be gone; before it, renewals
+// failed.
+func (l *Lease) lapse(now time.Time) error {
+	if now.Before(l.Deadline()) {
+		return ErrSafeDeadline
+	}
+	return ErrLeaseExpired
+}
+
+// renewal is closed at the next successful renewal.
+func (l *Lease) renewal() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.renewed
+}
+
+// awaitHeadroom returns once at least headroom is left before the safe
+// deadline, waiting for renewals to restore it if need be, or with the
+// lease's error once it is lost, or with ctx's.
+func (l *Lease) awaitHeadroom(ctx context.Context, headroom time.Duration) error {
+	for {
+		renewed := l.renewal() // before the check, so no renewal is missed
+		if time.Until(l.SafeDeadline()) >= headroom {
+			return nil
+		}
+		select {
+		case <-renewed:
+		case <-l.lost.ch:
+			return l.lost.Err()
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }
@@ -173,7 +234,7 @@ func (l *Lease) untilRenewal() time.Duration {
 }
 
 // renewOnce sends one keepalive. Its deadline never passes the safe
-// deadline, so the guard timer is served on time.
+// deadline, so the loop is back in time to see the guard's verdict.
 func (l *Lease) renewOnce() error {
 	callDeadline := time.Now().Add(l.opts.RenewInterval)
 	if sd := l.SafeDeadline(); sd.Before(callDeadline) {
@@ -190,7 +251,7 @@ func (l *Lease) renewOnce() error {
 		}
 	}()
 	sent := time.Now()
-	resp, err := l.client.KeepAliveOnce(ctx, l.id)
+	resp, err := l.keepAliveOnce(ctx, l.id)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return ErrLeaseNotFound
@@ -201,6 +262,8 @@ func (l *Lease) renewOnce() error {
 	if d := sent.Add(time.Duration(resp.TTL) * time.Second); d.After(l.deadline) {
 		l.deadline = d
 	}
+	close(l.renewed)
+	l.renewed = make(chan struct{})
 	l.mu.Unlock()
 	return nil
 }

@@ -1,0 +1,257 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// campaignRetry paces the campaign's retries after a failed request or a
+// broken watch.
+const campaignRetry = 250 * time.Millisecond
+
+// errNoHeadroom means a verified win came with less than one renew
+// interval left before the safe deadline; the campaign waits for a renewal.
+var errNoHeadroom = errors.New("election: too little time left before the safe deadline")
+
+// Campaign puts value under the candidates prefix and waits until this
+// candidate is the leader with at least one renew interval left before the
+// safe deadline, then verifies it before returning the tenure. It returns
+// early when ctx ends or the lease is lost, and retries failed requests
+// meanwhile.
+//
+// The keys and their order are those of etcd's concurrency election
+// (<CandidatesPrefix>/<lease hex> on the lease, the lowest create revision
+// leads), so `etcdctl elect` observers and status readers agree. It is our
+// own because etcd's watch does not require a leader (a standby watching
+// through a member cut off from its peers waits for ever) and, when
+// cancelled, resigns on the client's context, which blocks for as long as
+// etcd is unreachable. Here every request has its own deadline and nothing
+// is resigned: the caller revokes the lease, which deletes the key.
+func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error) {
+	cctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	go func() {
+		select {
+		case <-c.lease.Lost():
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	rev, err := c.putKey(cctx, value)
+	if err != nil {
+		return nil, c.ended(ctx, err)
+	}
+	for {
+		if err := c.waitTurn(cctx, rev); err != nil {
+			return nil, c.ended(ctx, err)
+		}
+		// A win just before the safe deadline would be promoted and
+		// demoted at once: wait for a renewal to make room first.
+		if err := c.lease.awaitHeadroom(cctx, c.opts.Lease.RenewInterval); err != nil {
+			return nil, c.ended(ctx, err)
+		}
+		t, err := c.verify(cctx, rev)
+		switch {
+		case err == nil:
+			return t, nil
+		case errors.Is(err, errNoHeadroom):
+		case transient(err) && cctx.Err() == nil:
+			if err := pause(cctx, campaignRetry); err != nil {
+				return nil, c.ended(ctx, err)
+			}
+		default:
+			return nil, c.ended(ctx, err)
+		}
+	}
+}
+
+// ended names why a campaign ended: the lease's loss or ctx's end take
+// precedence over the failed request they caused.
+func (c *Candidacy) ended(ctx context.Context, err error) error {
+	if lerr := c.lease.Err(); lerr != nil {
+		return lerr
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("campaign: %w", err)
+}
+
+// putKey creates the candidate key on the lease unless it exists, and
+// returns its create revision: the fencing token, should it win.
+func (c *Candidacy) putKey(ctx context.Context, value string) (int64, error) {
+	for {
+		rev, err := c.putKeyOnce(ctx, value)
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return rev, err
+		}
+		if err := pause(ctx, campaignRetry); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (c *Candidacy) putKeyOnce(ctx context.Context, value string) (int64, error) {
+	tctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	put := clientv3.OpPut(c.key, value, clientv3.WithLease(c.lease.ID()))
+	resp, err := c.client.Txn(tctx).
+		If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0)).
+		Then(put).
+		Else(clientv3.OpGet(c.key)).
+		Commit()
+	if err != nil {
+		return 0, err
+	}
+	if resp.Succeeded {
+		return resp.Header.Revision, nil
+	}
+	// The key is left from an earlier campaign on this lease: keep its
+	// place, update its value.
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		return 0, status.Error(codes.Unavailable, "candidate key vanished during the transaction")
+	}
+	rev := kvs[0].CreateRevision
+	if string(kvs[0].Value) != value {
+		uresp, err := c.client.Txn(tctx).
+			If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", rev)).
+			Then(put).
+			Commit()
+		if err != nil {
+			return 0, err
+		}
+		if !uresp.Succeeded {
+			return 0, status.Error(codes.Unavailable, "candidate key replaced during the update")
+		}
+	}
+	return rev, nil
+}
+
+// waitTurn returns once no candidate key created before rev is left, as
+// concurrency's waitDeletes does: it waits for the deletion of the newest
+// one ahead, then looks again. Each watch starts at the revision just
+// read, so etcd serves it as a synced watch at once.
+func (c *Candidacy) waitTurn(ctx context.Context, rev int64) error {
+	pfx := CandidatesPrefix(c.opts.Prefix, c.opts.Election) + "/"
+	opts := append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(rev-1))
+	for {
+		gctx, cancel := context.WithTimeout(ctx, callTimeout)
+		resp, err := c.client.Get(gctx, pfx, opts...)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil && !transient(err):
+			return err
+		case err != nil:
+			if err := pause(ctx, campaignRetry); err != nil {
+				return err
+			}
+		case len(resp.Kvs) == 0:
+			return nil
+		case !c.waitDelete(ctx, string(resp.Kvs[0].Key), resp.Header.Revision+1):
+			// The watch broke (no leader, compacted): read again shortly.
+			if err := pause(ctx, campaignRetry); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// waitDelete watches key from fromRev until it is deleted (true), or the
+// watch breaks or ctx ends (false). ctx must require a leader, so that a
+// watch served by a member cut off from its peers breaks instead of
+// waiting for ever.
+func (c *Candidacy) waitDelete(ctx context.Context, key string, fromRev int64) bool {
+	wctx, cancel := context.WithCancel(ctx)
+	wch := c.client.Watch(wctx, key, clientv3.WithRev(fromRev))
+	defer func() {
+		cancel()
+		for range wch {
+			// drain until the watcher closes so nothing is left behind
+		}
+	}()
+	for wr := range wch {
+		if wr.Err() != nil {
+			return false
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == mvccpb.DELETE {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// verify checks the win before it is trusted: our key is the first
+// created under the prefix, with our create revision, and there is
+// headroom before the safe deadline.
+func (c *Candidacy) verify(ctx context.Context, rev int64) (*Tenure, error) {
+	vctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := c.client.Get(vctx, CandidatesPrefix(c.opts.Prefix, c.opts.Election)+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return nil, fmt.Errorf("verify leadership: %w", err)
+	}
+	if len(resp.Kvs) == 0 || string(resp.Kvs[0].Key) != c.key || resp.Kvs[0].CreateRevision != rev {
+		return nil, ErrNotLeader
+	}
+	left := time.Until(c.lease.SafeDeadline())
+	if left <= 0 {
+		return nil, ErrSafeDeadline
+	}
+	if left < c.opts.Lease.RenewInterval {
+		return nil, errNoHeadroom
+	}
+	t := &Tenure{
+		c:    c,
+		key:  c.key,
+		rev:  rev,
+		lost: newLoss(),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go t.watch(resp.Header.Revision + 1)
+	return t, nil
+}
+
+// transient reports whether a failed request is worth retrying: etcd was
+// unreachable, had no leader or did not answer in time. Anything else (no
+// permission, a bad request) ends the campaign.
+func transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	code := status.Code(err)
+	var etcdErr rpctypes.EtcdError
+	if errors.As(err, &etcdErr) {
+		code = etcdErr.Code()
+	}
+	switch code {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		return true
+	}
+	return false
+}
+
+// pause waits d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
