@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/leaderd/leaderd/election"
@@ -18,10 +19,14 @@ func wake(ch chan<- struct{}) {
 // notReady says why this replica must not campaign now ("" when it may):
 // the phase to show while it waits.
 func (s *Sidecar) notReady() string {
-	c := s.controlState()
+	c, known := s.controlRead()
 	switch {
 	case s.cfg.NoFailover:
 		return PhaseObserving
+	case !known:
+		// A replica restarted during a pause must not campaign before it
+		// knows of the pause.
+		return PhaseConnecting
 	case !s.health.Healthy():
 		return PhaseUnhealthy
 	case c.Paused:
@@ -30,6 +35,23 @@ func (s *Sidecar) notReady() string {
 		return PhaseYielding
 	}
 	return ""
+}
+
+// routineWait reports whether not campaigning for this reason is an
+// operator's choice (INFO), not a fault to look into (WARN).
+func routineWait(why string) bool {
+	switch why {
+	case PhasePaused, PhaseYielding, PhaseObserving, PhaseConnecting:
+		return true
+	}
+	return false
+}
+
+// controlRead is the control state and whether it was read at least once.
+func (s *Sidecar) controlRead() (election.Control, bool) {
+	s.state.mu.Lock()
+	defer s.state.mu.Unlock()
+	return s.state.control, s.state.controlKnown
 }
 
 func (s *Sidecar) controlState() election.Control {
@@ -64,7 +86,11 @@ func (s *Sidecar) waitReady(ctx context.Context, cand candidacy) bool {
 		}
 		s.state.setPhase(why)
 		if why != logged {
-			s.logger.Warn("not campaigning", "why", why)
+			level := slog.LevelWarn
+			if routineWait(why) {
+				level = slog.LevelInfo
+			}
+			s.logger.Log(context.Background(), level, "not campaigning", "why", why)
 			logged = why
 		}
 		expiry, stop := s.untilExpiry()
@@ -111,23 +137,39 @@ func (s *Sidecar) onNotReady(withdraw func()) (stop func()) {
 }
 
 // serve holds the tenure until it ends and says why, with the request it
-// answers (resign, switchover) if any.
+// answers (resign, switchover) if any. While the election is paused no
+// role changes but a forced one: resign and switchover requests are
+// ignored, and so is an unhealthy app.
 func (s *Sidecar) serve(ctx context.Context, ten tenure) (string, *election.Request) {
 	token := ten.FencingToken()
+	var ignored int64 // the control request last logged as ignored
 	for {
 		c := s.controlState()
 		now := time.Now()
-		// A paused election changes no role automatically.
-		if !c.Paused && !s.health.Healthy() {
-			return ReasonUnhealthy, nil
-		}
-		if r := c.Resign; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token {
-			return ReasonResigned, r
-		}
-		// A switchover waits until the target is next in line: the other
-		// standbys yield, so the target and nobody else takes over.
-		if r := c.Switchover; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token && s.nextCandidate() == r.To {
-			return ReasonSwitchover, r
+		resign := s.takeResignRequest(token)
+		if c.Paused {
+			if r := liveRequest(c, now); r != nil && r.Revision != ignored {
+				s.logger.Info("request ignored: the election is paused", "from", r.From, "to", r.To)
+				ignored = r.Revision
+			}
+			if resign {
+				s.logger.Info("POST /resign ignored: the election is paused")
+			}
+		} else {
+			if !s.health.Healthy() {
+				return ReasonUnhealthy, nil
+			}
+			if resign {
+				return ReasonResigned, nil
+			}
+			if r := c.Resign; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token {
+				return ReasonResigned, r
+			}
+			// A switchover waits until the target is next in line: the other
+			// standbys yield, so the target and nobody else takes over.
+			if r := c.Switchover; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token && s.nextCandidate() == r.To {
+				return ReasonSwitchover, r
+			}
 		}
 		select {
 		case <-ten.Lost():
@@ -135,12 +177,33 @@ func (s *Sidecar) serve(ctx context.Context, ten tenure) (string, *election.Requ
 		case <-ctx.Done():
 			return ReasonShutdown, nil
 		case <-s.resignRequests:
-			return ReasonResigned, nil
 		case <-s.health.Changes():
 		case <-s.controlChanged:
 		case <-s.candidatesChanged:
 		}
 	}
+}
+
+// takeResignRequest clears a pending POST /resign and reports whether it
+// was made for the tenure with this fencing token; one made for an earlier
+// tenure is dropped.
+func (s *Sidecar) takeResignRequest(token int64) bool {
+	s.state.mu.Lock()
+	defer s.state.mu.Unlock()
+	pending := s.state.resignFor
+	s.state.resignFor = 0
+	return pending != 0 && pending == token
+}
+
+// liveRequest is the live resign or switchover request, if any.
+func liveRequest(c election.Control, now time.Time) *election.Request {
+	if c.Resign.Live(now) {
+		return c.Resign
+	}
+	if c.Switchover.Live(now) {
+		return c.Switchover
+	}
+	return nil
 }
 
 // nextCandidate is the id second in campaign order: who wins if the

@@ -7,17 +7,18 @@ import (
 	"time"
 )
 
-// Handler serves the HTTP API: /primary, /standby, /healthz, /status,
-// /metrics.
+// Handler serves the HTTP API: /primary, /standby, /livez, /healthz,
+// /status, /metrics.
 // /primary and /standby answer 200 or 503 so that load balancers (HAProxy
-// httpchk, Patroni-style) can route by role.
+// httpchk, Patroni-style) can route by role. /livez is for liveness probes:
+// it stays 200 while a failed demote is retried, because a restart
+// then would let the lease expire over an app that was never demoted. /healthz adds the
+// failing demote, for alerting.
 func (s *Sidecar) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/primary", s.check(func() bool { return s.state.servingPrimary(time.Now()) }))
-	mux.HandleFunc("/standby", s.check(func() bool {
-		st := s.Status()
-		return st.Role == RoleStandby && st.Phase == PhaseCampaigning && st.Healthy && st.AppHealthy
-	}))
+	mux.HandleFunc("/standby", s.check(s.state.readableStandby))
+	mux.HandleFunc("/livez", s.check(s.state.alive))
 	mux.HandleFunc("/healthz", s.check(s.state.healthy))
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		if !readOnly(w, r) {
@@ -60,10 +61,18 @@ func (s *Sidecar) handleResign(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden: POST /resign needs --api-token, sent as 'Authorization: Bearer TOKEN'", http.StatusForbidden)
 		return
 	}
-	if !s.state.servingPrimary(time.Now()) {
+	if s.controlState().Paused {
+		http.Error(w, "the election is paused: resume it first (leaderd resume)", http.StatusConflict)
+		return
+	}
+	// The request is for this tenure only: one accepted just as the tenure
+	// ended must not end the next one.
+	token := s.state.servingToken(time.Now())
+	if token == 0 {
 		http.Error(w, "not the primary", http.StatusConflict)
 		return
 	}
+	s.state.update(func(st *state) { st.resignFor = token })
 	wake(s.resignRequests)
 	writeJSON(w, r, http.StatusAccepted, map[string]string{"id": s.cfg.ID, "status": "resigning"})
 }

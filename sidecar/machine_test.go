@@ -104,6 +104,12 @@ type fakeElector struct {
 	mu    sync.Mutex
 	cands chan *fakeCandidacy
 	fail  int // fail this many Grants first
+	// control, if set, delivers the control reads; nil: one empty read at
+	// start.
+	control chan election.Control
+	// leaderReads, if set, delivers leader reads: an error, or nil for a
+	// good read with no candidates.
+	leaderReads chan error
 }
 
 func (e *fakeElector) Grant(ctx context.Context) (candidacy, error) {
@@ -121,10 +127,29 @@ func (e *fakeElector) Grant(ctx context.Context) (candidacy, error) {
 }
 
 func (e *fakeElector) WatchLeader(ctx context.Context, fn func([]election.Candidate, error)) {
-	<-ctx.Done()
+	for {
+		select {
+		case err := <-e.leaderReads: // nil when the test gives none
+			fn(nil, err)
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (e *fakeElector) WatchControl(ctx context.Context, fn func(election.Control, error)) {
+	if e.control != nil {
+		// The test delivers the control reads itself.
+		for {
+			select {
+			case c := <-e.control:
+				fn(c, nil)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+	fn(election.Control{}, nil)
 	<-ctx.Done()
 }
 
@@ -135,6 +160,10 @@ func (e *fakeElector) ClearRequest(ctx context.Context, r *election.Request) err
 
 func (e *fakeElector) PublishMember(ctx context.Context, lease int64, m election.Member) error {
 	return nil
+}
+
+func (e *fakeElector) WatchMember(ctx context.Context, id string, fn func(*election.Member, error)) {
+	<-ctx.Done()
 }
 
 func (e *fakeElector) RecordTenure(ctx context.Context, rec election.TenureRecord) error {
@@ -182,6 +211,8 @@ func (c *fakeCandidacy) Campaign(ctx context.Context, value string) (tenure, err
 
 func (c *fakeCandidacy) Revoke(ctx context.Context) error { return nil }
 
+func (c *fakeCandidacy) Abandon() { c.calls.add("abandon") }
+
 func (c *fakeCandidacy) Close(ctx context.Context) error {
 	c.calls.add("close")
 	return nil
@@ -219,8 +250,12 @@ type machine struct {
 	promote *fakeHook
 	demote  *fakeHook
 	health  *fakeHealth // nil: no health check
-	cancel  context.CancelFunc
-	done    chan error
+	// configure, if set, changes the config before the sidecar is made.
+	configure func(*Config)
+	// logs, if set, records the sidecar's log.
+	logs   *logRecorder
+	cancel context.CancelFunc
+	done   chan error
 }
 
 func startMachine(t *testing.T, setup func(m *machine)) *machine {
@@ -238,7 +273,14 @@ func startMachine(t *testing.T, setup func(m *machine)) *machine {
 	}
 	cfg := DefaultConfig()
 	cfg.Election, cfg.ID = "e", "me"
-	m.sc = newSidecar(cfg, slog.New(slog.DiscardHandler), m.el, m.promote, m.demote)
+	if m.configure != nil {
+		m.configure(&cfg)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	if m.logs != nil {
+		logger = slog.New(m.logs)
+	}
+	m.sc = newSidecar(cfg, logger, m.el, m.promote, m.demote)
 	if m.health != nil {
 		m.sc.setHealth(m.health)
 	}

@@ -25,6 +25,9 @@ type elector interface {
 	RecordTenure(ctx context.Context, rec election.TenureRecord) error
 	// PublishMember puts this replica's member record on lease.
 	PublishMember(ctx context.Context, lease int64, m election.Member) error
+	// WatchMember reports the member record of id (nil: none) at once and
+	// on every change until ctx ends.
+	WatchMember(ctx context.Context, id string, fn func(*election.Member, error))
 	// WatchControl reports the control requests until ctx ends.
 	WatchControl(ctx context.Context, fn func(election.Control, error))
 	// ClearRequest deletes a handled resign or switchover request.
@@ -45,6 +48,9 @@ type candidacy interface {
 	Close(ctx context.Context) error
 	// Revoke tries the revoke again after a failed Close.
 	Revoke(ctx context.Context) error
+	// Abandon stops the keepalive without revoking: the lease, and the
+	// leader key with it, stay until they expire on the server.
+	Abandon()
 }
 
 type tenure interface {
@@ -145,6 +151,15 @@ func (e *etcdElector) PublishMember(ctx context.Context, lease int64, m election
 	return election.PublishMember(ctx, client, e.opts.Prefix, e.opts.Election, clientv3.LeaseID(lease), m)
 }
 
+func (e *etcdElector) WatchMember(ctx context.Context, id string, fn func(*election.Member, error)) {
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		return
+	}
+	election.WatchMember(ctx, e.client, e.opts.Prefix, e.opts.Election, id, fn)
+}
+
 func (e *etcdElector) WatchControl(ctx context.Context, fn func(election.Control, error)) {
 	select {
 	case <-e.ready:
@@ -177,6 +192,7 @@ func (c etcdCandidacy) LeaseID() int64          { return int64(c.Lease().ID()) }
 func (c etcdCandidacy) TTL() time.Duration      { return c.Lease().TTL() }
 func (c etcdCandidacy) SafeDeadline() time.Time { return c.Lease().SafeDeadline() }
 func (c etcdCandidacy) Err() error              { return c.Lease().Err() }
+func (c etcdCandidacy) Abandon()                { c.Lease().Stop() }
 func (c etcdCandidacy) Revoke(ctx context.Context) error {
 	return c.Lease().Revoke(ctx)
 }

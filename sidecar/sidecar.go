@@ -176,6 +176,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		el.WatchLeader(watchCtx, func(c []election.Candidate, err error) {
+			s.watchFailed("leader", &s.state.leaderFailing, err)
 			if err == nil {
 				s.state.setLeader(c)
 				wake(leaderChanged)
@@ -186,8 +187,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		el.WatchControl(watchCtx, func(c election.Control, err error) {
+			s.watchFailed("control", &s.state.controlFailing, err)
 			if err == nil {
-				s.state.update(func(st *state) { st.control = c })
+				s.state.update(func(st *state) { st.control, st.controlKnown = c, true })
 				wake(s.controlChanged)
 			}
 		})
@@ -240,7 +242,13 @@ func (s *Sidecar) loop(ctx context.Context, el elector) error {
 	if !s.runDemote(ctx, ReasonStartup, RoleStandby, 0, 0) {
 		return errors.New("start-up demote hook did not succeed before shutdown")
 	}
-	bo := s.newBackOff()
+	// Two back-offs: one paces lease grants while etcd is unreachable, the
+	// other campaigns after a failure (a failed promote, a campaign etcd
+	// refused). The second is reset only by a tenure that reached primary or
+	// a campaign that lasted, so that an always-failing promote slows down
+	// instead of cycling through leases, hooks and history records.
+	grantBackOff := s.newBackOff()
+	retryBackOff := s.newBackOff()
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -251,8 +259,9 @@ func (s *Sidecar) loop(ctx context.Context, el elector) error {
 				return nil
 			}
 			err = s.explain(err)
+			s.state.update(func(st *state) { st.phase = PhaseConnecting })
 			s.state.setEtcd(err)
-			wait := bo.NextBackOff()
+			wait := grantBackOff.NextBackOff()
 			s.logger.Warn("cannot get a lease; retrying", "err", err, "retry_in", wait)
 			if !sleepCtx(ctx, wait) {
 				return nil
@@ -260,11 +269,16 @@ func (s *Sidecar) loop(ctx context.Context, el elector) error {
 			continue
 		}
 		s.state.setEtcd(nil)
-		bo.Reset()
-		if pause, err := s.term(ctx, el, cand); err != nil {
+		grantBackOff.Reset()
+		out, err := s.term(ctx, el, cand)
+		if err != nil {
 			return err
-		} else if pause {
-			wait := bo.NextBackOff()
+		}
+		if out.settled {
+			retryBackOff.Reset()
+		}
+		if out.backOff {
+			wait := retryBackOff.NextBackOff()
 			s.logger.Info("waiting before campaigning again", "retry_in", wait)
 			if !sleepCtx(ctx, wait) {
 				return nil
@@ -273,67 +287,96 @@ func (s *Sidecar) loop(ctx context.Context, el elector) error {
 	}
 }
 
-// term campaigns on one lease and, on a win, serves one tenure. It reports
-// whether to back off before the next campaign.
-func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (backOff bool, err error) {
+// termOutcome is how one term ended, for the retry policy.
+type termOutcome struct {
+	// backOff: wait before the next campaign (something failed).
+	backOff bool
+	// settled: the term reached primary or campaigned steadily, so earlier
+	// failures are forgiven.
+	settled bool
+}
+
+// steadyCampaign is how long a campaign must last to count as settled: one
+// TTL shows the lease and the election work.
+func (s *Sidecar) steadyCampaign() time.Duration { return s.cfg.TTL }
+
+// term campaigns on one lease and, on a win, serves one tenure.
+func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (out termOutcome, err error) {
 	s.state.update(func(st *state) { st.candidacy = cand })
+	abandon := false // the lease is left to expire: see tenure's failed demote
 	defer func() {
+		defer s.state.update(func(st *state) { st.candidacy, st.tenure, st.fencingToken = nil, nil, 0 })
+		if abandon {
+			// Stop renewing, never revoke: the app was not demoted, so the
+			// leader key must stay until the lease expires on the server.
+			cand.Abandon()
+			s.logger.Warn("leaving the lease to expire: the demote did not succeed", "lease", election.LeaseHex(cand.LeaseID()))
+			return
+		}
 		cctx, cancel := s.cleanupContext()
 		defer cancel()
 		if err := cand.Close(cctx); err != nil {
 			s.logger.Warn("revoking the lease failed; retrying beside the state machine", "err", err)
 			s.retryRevoke(ctx, cand)
 		}
-		s.state.update(func(st *state) { st.candidacy, st.fencingToken = nil, 0 })
 	}()
 
 	lease := election.LeaseHex(cand.LeaseID())
 	// The lease is held (the member record published) while not ready.
 	if !s.waitReady(ctx, cand) {
-		return false, nil
+		return termOutcome{}, nil
 	}
 	s.state.setPhase(PhaseCampaigning)
 	s.logger.Info("campaigning", "lease", lease)
 	value, _ := json.Marshal(election.CandidateValue{ID: s.cfg.ID, Addr: s.cfg.Advertise, Since: time.Now().UTC()})
 	cctx, withdraw := context.WithCancel(ctx)
 	stopWatch := s.onNotReady(withdraw)
+	campaignStart := time.Now()
 	ten, err := cand.Campaign(cctx, string(value))
 	stopWatch()
 	withdraw()
+	steady := time.Since(campaignStart) >= s.steadyCampaign()
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, nil
+			return termOutcome{}, nil
 		}
 		if why := s.notReady(); why != "" {
-			s.logger.Warn("withdrew from the election", "why", why, "lease", lease)
-			return false, nil
+			level := slog.LevelWarn
+			if routineWait(why) {
+				level = slog.LevelInfo
+			}
+			s.logger.Log(context.Background(), level, "withdrew from the election", "why", why, "lease", lease)
+			return termOutcome{settled: steady}, nil
 		}
 		s.logger.Warn("campaign ended without a win", "lease", lease, "err", err)
 		// A lost lease is replaced at once; anything else is retried later.
-		return cand.Err() == nil, nil
+		return termOutcome{backOff: cand.Err() == nil, settled: steady}, nil
 	}
-	return s.tenure(ctx, el, cand, ten)
+	out, abandon, err = s.tenure(ctx, el, cand, ten)
+	out.settled = out.settled || steady
+	return out, err
 }
 
 // tenure promotes, serves until the tenure ends, and steps down: demote
 // first, then resign, then (in term) revoke, so that the next primary's
-// promote starts only after this demote has ended.
-func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten tenure) (backOff bool, err error) {
+// promote starts only after this demote has ended. abandon asks term to
+// leave the lease to expire instead of revoking it.
+func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten tenure) (out termOutcome, abandon bool, err error) {
 	token := ten.FencingToken()
 	if why := s.notReady(); why != "" {
 		// Won just as the replica stopped being ready (unhealthy, paused,
 		// yielding): give way without promoting.
-		s.logger.Warn("elected, but not ready: resigning without promoting", "why", why, "fencing_token", token)
+		s.logger.Info("elected, but not ready: resigning without promoting", "why", why, "fencing_token", token)
 		cctx, cancel := s.cleanupContext()
 		defer cancel()
 		if err := ten.Resign(cctx); err != nil {
 			s.logger.Warn("resign failed; revoking the lease instead", "err", err)
 		}
-		return false, nil
+		return termOutcome{}, false, nil
 	}
 	s.logger.Info("elected", "fencing_token", token)
 	endRecord := s.recordTenure(el, token, time.Now())
-	s.state.update(func(st *state) { st.phase, st.fencingToken = PhasePromoting, token })
+	s.state.update(func(st *state) { st.phase, st.fencingToken, st.tenure = PhasePromoting, token, ten })
 	s.state.transition(RolePrimary, ReasonElected)
 
 	// A promote still running when the tenure ends is killed.
@@ -361,20 +404,23 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 		reason = ReasonShutdown
 	case !res.OK():
 		reason = ReasonPromoteFailed
-		backOff = true
+		out.backOff = true
 		s.logger.Error("promote hook failed; giving way", "err", res.Err)
 	default:
+		out.settled = true
 		s.state.setPhase(PhasePrimary)
 		s.logger.Info("primary", "fencing_token", token)
 		reason, request = s.serve(ctx, ten)
 	}
+	// /primary stops answering 200 before anything is logged.
+	s.state.setPhase(PhaseDemoting)
 	s.logger.Info("stepping down", "reason", reason, "fencing_token", token)
 
 	// Demote before anything else. While a voluntary demote is retried the
 	// key stays ours, so nobody else promotes over a half-demoted app.
 	if !s.runDemote(ctx, reason, RolePrimary, token, cand.LeaseID()) {
 		endRecord(reason)
-		return false, fmt.Errorf("demote hook did not succeed (reason %s); leaving the lease to expire", reason)
+		return out, true, fmt.Errorf("demote hook did not succeed (reason %s); leaving the lease to expire", reason)
 	}
 	if ten.Err() == nil {
 		cctx, cancel := s.cleanupContext()
@@ -382,6 +428,8 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 			s.logger.Warn("resign failed; revoking the lease instead", "err", err)
 		}
 		cancel()
+	} else {
+		s.logger.Info("not resigning: the tenure is already lost", "err", ten.Err())
 	}
 	endRecord(reason)
 	if request != nil {
@@ -391,7 +439,7 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 		}
 		cancel()
 	}
-	return backOff, nil
+	return out, false, nil
 }
 
 // runDemote runs the demote hook until it succeeds, backing off between
@@ -496,6 +544,22 @@ func (s *Sidecar) retryRevoke(ctx context.Context, cand candidacy) {
 			}
 		}
 	}()
+}
+
+// watchFailed logs a leader or control watch's failures once per outage,
+// as the lease loop does, and its recovery. failing is guarded by the
+// state's lock.
+func (s *Sidecar) watchFailed(watch string, failing *bool, err error) {
+	s.state.mu.Lock()
+	was := *failing
+	*failing = err != nil
+	s.state.mu.Unlock()
+	switch {
+	case err != nil && !was:
+		s.logger.Warn("reading etcd failed; retrying", "watch", watch, "err", err)
+	case err == nil && was:
+		s.logger.Info("reading etcd recovered", "watch", watch)
+	}
 }
 
 func lostReason(err error) string {

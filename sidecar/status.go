@@ -32,6 +32,7 @@ const (
 // Phases refine the role for operators: what the sidecar is doing now.
 const (
 	PhaseStarting    = "starting"    // running the start-up demote
+	PhaseConnecting  = "connecting"  // standby waiting for etcd: no lease yet, or control keys not read yet
 	PhaseCampaigning = "campaigning" // standby, waiting to lead
 	PhaseUnhealthy   = "unhealthy"   // standby out of the election: the app is unhealthy
 	PhasePaused      = "paused"      // standby out of the election: the election is paused
@@ -104,6 +105,11 @@ type state struct {
 	phase          string
 	demoteFailed   bool
 	candidacy      candidacy // nil while no lease is held
+	tenure         tenure    // the tenure being served; nil while none
+	controlKnown   bool      // the control keys were read at least once
+	resignFor      int64     // the tenure a pending POST /resign is for; 0: none
+	controlFailing bool      // the control watch's last read failed
+	leaderFailing  bool      // the leader watch's last read failed
 	candidates     []string  // ids in campaign order, from the leader watch
 	control        election.Control
 	fencingToken   int64
@@ -205,11 +211,58 @@ func (s *state) transition(to, reason string) {
 	})
 }
 
-// servingPrimary is true only while primary and inside the safe deadline.
+// servingPrimary is true only while primary, inside the safe deadline and
+// with a tenure that is not lost: a lost tenure stops answering at once,
+// before the state machine has begun to step down.
 func (s *state) servingPrimary(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.phase == PhasePrimary && s.candidacy != nil && now.Before(s.candidacy.SafeDeadline())
+	return s.servingTokenLocked(now) != 0
+}
+
+// servingToken is the fencing token of the tenure being served (as
+// servingPrimary), 0 when not serving.
+func (s *state) servingToken(now time.Time) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.servingTokenLocked(now)
+}
+
+func (s *state) servingTokenLocked(now time.Time) int64 {
+	if s.phase != PhasePrimary || s.candidacy == nil || s.tenure == nil || !now.Before(s.candidacy.SafeDeadline()) {
+		return 0
+	}
+	select {
+	case <-s.tenure.Lost():
+		return 0
+	default:
+		return s.tenure.FencingToken()
+	}
+}
+
+// readableStandby is what GET /standby reports: a standby that holds a
+// lease, is not degraded and whose app is healthy can serve reads, whether
+// or not it campaigns right now (a pause or a switchover changes nothing
+// for readers).
+func (s *state) readableStandby() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.role != RoleStandby || !s.running || s.demoteFailed || s.candidacy == nil || !s.appHealthy() {
+		return false
+	}
+	switch s.phase {
+	case PhaseCampaigning, PhasePaused, PhaseYielding, PhaseObserving:
+		return true
+	}
+	return false
+}
+
+// alive is what GET /livez reports: the state machine's loop runs, whatever
+// its role or a failing demote.
+func (s *state) alive() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running
 }
 
 func (s *state) healthy() bool {
