@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -27,6 +28,10 @@ type Member struct {
 	Since   time.Time `json:"since"`   // when this record's role began
 	Version string    `json:"version"` // leaderd's version
 	Addr    string    `json:"addr"`    // --advertise; may be empty
+	// FencingToken is the tenure's token while the replica is primary: a
+	// record with phase primary and the leader key's token says that
+	// tenure's promote has ended. 0 (absent) otherwise.
+	FencingToken int64 `json:"fencing_token,omitempty"`
 	// LeaseID and LeaseSeconds are filled in by Members from etcd, never
 	// published.
 	LeaseID      int64 `json:"-"`
@@ -43,6 +48,87 @@ func PublishMember(ctx context.Context, client *clientv3.Client, prefix, electio
 		return fmt.Errorf("publish member %s: %w", m.ID, err)
 	}
 	return nil
+}
+
+// memberReadTimeout bounds each read behind WatchMember.
+const memberReadTimeout = 2 * time.Second
+
+// WatchMember calls fn with the member record of id (nil: there is none)
+// at once and after every change, in revision order, and with an error
+// when etcd cannot be read, until ctx ends. One read, then one watch of
+// the key from the next revision: no polling.
+func WatchMember(ctx context.Context, client *clientv3.Client, prefix, election, id string, fn func(*Member, error)) {
+	key := MembersPrefix(prefix, election) + id
+	// Without it a watch on an etcd member cut off from its peers would
+	// wait for ever.
+	ctx = clientv3.WithRequireLeader(ctx)
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-retry.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, memberReadTimeout)
+		resp, err := client.Get(rctx, key)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			fn(nil, err)
+			retry.Reset(time.Second)
+			continue
+		}
+		var kv *mvccpb.KeyValue
+		if len(resp.Kvs) > 0 {
+			kv = resp.Kvs[0]
+		}
+		fn(decodeMember(prefix, election, kv), nil)
+
+		wctx, wcancel := context.WithCancel(ctx)
+		wch := client.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1))
+		var werr error
+		for wr := range wch {
+			if werr = wr.Err(); werr != nil {
+				break // compacted, or no leader: read afresh
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					fn(nil, nil)
+				} else {
+					fn(decodeMember(prefix, election, ev.Kv), nil)
+				}
+			}
+		}
+		wcancel()
+		for range wch {
+			// drain until the watcher closes so nothing is left behind
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if werr != nil {
+			fn(nil, werr)
+		}
+		retry.Reset(time.Second)
+	}
+}
+
+// decodeMember is the record in kv, nil when there is none or it is not
+// one of ours.
+func decodeMember(prefix, election string, kv *mvccpb.KeyValue) *Member {
+	if kv == nil {
+		return nil
+	}
+	var m Member
+	if err := json.Unmarshal(kv.Value, &m); err != nil {
+		return nil
+	}
+	m.ID = strings.TrimPrefix(string(kv.Key), MembersPrefix(prefix, election)) // the key is the authority
+	m.LeaseID = kv.Lease
+	return &m
 }
 
 // Members reads the registered members, sorted by id, with the seconds

@@ -2,69 +2,271 @@ package sidecar
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"time"
 
+	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/hooks"
 )
 
 // followRecheck is how often the follower looks again without a wake-up.
 const followRecheck = time.Second
 
-// runHook runs one hook while holding hookMu: no two hooks of a replica
-// ever run at once.
+// Why a leader-change hook was cut short: expected, not failures.
+var (
+	errHookLockWanted = errors.New("a promote or demote of this replica needs the hook lock")
+	errLeaderMoved    = errors.New("the leader it follows is no longer the leader")
+)
+
+// runHook runs a promote or demote hook while holding hookMu: no two hooks
+// of a replica ever run at once. A leader-change hook holding hookMu is
+// killed first, so this replica's own promote or demote never waits behind
+// it.
 func (s *Sidecar) runHook(ctx context.Context, r hookRunner, env hooks.Env) hooks.Result {
+	release := s.state.signals().follow.claim()
+	defer release()
 	s.hookMu.Lock()
 	defer s.hookMu.Unlock()
 	return r.Run(ctx, env)
 }
 
-// followLeader runs the leader-change hook on a standby whenever a new
-// primary is elected (and once for the primary a starting standby finds),
-// so the app can follow it. Wake-ups come from the leader watch; the
-// leader is read afresh, so a burst of changes runs the hook once, for the
-// latest leader.
+// followGate lets runHook cut a running leader-change hook short instead
+// of waiting behind it for hookMu.
+type followGate struct {
+	mu     sync.Mutex
+	wanted int                     // promote and demote runs waiting for or holding hookMu
+	cancel context.CancelCauseFunc // the leader-change hook's; nil when none runs
+}
+
+// claim marks a promote or demote as wanting hookMu and kills a running
+// leader-change hook. release undoes the mark once the hook has run.
+func (g *followGate) claim() (release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.wanted++
+	if g.cancel != nil {
+		g.cancel(errHookLockWanted)
+	}
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.wanted--
+	}
+}
+
+// begin gives a leader-change hook its context, unless a promote or demote
+// wants hookMu (ok false). done must be called after the hook.
+func (g *followGate) begin(parent context.Context) (ctx context.Context, cancel context.CancelCauseFunc, done func(), ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.wanted > 0 {
+		return nil, nil, nil, false
+	}
+	ctx, cancel = context.WithCancelCause(parent)
+	g.cancel = cancel
+	return ctx, cancel, func() {
+		g.mu.Lock()
+		g.cancel = nil
+		g.mu.Unlock()
+		cancel(nil)
+	}, true
+}
+
+// followLeader runs the leader-change hook on a standby for each new
+// primary (and once for the primary a starting standby finds), so the app
+// can follow it: once that primary's member record shows its promote has
+// ended (phase primary, with the leader key's fencing token), so that a
+// hook that checks "is the leader serving" succeeds. Wake-ups come from
+// the leader watch; the leader is read afresh, so a burst of changes runs
+// the hook once, for the latest leader.
 func (s *Sidecar) followLeader(ctx context.Context, changed <-chan struct{}) {
 	if s.follow == nil {
 		return
 	}
-	var followed LeaderStatus // the leader the hook last ran for
+	var el elector
+	select {
+	case <-ctx.Done():
+		return
+	case el = <-s.state.signals().elector: // from publishMembers, started beside
+	}
+	var followed LeaderStatus // the leader the hook last ran (or gave up) for
 	// The tick catches a leader first seen while this replica could not
 	// follow yet (during its start-up demote, say).
 	tick := time.NewTicker(followRecheck)
 	defer tick.Stop()
+	again := false // look again at once: a wake-up may have been consumed
+	for {
+		if !again {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			case <-tick.C:
+			}
+		}
+		again = s.followOnce(ctx, el, changed, &followed)
+	}
+}
+
+// leaderToFollow is the leader this replica should follow now, if any: a
+// new one, while this replica is a settled standby.
+func (s *Sidecar) leaderToFollow(followed LeaderStatus) (LeaderStatus, bool) {
+	leader, role, phase := s.state.followInfo()
+	// A primary, or a replica on its way there, follows nobody.
+	standby := role == RoleStandby && phase != PhasePromoting && phase != PhaseDemoting && phase != PhaseStarting
+	if leader == nil || leader.ID == s.cfg.ID || !standby || *leader == followed {
+		return LeaderStatus{}, false
+	}
+	return *leader, true
+}
+
+// followOnce runs the hook for the current leader if it is one to follow.
+// It reports whether to look again at once.
+func (s *Sidecar) followOnce(ctx context.Context, el elector, changed <-chan struct{}, followed *LeaderStatus) bool {
+	leader, ok := s.leaderToFollow(*followed)
+	if !ok {
+		return false
+	}
+	switch s.awaitPromoted(ctx, el, leader, *followed, changed) {
+	case leaderServing:
+	case leaderMoved:
+		return true
+	case leaderSilent:
+		*followed = leader // its promote failed or never ended: nothing to follow
+		return false
+	default: // stopping
+		return false
+	}
+
+	hctx, cancel, done, ok := s.state.signals().follow.begin(ctx)
+	if !ok {
+		return true // this replica promotes or demotes: it follows nobody now
+	}
+	defer done()
+	s.hookMu.Lock()
+	// The wait for the lock may have let a promote begin or the leader
+	// move on.
+	if now, ok := s.leaderToFollow(*followed); !ok || now != leader {
+		s.hookMu.Unlock()
+		return true
+	}
+	stopWatch := s.cancelWhenLeaderMoves(hctx, cancel, changed, leader)
+	res := s.follow.Run(hctx, hooks.Env{
+		Event:        "leader-change",
+		Role:         RoleStandby,
+		PreviousRole: RoleStandby,
+		Reason:       ReasonElected,
+		ID:           s.cfg.ID,
+		Election:     s.cfg.Election,
+		Leader:       leader.ID,
+		LeaderAddr:   leader.Addr,
+		FencingToken: leader.FencingToken,
+	})
+	s.hookMu.Unlock()
+	stopWatch()
+	s.state.recordHook(res)
+	switch {
+	case res.OK():
+		*followed = leader
+	case res.Canceled:
+		// Expected: this replica won, or the leader moved on; the next
+		// leader is followed.
+		if ctx.Err() == nil {
+			s.logger.Info("leader-change hook canceled", "leader", leader.ID, "why", context.Cause(hctx))
+		}
+	default:
+		s.logger.Error("leader-change hook failed; it runs again on the next leader change", "leader", leader.ID, "err", res.Err)
+		*followed = leader // no retry loop: a failing hook must not spin
+	}
+	return true
+}
+
+// What awaitPromoted saw.
+type promoteWait int
+
+const (
+	leaderStopping promoteWait = iota // ctx ended
+	leaderServing                     // its record shows the promote ended
+	leaderMoved                       // another leader, or this replica no longer follows
+	leaderSilent                      // no promote end within the bound
+)
+
+// followWait bounds the wait for a new leader's promote to end: its
+// promote timeout (the same flag on every replica), plus the time to
+// publish the record.
+func (s *Sidecar) followWait() time.Duration {
+	return s.cfg.PromoteTimeout + memberRefresh + cleanupTimeout
+}
+
+// awaitPromoted watches leader's member record until it shows the tenure's
+// promote has ended (role and phase primary, the leader key's fencing
+// token), the leader moves on, or followWait passes. A failed promote is
+// never reported as ended: that primary gives way, and the next is
+// awaited instead.
+func (s *Sidecar) awaitPromoted(ctx context.Context, el elector, leader, followed LeaderStatus, changed <-chan struct{}) promoteWait {
+	wctx, cancel := context.WithCancel(ctx)
+	records := make(chan *election.Member, 1) // the latest record
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		el.WatchMember(wctx, leader.ID, func(m *election.Member, err error) {
+			if err != nil {
+				return // read again by WatchMember; the bound still holds
+			}
+			select {
+			case <-records: // only this goroutine sends: room after this
+			default:
+			}
+			records <- m
+		})
+	}()
+	defer func() { cancel(); <-watched }()
+
+	bound := time.NewTimer(s.followWait())
+	defer bound.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return leaderStopping
+		case m := <-records:
+			if m != nil && m.Role == RolePrimary && m.Phase == PhasePrimary && m.FencingToken == leader.FencingToken {
+				return leaderServing
+			}
 		case <-changed:
-		case <-tick.C:
-		}
-		s.hookMu.Lock()
-		leader, role, phase := s.state.followInfo()
-		// A primary, or a replica on its way there, follows nobody.
-		standby := role == RoleStandby && phase != PhasePromoting && phase != PhaseDemoting && phase != PhaseStarting
-		if leader == nil || leader.ID == s.cfg.ID || !standby || *leader == followed {
-			s.hookMu.Unlock()
-			continue
-		}
-		res := s.follow.Run(ctx, hooks.Env{
-			Event:        "leader-change",
-			Role:         RoleStandby,
-			PreviousRole: RoleStandby,
-			Reason:       ReasonElected,
-			ID:           s.cfg.ID,
-			Election:     s.cfg.Election,
-			Leader:       leader.ID,
-			LeaderAddr:   leader.Addr,
-			FencingToken: leader.FencingToken,
-		})
-		s.hookMu.Unlock()
-		s.state.recordHook(res)
-		if res.OK() {
-			followed = *leader
-		} else if ctx.Err() == nil {
-			s.logger.Error("leader-change hook failed; it runs again on the next leader change", "leader", leader.ID, "err", res.Err)
-			followed = *leader // no retry loop: a failing hook must not spin
+			if now, ok := s.leaderToFollow(followed); !ok || now != leader {
+				return leaderMoved
+			}
+		case <-bound.C:
+			s.logger.Warn("the new leader did not report the end of its promote in time; not following it",
+				"leader", leader.ID, "fencing_token", leader.FencingToken, "waited", s.followWait())
+			return leaderSilent
 		}
 	}
+}
+
+// cancelWhenLeaderMoves cancels a running leader-change hook once the
+// leader it follows is gone or replaced: following it is moot. stop ends
+// the watch.
+func (s *Sidecar) cancelWhenLeaderMoves(hctx context.Context, cancel context.CancelCauseFunc, changed <-chan struct{}, leader LeaderStatus) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-hctx.Done():
+				return
+			case <-changed:
+				now, _, _ := s.state.followInfo()
+				if now == nil || now.ID != leader.ID || now.FencingToken != leader.FencingToken {
+					cancel(errLeaderMoved)
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }

@@ -1,7 +1,10 @@
 package sidecar
 
 import (
+	"net"
+	"os/exec"
 	"testing"
+	"time"
 )
 
 func withFollow() replicaOption {
@@ -54,5 +57,118 @@ func TestLeaderChangeHookFollowsTheNewPrimary(t *testing.T) {
 		if e.ID == next.ID && e.Hook == "leader-change" && e.Token == next.Token {
 			t.Fatalf("the new primary ran the leader-change hook for itself:\n%s", formatEvents(all))
 		}
+	}
+}
+
+func withFollowCmd(cmd string) replicaOption {
+	return func(c *Config) { c.OnLeaderChange = cmd }
+}
+
+func withPromoteTimeout(d time.Duration) replicaOption {
+	return func(c *Config) { c.PromoteTimeout = d }
+}
+
+// withServedAPI serves the replica's API on a free loopback port and
+// advertises that address, so hooks can ask the leader's /primary.
+func withServedAPI(t *testing.T) replicaOption {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return func(c *Config) { c.Listen, c.Advertise, c.Version = addr, addr, "test" }
+}
+
+// followedTooEarly returns the index of the first leader-change start that
+// is not preceded by a successful promote end of the same tenure (-1: none).
+func followedTooEarly(evs []event) int {
+	ended := map[int64]bool{}
+	for i, e := range evs {
+		switch {
+		case e.Hook == "promote" && e.Phase == "end" && e.OK:
+			ended[e.Token] = true
+		case e.Hook == "leader-change" && e.Phase == "start" && !ended[e.Token]:
+			return i
+		}
+	}
+	return -1
+}
+
+// TestLeaderChangeHookWaitsForThePromote: a standby follows a new primary
+// only once that primary's promote has ended, so a follow hook that asks
+// the leader's /primary succeeds.
+func TestLeaderChangeHookWaitsForThePromote(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not installed")
+	}
+	c := newCluster(t)
+	// The promote takes a while: a hook fired at election time would
+	// find the new primary not serving yet.
+	slow := withPromote("sleep 1")
+	follow := withFollowCmd(curl + ` -sf --noproxy '*' -o /dev/null "http://$LEADERD_LEADER_ADDR/primary"`)
+	c.start("a", slow, follow, withServedAPI(t))
+	first := c.tl.waitFor(t, "a's promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
+	c.start("b", slow, follow, withServedAPI(t))
+	c.start("c", slow, follow, withServedAPI(t))
+	for _, id := range []string{"b", "c"} {
+		e := c.tl.waitFor(t, id+" following a", match(0, event{ID: id, Hook: "leader-change", Phase: "end"}))
+		if e.Token != first.Token || !e.OK {
+			t.Fatalf("%s followed token %d (ok=%v), want a's %d", id, e.Token, e.OK, first.Token)
+		}
+	}
+	evs, _ := c.tl.snapshot()
+	if err := c.stop("a"); err != nil {
+		t.Fatal(err)
+	}
+	next := c.tl.waitFor(t, "the next promote", match(len(evs), event{Hook: "promote", Phase: "start"}))
+	other := map[string]string{"b": "c", "c": "b"}[next.ID]
+	e := c.tl.waitFor(t, other+" following "+next.ID, func(evs []event) int {
+		for i, e := range evs {
+			if e.ID == other && e.Hook == "leader-change" && e.Phase == "end" && e.Token == next.Token {
+				return i
+			}
+		}
+		return -1
+	})
+	all, _ := c.tl.snapshot()
+	if !e.OK {
+		t.Errorf("%s's leader-change hook asking %s's /primary failed:\n%s", other, next.ID, formatEvents(all))
+	}
+	if i := followedTooEarly(all); i >= 0 {
+		t.Errorf("%s started following before the promote of token %d ended:\n%s", all[i].ID, all[i].Token, formatEvents(all))
+	}
+}
+
+// TestLeaderChangeHookCanceledWhenTheReplicaWins: a long leader-change hook
+// on a standby does not hold up that standby's own promote when the
+// primary goes: it is killed, and recorded as canceled.
+func TestLeaderChangeHookCanceledWhenTheReplicaWins(t *testing.T) {
+	c := newCluster(t)
+	c.start("a")
+	c.tl.waitFor(t, "a's promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
+	// The hook would run a minute; without the cancel, b's promote would
+	// wait for it.
+	b := c.start("b", withFollowCmd("sleep 60"), withPromoteTimeout(time.Minute))
+	c.tl.waitFor(t, "b following a", match(0, event{ID: "b", Hook: "leader-change", Phase: "start"}))
+	evs, _ := c.tl.snapshot()
+	stopped := time.Now()
+	if err := c.stop("a"); err != nil {
+		t.Fatal(err)
+	}
+	promote := c.tl.waitFor(t, "b's promote", match(len(evs), event{ID: "b", Hook: "promote", Phase: "start"}))
+	t.Logf("a stopped to b's promote: %s", promote.At.Sub(stopped).Round(time.Millisecond))
+	// Generous: a graceful hand-off takes well under a second.
+	if d := promote.At.Sub(stopped); d > 5*time.Second {
+		t.Errorf("b promoted %s after a stopped, want within 5s", d)
+	}
+	all, _ := c.tl.snapshot()
+	ended := match(0, event{ID: "b", Hook: "leader-change", Phase: "end"})(all)
+	if ended < 0 || all[ended].OK || ended > match(0, event{ID: "b", Hook: "promote", Phase: "start"})(all) {
+		t.Fatalf("b's leader-change hook did not end, killed, before its promote:\n%s", formatEvents(all))
+	}
+	if h := b.sc.Status().Hooks["leader-change"]; !h.Canceled {
+		t.Errorf("/status hooks[leader-change] = %+v, want canceled", h)
 	}
 }
