@@ -407,6 +407,7 @@ func TestMachineTenureLossReasons(t *testing.T) {
 		{election.ErrKeyDeleted, ReasonKeyDeleted},
 		{election.ErrSafeDeadline, ReasonEtcdUnreachable},
 		{election.ErrLeaseNotFound, ReasonLeaseLost},
+		{election.ErrLeaseExpired, ReasonLeaseLost},
 	} {
 		t.Run(tc.reason, func(t *testing.T) {
 			m := startMachine(t, nil)

@@ -82,6 +82,7 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 		&hooks.Runner{Name: "promote", Command: cfg.OnPromote, Timeout: cfg.PromoteTimeout, Logger: logger},
 		&hooks.Runner{Name: "demote", Command: cfg.OnDemote, Timeout: cfg.DemoteTimeout, Logger: logger},
 	)
+	s.state.metrics.countLogDrops(cfg.LogLinesDropped)
 	if cfg.Health.Enabled() {
 		s.checker = health.NewChecker(cfg.Health, logger)
 		s.setHealth(s.checker)
@@ -569,6 +570,8 @@ func lostReason(err error) string {
 	case errors.Is(err, election.ErrSafeDeadline):
 		return ReasonEtcdUnreachable
 	default:
+		// ErrLeaseNotFound, and ErrLeaseExpired: the process was frozen past
+		// its lease (SIGSTOP, a stalled VM), though etcd was reachable.
 		return ReasonLeaseLost
 	}
 }

@@ -386,7 +386,8 @@ func TestCutOffPrimary(t *testing.T) {
 // higher fencing token. This is the one scenario where tenures may
 // overlap: the frozen process still believes it is primary until it runs
 // again, and only the fencing token lets the app reject its writes. Once
-// resumed, it must stop serving at once and demote within a second.
+// resumed, it must stop serving at once and demote within a second, with
+// reason lease-lost (etcd was reachable all along).
 func TestSIGSTOPPrimary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -441,6 +442,10 @@ func TestSIGSTOPPrimary(t *testing.T) {
 	}
 	if demoted.Token != staleToken {
 		t.Errorf("stale primary's demote has fencing token %d, want its tenure's %d", demoted.Token, staleToken)
+	}
+	// etcd was reachable all along: the lease expired during the freeze.
+	if demoted.Reason != sidecar.ReasonLeaseLost {
+		t.Errorf("stale primary demoted with reason %s, want %s", demoted.Reason, sidecar.ReasonLeaseLost)
 	}
 	assertTokensIncrease(t, replicas.Tenures(c.timeline()))
 }
