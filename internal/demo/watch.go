@@ -97,6 +97,8 @@ func stateDetail(prev string, st sidecar.Status) string {
 	switch st.Phase {
 	case sidecar.PhaseStarting:
 		return " (start-up demote hook)"
+	case sidecar.PhaseConnecting:
+		return " (waiting for etcd)"
 	case sidecar.PhaseCampaigning:
 		if t := st.LastTransition; prev == sidecar.PhaseDemoting && t != nil && t.To == sidecar.RoleStandby {
 			return fmt.Sprintf(" (demoted: %s)", t.Reason)
