@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -89,12 +90,14 @@ func (c *Checker) Run(ctx context.Context) {
 		return
 	}
 	defer c.probe.close()
-	what, target := "command", c.cfg.Command
+	// Never the command line: it may hold credentials. A URL is logged
+	// with its password masked.
+	what := []any{"check", "command"}
 	if c.cfg.URL != "" {
-		what, target = "url", c.cfg.URL
+		what = []any{"check", "url", "url", redactedURL(c.cfg.URL)}
 	}
-	c.log.Info("health checks started", what, target, "interval", c.cfg.Interval, "timeout", c.cfg.Timeout,
-		"failures", c.cfg.Failures, "successes", c.cfg.Successes)
+	c.log.Info("health checks started", append(what, "interval", c.cfg.Interval, "timeout", c.cfg.Timeout,
+		"failures", c.cfg.Failures, "successes", c.cfg.Successes)...)
 
 	// A ticker keeps the checks' starts Interval apart; as Timeout <=
 	// Interval they do not overlap (a tick missed by a slow check is dropped).
@@ -206,4 +209,13 @@ func (c *Checker) Last() Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.last
+}
+
+// redactedURL is raw with any password replaced by "xxxxx".
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -34,26 +35,31 @@ var (
 	ErrCanceled = errors.New("canceled")
 )
 
-// secretVars are inherited variables that must never reach a hook.
-var secretVars = map[string]bool{"LEADERD_PASSWORD": true}
+// configPrefix starts every variable of leaderd's own configuration
+// (LEADERD_API_TOKEN, LEADERD_PASSWORD, LEADERD_ON_PROMOTE, ...). None of
+// them is inherited by a child: only the hook contract, Env.Vars, is set.
+const configPrefix = "LEADERD_"
 
 // Runner runs one hook command line. It holds no state between runs: Run may
 // be called again once a previous Run has returned. Callers serialise runs.
 type Runner struct {
 	Name    string        // "promote" or "demote" (used in logs and Result.Hook)
-	Command string        // run as /bin/sh -c Command; empty = nothing to run, Run returns success at once
+	Command string        // run as /bin/sh -c Command; empty = nothing to run, Run returns success at once; never logged (it may hold secrets)
 	Timeout time.Duration // the whole process group has ended by Timeout after start; must be > 0
 	Logger  *slog.Logger  // nil = discard
 	Dir     string        // working dir, optional ("" = leaderd's)
 }
 
 // Run runs the command in its own process group with env's LEADERD_*
-// variables, logs each output line, and returns how it ended.
+// variables (and no other LEADERD_* variable), logs each output line, and
+// returns how it ended.
 //
 //   - At Timeout-grace (grace = min(KillGrace, Timeout/2)) the whole group gets
 //     SIGTERM, and at Timeout SIGKILL if any of it is left: every member keeps
 //     its grace even when the shell itself died at once. The Result is
-//     TimedOut even if the shell then exits 0.
+//     TimedOut even if the shell then exits 0. Both signals are sent by
+//     timers armed before anything is logged, so they go out on time even
+//     if logging stalls.
 //   - When ctx ends first, the group gets SIGKILL at once (the caller cancels
 //     only when time is short); the Result is Canceled. A ctx already done
 //     means the hook is not started.
@@ -95,15 +101,16 @@ func (r *Runner) Run(ctx context.Context, env Env) Result {
 		res.Err = fmt.Errorf("hook %s: start: %w", r.Name, err)
 		return r.ended(log, done())
 	}
-	log.Info("hook started", "hook", r.Name, "reason", env.Reason, "command", r.Command, "pid", p.pid)
-	lines := p.logOutput(log, r.Name)
-
+	// The timers signal the group themselves, from their own goroutines:
+	// a hook is stopped at its timeout whatever this goroutine is doing.
 	grace := killGrace(r.Timeout)
 	deadline := res.Start.Add(r.Timeout)
-	termTimer := time.NewTimer(time.Until(deadline.Add(-grace)))
-	defer termTimer.Stop()
-	killTimer := time.NewTimer(time.Until(deadline))
-	defer killTimer.Stop()
+	termSent := p.signalAt(deadline.Add(-grace), syscall.SIGTERM)
+	killSent := p.signalAt(deadline, syscall.SIGKILL)
+	defer p.disarm()
+
+	log.Info("hook started", "hook", r.Name, "reason", env.Reason, "pid", p.pid)
+	lines := p.logOutput(log, r.Name)
 
 	var (
 		killed    bool // the group got SIGKILL for the timeout or ctx
@@ -116,6 +123,11 @@ wait:
 	for {
 		select {
 		case <-shellDone:
+			if !res.TimedOut && closed(termSent) {
+				// SIGTERM went out as the shell exited: still a timeout.
+				res.TimedOut = true
+				log.Warn("hook timed out; sent SIGTERM to its process group", "hook", r.Name, "timeout", r.Timeout, "grace", grace)
+			}
 			if !res.TimedOut {
 				break wait
 			}
@@ -130,14 +142,15 @@ wait:
 			if !p.othersAlive() {
 				break wait
 			}
-		case <-termTimer.C:
+		case <-termSent:
+			termSent = nil
+			if !res.TimedOut {
+				res.TimedOut = true
+				log.Warn("hook timed out; sent SIGTERM to its process group", "hook", r.Name, "timeout", r.Timeout, "grace", grace)
+			}
+		case <-killSent:
 			res.TimedOut = true
-			log.Warn("hook timed out; sending SIGTERM to its process group", "hook", r.Name, "timeout", r.Timeout, "grace", grace)
-			p.signalGroup(syscall.SIGTERM)
-		case <-killTimer.C:
-			res.TimedOut = true
-			log.Warn("hook still running after grace; sending SIGKILL to its process group", "hook", r.Name)
-			p.signalGroup(syscall.SIGKILL)
+			log.Warn("hook still running after grace; sent SIGKILL to its process group", "hook", r.Name)
 			killed = true
 			break wait
 		case <-ctx.Done():
@@ -148,6 +161,8 @@ wait:
 			break wait
 		}
 	}
+	// From here on Run signals the group itself, and only before the reap.
+	p.disarm()
 
 	if !reaped {
 		if killed && !p.waitExited(WaitDelay) {
@@ -206,29 +221,18 @@ func killGrace(timeout time.Duration) time.Duration {
 	return min(KillGrace, timeout/2)
 }
 
-// hookEnv is the inherited environment without secrets and without the
-// variables env sets, followed by env's variables.
+// hookEnv is the inherited environment without any LEADERD_* variable
+// (leaderd's own configuration: the API token, the password, the hook
+// command lines...), followed by env's variables, the hook contract.
 func hookEnv(inherited []string, env Env) []string {
 	vars := env.Vars()
-	drop := make(map[string]bool, len(vars)+len(secretVars))
-	for k := range secretVars {
-		drop[k] = true
-	}
-	for _, kv := range vars {
-		drop[envKey(kv)] = true
-	}
 	out := make([]string, 0, len(inherited)+len(vars))
 	for _, kv := range inherited {
-		if !drop[envKey(kv)] {
+		if !strings.HasPrefix(kv, configPrefix) {
 			out = append(out, kv)
 		}
 	}
 	return append(out, vars...)
-}
-
-func envKey(kv string) string {
-	k, _, _ := strings.Cut(kv, "=")
-	return k
 }
 
 // process is one started hook shell.
@@ -241,6 +245,10 @@ type process struct {
 	exited  chan struct{} // closed when the shell has exited (on Linux, still unreaped)
 	reaped  bool          // set before exited is closed: the waiter already reaped it
 	waitErr error         // set before exited is closed, when reaped
+
+	timersMu sync.Mutex    // orders the timers' signals before disarm
+	disarmed bool          // the timers must not signal any more
+	timers   []*time.Timer // armed by signalAt
 }
 
 // start starts the shell with its output on pipes whose read ends Run owns,
@@ -278,6 +286,49 @@ func (r *Runner) start(env Env) (*process, error) {
 		close(p.exited)
 	}()
 	return p, nil
+}
+
+// signalAt sends sig to the group at t, from a timer of its own, unless
+// disarm was called first; the returned channel is closed as it is sent.
+func (p *process) signalAt(t time.Time, sig syscall.Signal) <-chan struct{} {
+	sent := make(chan struct{})
+	p.timersMu.Lock()
+	defer p.timersMu.Unlock()
+	p.timers = append(p.timers, time.AfterFunc(time.Until(t), func() {
+		p.timersMu.Lock()
+		defer p.timersMu.Unlock()
+		if !p.disarmed {
+			// Closed first: Run may see the hook exit of this signal
+			// before this goroutine runs again.
+			close(sent)
+			p.signalGroup(sig)
+		}
+	}))
+	return sent
+}
+
+// disarm stops the timers of signalAt. Once it returns none of them signals
+// the group, so Run may reap the shell (and free its group id). Idempotent.
+func (p *process) disarm() {
+	p.timersMu.Lock()
+	defer p.timersMu.Unlock()
+	p.disarmed = true
+	for _, t := range p.timers {
+		t.Stop()
+	}
+}
+
+// closed reports whether ch is closed (a nil ch is not).
+func closed(ch <-chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *process) signalGroup(sig syscall.Signal) {

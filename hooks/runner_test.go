@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -153,10 +154,28 @@ func outputLines(t *testing.T, buf *syncBuffer) []string {
 	return out
 }
 
+// contractVars are the variables of the hook contract: exactly Env.Vars.
+func contractVars() map[string]bool {
+	out := map[string]bool{}
+	for _, kv := range testEnv().Vars() {
+		k, _, _ := strings.Cut(kv, "=")
+		out[k] = true
+	}
+	return out
+}
+
 func TestRunEnv(t *testing.T) {
+	// leaderd's own configuration, inherited from its environment: none of
+	// it may reach a hook.
 	t.Setenv("LEADERD_PASSWORD", "s3cret")
+	t.Setenv("LEADERD_API_TOKEN", "tok-s3cret")
+	t.Setenv("LEADERD_ON_PROMOTE", "promote --password s3cret")
+	t.Setenv("LEADERD_PASSWORD_FILE", "/etc/leaderd/password")
+	t.Setenv("LEADERD_HEALTH_CMD", "check")
+	t.Setenv("LEADERD_FUTURE_FLAG", "x")
 	t.Setenv("LEADERD_ID", "stale-inherited-id") // Env's value must win
 	t.Setenv("HOOK_TEST_INHERITED", "yes")
+	contract := contractVars()
 
 	startup := Env{Event: "demote", Role: "standby", PreviousRole: "standby", Reason: "startup", ID: "app-2", Election: "db"}
 	tests := []struct {
@@ -211,25 +230,117 @@ func TestRunEnv(t *testing.T) {
 					t.Errorf("%s = %q, want exactly one %q", k, vs, want)
 				}
 			}
-			if v, ok := got["LEADERD_PASSWORD"]; ok {
-				t.Errorf("LEADERD_PASSWORD reached the hook: %q", v)
+			for k, v := range got {
+				if strings.HasPrefix(k, "LEADERD_") && !contract[k] {
+					t.Errorf("%s=%q reached the hook; only the hook contract may", k, v)
+				}
 			}
 		})
 	}
 }
 
-func TestHookEnvDropsSecretsAndOverrides(t *testing.T) {
-	got := hookEnv([]string{"PATH=/bin", "LEADERD_PASSWORD=x", "LEADERD_REASON=old", "LEADERD_PASSWORD_FILE=/f"}, Env{Reason: "new"})
+func TestHookEnvKeepsOnlyTheContract(t *testing.T) {
+	got := hookEnv([]string{"PATH=/bin", "LEADERD_PASSWORD=x", "LEADERD_REASON=old", "LEADERD_PASSWORD_FILE=/f",
+		"LEADERD_API_TOKEN=tok", "LEADERD_ON_DEMOTE=d", "LEADERD_=odd", "XLEADERD_KEEP=1"}, Env{Reason: "new"})
 	joined := strings.Join(got, " ")
-	for _, bad := range []string{"LEADERD_PASSWORD=x", "LEADERD_REASON=old"} {
+	for _, bad := range []string{"LEADERD_PASSWORD", "LEADERD_REASON=old", "LEADERD_API_TOKEN", "LEADERD_ON_DEMOTE", "LEADERD_=odd"} {
 		if strings.Contains(joined, bad) {
 			t.Errorf("hookEnv kept %s: %v", bad, got)
 		}
 	}
-	for _, want := range []string{"PATH=/bin", "LEADERD_REASON=new", "LEADERD_PASSWORD_FILE=/f"} {
+	for _, want := range []string{"PATH=/bin", "LEADERD_REASON=new", "XLEADERD_KEEP=1"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("hookEnv lost %s: %v", want, got)
 		}
+	}
+	contract := contractVars()
+	for _, kv := range got {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "LEADERD_") && !contract[k] {
+			t.Errorf("hookEnv passes %s, not in the contract", kv)
+		}
+	}
+}
+
+// TestRunNeverLogsTheCommand: a command line may hold a credential; it is
+// logged nowhere, whether the hook succeeds, fails or times out.
+func TestRunNeverLogsTheCommand(t *testing.T) {
+	const secret = "sk-canary-9f2e"
+	for _, tc := range []struct{ name, command string }{
+		{"success", "echo fine # token=" + secret},
+		{"failure", "exit 3 # token=" + secret},
+		{"timeout", "sleep 5 # token=" + secret},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log, buf := jsonLogger()
+			r := &Runner{Name: "promote", Command: tc.command, Timeout: 300 * time.Millisecond, Logger: log}
+			res := runBounded(t, t.Context(), r, testEnv(), 5*time.Second)
+			if res.Err != nil && strings.Contains(res.Err.Error(), secret) {
+				t.Errorf("Result.Err shows the command line: %v", res.Err)
+			}
+			buf.mu.Lock()
+			out := buf.buf.String()
+			buf.mu.Unlock()
+			if !strings.Contains(out, "hook started") || !strings.Contains(out, `"hook":"promote"`) {
+				t.Errorf("log lacks the hook's start and name: %s", out)
+			}
+			if strings.Contains(out, secret) {
+				t.Errorf("log shows the command line: %s", out)
+			}
+		})
+	}
+}
+
+// stallingHandler blocks the "hook started" record until release is
+// closed, like a logger writing to a full stderr pipe; it hands over the
+// hook's pid first.
+type stallingHandler struct {
+	slog.Handler
+	pid     chan int
+	release chan struct{}
+}
+
+func (h *stallingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "hook started" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "pid" {
+				h.pid <- int(a.Value.Int64())
+			}
+			return true
+		})
+		<-h.release
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// TestRunKillsOnTimeWhileLoggingStalls: the timeout's signals do not wait
+// for the logger. With "hook started" stuck, the hook is still killed at
+// its timeout.
+func TestRunKillsOnTimeWhileLoggingStalls(t *testing.T) {
+	h := &stallingHandler{Handler: slog.NewTextHandler(io.Discard, nil), pid: make(chan int, 1), release: make(chan struct{})}
+	r := &Runner{Name: "demote", Command: "sleep 300", Timeout: 500 * time.Millisecond, Logger: slog.New(h)}
+	done := make(chan Result, 1)
+	go func() { done <- r.Run(t.Context(), testEnv()) }()
+	defer func() {
+		close(h.release)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return once logging moved again")
+		}
+	}()
+	var pid int
+	select {
+	case pid = <-h.pid:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hook never started")
+	}
+	deadline := time.Now().Add(5 * time.Second) // the timeout is 500ms
+	for !processGone(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("hook %d still running 5s after start while its log line was stuck; timeout 500ms", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -434,7 +545,7 @@ func TestRunLogsOutputLines(t *testing.T) {
 	for _, rec := range buf.records(t) {
 		msgs[rec["msg"].(string)] = rec
 	}
-	if s := msgs["hook started"]; s == nil || s["hook"] != "promote" || s["reason"] != "elected" || s["command"] != r.Command {
+	if s := msgs["hook started"]; s == nil || s["hook"] != "promote" || s["reason"] != "elected" || s["pid"] == nil {
 		t.Errorf("hook started record = %v", s)
 	}
 	if e := msgs["hook ended"]; e == nil || e["hook"] != "promote" || e["reason"] != "elected" || e["exit_code"] != float64(0) || e["duration"] == nil {
