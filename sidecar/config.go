@@ -66,6 +66,10 @@ type Config struct {
 	// Version is leaderd's version, published in the member record. Set by
 	// the binary, not a flag.
 	Version string
+	// LogLinesDropped counts the log lines the binary's log sink dropped
+	// (stderr stalled or closed), for leaderd_log_lines_dropped_total. Set
+	// by the binary, not a flag; nil: the metric is not exported.
+	LogLinesDropped func() uint64
 
 	// CACert, Cert and Key are PEM files for TLS to etcd (--cacert, --cert, --key).
 	CACert string

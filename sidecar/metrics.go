@@ -74,6 +74,18 @@ func newMetrics(st *state) *metrics {
 	return m
 }
 
+// countLogDrops exports dropped, the log sink's count of dropped lines, as
+// leaderd_log_lines_dropped_total. A nil dropped exports nothing.
+func (m *metrics) countLogDrops(dropped func() uint64) {
+	if dropped == nil {
+		return
+	}
+	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "leaderd_log_lines_dropped_total",
+		Help: "Log lines dropped because stderr did not take them (stalled or closed).",
+	}, func() float64 { return float64(dropped()) }))
+}
+
 func (m *metrics) observeHook(r hooks.Result) {
 	result := "ok"
 	switch {
