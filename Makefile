@@ -11,9 +11,15 @@ build:
 test:
 	$(GO) test -race -count=1 ./...
 
+# staticcheck, pinned: module v0.8.2 is staticcheck 2026.2.2, which knows
+# Go 1.26. `go run pkg@version` fetches it through the module proxy once
+# (then the module cache) and leaves go.mod alone.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 demo:
 	$(GO) run ./cmd/leaderd demo
