@@ -1,10 +1,15 @@
 package sidecar
 
 import (
+	"context"
+	"log/slog"
 	"net"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/hooks"
 )
 
 func withFollow() replicaOption {
@@ -171,4 +176,62 @@ func TestLeaderChangeHookCanceledWhenTheReplicaWins(t *testing.T) {
 	if h := b.sc.Status().Hooks["leader-change"]; !h.Canceled {
 		t.Errorf("/status hooks[leader-change] = %+v, want canceled", h)
 	}
+}
+
+// servingLeaderElector reports one member record, that of a primary whose
+// promote has ended.
+type servingLeaderElector struct {
+	*fakeElector
+	leader election.Member
+}
+
+func (e servingLeaderElector) WatchMember(ctx context.Context, id string, fn func(*election.Member, error)) {
+	if id == e.leader.ID {
+		m := e.leader
+		fn(&m, nil)
+	}
+	<-ctx.Done()
+}
+
+// TestPromoteKillsARunningLeaderChangeHook: a promote (or demote) kills the
+// leader-change hook holding the hook lock even while the leader it
+// follows has not moved, instead of waiting for it to end.
+func TestPromoteKillsARunningLeaderChangeHook(t *testing.T) {
+	cl := newCalls()
+	el := servingLeaderElector{
+		fakeElector: &fakeElector{calls: cl, cands: make(chan *fakeCandidacy, 1)},
+		leader:      election.Member{ID: "a", Role: RolePrimary, Phase: PhasePrimary, FencingToken: 7},
+	}
+	promote := &fakeHook{calls: cl}
+	cfg := DefaultConfig()
+	cfg.Election, cfg.ID = "e", "me"
+	s := newSidecar(cfg, slog.New(slog.DiscardHandler), el, promote, &fakeHook{calls: cl})
+	s.follow = &fakeHook{calls: cl, block: make(chan struct{})} // ends only when killed
+	s.state.setLeader([]election.Candidate{{CandidateValue: election.CandidateValue{ID: "a"}, CreateRevision: 7}})
+	s.state.setPhase(PhaseCampaigning)
+	s.state.signals().elector <- el
+
+	ctx, cancel := context.WithCancel(context.Background())
+	changed := make(chan struct{}, 1)
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		s.followLeader(ctx, changed)
+	}()
+	defer func() { cancel(); <-followed }()
+	wake(changed)
+	cl.waitFor(t, "leader-change elected token=7 leader=a", 1)
+
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		s.runHook(context.Background(), promote, hooks.Env{Event: "promote", Reason: ReasonElected, FencingToken: 8})
+	}()
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the promote waited behind the leader-change hook")
+	}
+	after(t, cl.waitFor(t, "promote elected", 1), "leader-change elected", "leader-change killed", "promote elected token=8")
+	waitUntil(t, "the canceled run in /status", func() bool { return s.Status().Hooks["leader-change"].Canceled })
 }
