@@ -1,0 +1,305 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+
+	"github.com/leaderd/leaderd/internal/etcdtest"
+)
+
+// A standby whose campaign watch is served by a member cut off from its
+// peers must still take over: its watch requires a leader, so that member
+// cancels it once it has none, and the standby reads again elsewhere.
+// etcd's own Campaign waited for ever there, its renewals succeeding
+// through the other members.
+func TestCampaignTakesOverWhenItsWatchMemberIsIsolated(t *testing.T) {
+	cluster := etcdtest.StartCluster(t, 3)
+	lead := waitClusterLeader(t, cluster)
+	iso, other := (lead+1)%3, (lead+2)%3
+	// A long TTL: a renewal sent to the isolated member may hang until
+	// its own deadline before the next one goes elsewhere.
+	opts := testOptions()
+	opts.Lease = LeaseOptions{TTL: 10 * time.Second, RenewInterval: 2500 * time.Millisecond, StepDownLead: 1500 * time.Millisecond}
+
+	primaryCli := etcdtest.NewClient(t, cluster.Endpoint(lead))
+	primary := newCandidacyWith(t, primaryCli, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rp := result(t, campaign(primary, ctx, "primary"))
+	if rp.err != nil {
+		t.Fatal(rp.err)
+	}
+	defer rp.ten.Stop()
+
+	// The standby reaches only the member to be isolated while it starts
+	// to wait, so its watch is served there.
+	watchOpened := make(chan struct{}, 1)
+	cfg := etcdtest.ClientConfig(cluster.Endpoint(iso))
+	cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainStreamInterceptor(
+		func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			if strings.HasSuffix(method, "/Watch") {
+				select {
+				case watchOpened <- struct{}{}:
+				default:
+				}
+			}
+			return streamer(ctx, desc, cc, method, opts...)
+		}))
+	standbyCli, err := clientv3.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer standbyCli.Close()
+	standby := newCandidacyWith(t, standbyCli, opts)
+	sch := campaign(standby, ctx, "standby")
+	waitClosed(t, watchOpened, "the standby's watch")
+	// The standby's read of the key ahead is done (it precedes the watch):
+	// cut its member off, and let its renewals reach the others.
+	cluster.Isolate(iso)
+	standbyCli.SetEndpoints(cluster.Endpoint(iso), cluster.Endpoint(lead), cluster.Endpoint(other))
+
+	rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer rcancel()
+	if err := rp.ten.Resign(rctx); err != nil {
+		t.Fatal(err)
+	}
+	resigned := time.Now()
+	rs := result(t, sch)
+	t.Logf("the standby took over %s after the resign", time.Since(resigned).Round(time.Millisecond))
+	if rs.err != nil {
+		t.Fatalf("the standby's campaign: %v", rs.err)
+	}
+	defer rs.ten.Stop()
+	if rs.ten.FencingToken() <= rp.ten.FencingToken() {
+		t.Fatalf("token %d after %d", rs.ten.FencingToken(), rp.ten.FencingToken())
+	}
+	select {
+	case <-standby.Lost():
+		t.Fatalf("the standby's lease was lost: %v", standby.Lease().Err())
+	default:
+	}
+}
+
+func waitClusterLeader(t *testing.T, c *etcdtest.Cluster) int {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(20 * time.Millisecond) // no event to wait on
+	defer tick.Stop()
+	for {
+		lead, agreed := c.Leader(0), true
+		for i := 1; i < c.Size(); i++ {
+			agreed = agreed && c.Leader(i) == lead
+		}
+		if lead >= 0 && agreed {
+			return lead
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cluster agreed on no leader")
+		}
+		<-tick.C
+	}
+}
+
+func newCandidacyWith(t *testing.T, cli *clientv3.Client, opts Options) *Candidacy {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	c, err := NewCandidacy(ctx, cli, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	})
+	return c
+}
+
+// A campaign given up while etcd is unreachable returns at once and
+// leaves nothing behind: etcd's resigned on the client's context, which
+// blocked until etcd answered again.
+func TestCampaignAbandonedDuringOutageLeavesNoGoroutine(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	leader := newCandidacy(t, cli)
+	rl := result(t, campaign(leader, context.Background(), "leader"))
+	if rl.err != nil {
+		t.Fatal(rl.err)
+	}
+	defer rl.ten.Stop()
+	proxy := etcdtest.StartProxy(t, srv.Endpoint())
+	waiter := newCandidacy(t, etcdtest.NewClient(t, proxy.Endpoint()))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := campaign(waiter, ctx, "waiter")
+	waitCandidates(t, cli, 2)
+
+	proxy.CutOff()
+	cancel()
+	if r := result(t, ch); !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("abandoned campaign returned %+v, want context.Canceled", r)
+	}
+	waitNoGoroutine(t, "leaderd/election.(*Candidacy)", "client/v3/concurrency.")
+}
+
+// waitNoGoroutine waits (bounded) until no goroutine's stack mentions any
+// of the given function names.
+func waitNoGoroutine(t *testing.T, names ...string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond) // goroutines end without telling
+	defer tick.Stop()
+	for {
+		left := goroutinesMentioning(names...)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutine(s) left behind:\n\n%s", len(left), strings.Join(left, "\n\n"))
+		}
+		<-tick.C
+	}
+}
+
+func goroutinesMentioning(names ...string) []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if runs(g, names) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// runs reports whether a goroutine's stack has a frame of one of names;
+// the "created by" line names only its creator.
+func runs(stack string, names []string) bool {
+	for _, line := range strings.Split(stack, "\n") {
+		if strings.HasPrefix(line, "created by ") {
+			continue
+		}
+		for _, name := range names {
+			if strings.Contains(line, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Headroom: TTL 3s, renewals every second, lead 1.5s. The first renewal is
+// due 1s after the grant, when only 0.5s is left before the safe deadline:
+// less than one renew interval.
+var headroomOptions = Options{Prefix: "/leaderd", Election: "t",
+	Lease: LeaseOptions{TTL: 3 * time.Second, RenewInterval: time.Second, StepDownLead: 1500 * time.Millisecond}}
+
+// stalledRenewals returns a renewal call that reports each attempt and
+// hangs until release is closed, then renews for real.
+func stalledRenewals(cli *clientv3.Client, attempted chan<- struct{}, release <-chan struct{}) func(context.Context, clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
+	return func(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
+		select {
+		case attempted <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+			return cli.KeepAliveOnce(ctx, id)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func grantStalled(t *testing.T, cli *clientv3.Client, keepAlive func(context.Context, clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error)) *Candidacy {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	l, err := grantWith(ctx, cli, headroomOptions.Lease, nil, keepAlive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := candidacyOn(cli, headroomOptions, l.logger, l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	})
+	return c
+}
+
+// A win with less than a renew interval left before the safe deadline,
+// and no renewal to restore it, is no win: the campaign ends with the
+// lease instead of handing out a tenure that is over at once.
+func TestCampaignWithoutHeadroomReturnsNoTenure(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	attempted := make(chan struct{}, 1)
+	c := grantStalled(t, cli, stalledRenewals(cli, attempted, nil))
+	waitClosed(t, attempted, "the first renewal") // from now on, less than a renew interval is left
+	if left := time.Until(c.Lease().SafeDeadline()); left >= headroomOptions.Lease.RenewInterval {
+		t.Fatalf("%s left before the safe deadline at the first renewal, want less than %s", left, headroomOptions.Lease.RenewInterval)
+	}
+
+	r := result(t, campaign(c, context.Background(), "late"))
+	if r.ten != nil {
+		r.ten.Stop()
+		t.Fatalf("won with %s left before the safe deadline", time.Until(c.Lease().SafeDeadline()))
+	}
+	if !errors.Is(r.err, ErrSafeDeadline) {
+		t.Fatalf("campaign returned %v, want ErrSafeDeadline", r.err)
+	}
+}
+
+// The same late win, once a renewal restores the headroom, is a win.
+func TestCampaignWinsOnceARenewalRestoresHeadroom(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	attempted, release := make(chan struct{}, 1), make(chan struct{})
+	c := grantStalled(t, cli, stalledRenewals(cli, attempted, release))
+	waitClosed(t, attempted, "the first renewal")
+	granted := c.Lease().Deadline()
+
+	type won struct {
+		ten      *Tenure
+		err      error
+		deadline time.Time // the lease's, as the campaign returned
+	}
+	ch := make(chan won, 1)
+	go func() {
+		ten, err := c.Campaign(context.Background(), `{"id":"late"}`)
+		ch <- won{ten, err, c.Lease().Deadline()}
+	}()
+	waitCandidates(t, cli, 1)
+	close(release)
+
+	var w won
+	select {
+	case w = <-ch:
+	case <-time.After(bound):
+		t.Fatal("campaign did not return")
+	}
+	if w.err != nil {
+		t.Fatalf("campaign: %v", w.err)
+	}
+	defer w.ten.Stop()
+	if !w.deadline.After(granted) {
+		t.Fatal("won before any renewal restored the headroom")
+	}
+}
