@@ -1,11 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"time"
+
+	"github.com/leaderd/leaderd/internal/logsink"
 )
+
+// logFlushTimeout bounds how long `leaderd run` waits at exit for stderr to
+// take the last log lines: the demote is over by then, and a stalled stderr
+// must not keep the process from exiting.
+const logFlushTimeout = time.Second
 
 // parseLogFormat checks --log-format: text or json.
 func parseLogFormat(f *boundFlag) (string, error) {
@@ -39,4 +48,16 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// newLogSink wraps stderr in a sink that never blocks its caller: a full
+// stderr pipe must never delay a step-down. Lines that do not fit its buffer
+// are dropped, and one "log lines dropped" warning in the same format says
+// how many once stderr takes writes again.
+func newLogSink(stderr io.Writer, format string) *logsink.Sink {
+	return logsink.New(stderr, logsink.Options{Report: func(dropped, total uint64) []byte {
+		var b bytes.Buffer
+		newLogger(&b, format, slog.LevelWarn).Warn("log lines dropped", "count", dropped, "total", total)
+		return b.Bytes()
+	}})
 }

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"google.golang.org/grpc/grpclog"
 
 	"github.com/leaderd/leaderd/health"
 	"github.com/leaderd/leaderd/sidecar"
@@ -46,7 +49,9 @@ func newRunFlags(env lookupEnv) *runFlags {
 		"Campaign for the election beside this replica and run the promote and demote\n"+
 			"hooks when its role changes. SIGTERM or SIGINT stops gracefully (demote,\n"+
 			"resign, revoke the lease); a second signal cuts the etcd clean-up short\n"+
-			"but never a running demote hook.\n\n"+
+			"but never a running demote hook. SIGHUP is logged and ignored (there is no\n"+
+			"configuration reload: restart to apply changes); a closed stdout or stderr\n"+
+			"does not stop it.\n\n"+
 			"Exit status: 0 after a graceful stop, 1 on a runtime error, 2 on bad input.", env)
 	f := &runFlags{set: s}
 	f.conn = bindElection(s, def)
@@ -190,7 +195,19 @@ func runCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "leaderd run: %s\n", oneLine(err.Error()))
 		return exitBadInput
 	}
-	logger := newLogger(stderr, opts.LogFormat, opts.LogLevel)
+	surviveBrokenPipes()
+	// Every log line goes through a sink that never blocks: nothing on the
+	// step-down path may wait on stderr.
+	sink := newLogSink(stderr, opts.LogFormat)
+	defer sink.Close(logFlushTimeout)
+	if stderr == os.Stderr {
+		// gRPC (errors) and net/http write to the process's stderr by
+		// themselves; route them through the sink too. Before any gRPC use.
+		grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, sink))
+		log.SetOutput(sink)
+	}
+	opts.Config.LogLinesDropped = sink.Dropped
+	logger := newLogger(sink, opts.LogFormat, opts.LogLevel)
 	sc, err := sidecar.New(opts.Config, logger)
 	if err != nil { // Validate already passed; New may check more.
 		fmt.Fprintf(stderr, "leaderd run: %s\n", oneLine(err.Error()))
@@ -208,10 +225,10 @@ func runCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// runUntilSignalled runs sc until it returns. The first signal cancels its
-// context (graceful stop); the second calls Abort to cut the etcd clean-up
-// short. Later signals are only logged: the stop is already as fast as it
-// can be without skipping a demote hook.
+// runUntilSignalled runs sc until it returns. The first termination signal
+// cancels its context (graceful stop); the second calls Abort to cut the etcd
+// clean-up short. Later signals are only logged: the stop is already as fast
+// as it can be without skipping a demote hook. SIGHUP is logged and ignored.
 func runUntilSignalled(sc stopper, signals <-chan os.Signal, logger *slog.Logger) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -223,6 +240,10 @@ func runUntilSignalled(sc stopper, signals <-chan os.Signal, logger *slog.Logger
 		case err := <-done:
 			return err
 		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				logger.Info(hangupIgnored, "signal", sig.String())
+				continue
+			}
 			received++
 			switch received {
 			case 1:
@@ -238,7 +259,9 @@ func runUntilSignalled(sc stopper, signals <-chan os.Signal, logger *slog.Logger
 	}
 }
 
-// logStarting logs the effective configuration, never the password.
+// logStarting logs the effective configuration, never a secret: not the
+// password, and not the hook and health check command lines (they may hold
+// credentials), only whether each is set.
 func logStarting(logger *slog.Logger, opts runOptions) {
 	c := opts.Config
 	logger.Info("starting",
@@ -250,8 +273,10 @@ func logStarting(logger *slog.Logger, opts runOptions) {
 		"ttl", c.TTL.String(),
 		"renew_interval", c.RenewInterval().String(),
 		"step_down_lead", c.StepDownLead().String(),
-		"on_promote", c.OnPromote,
-		"on_demote", c.OnDemote,
+		"on_promote_set", c.OnPromote != "",
+		"on_demote_set", c.OnDemote != "",
+		"on_leader_change_set", c.OnLeaderChange != "",
+		"health_cmd_set", c.Health.Command != "",
 		"promote_timeout", c.PromoteTimeout.String(),
 		"demote_timeout", c.DemoteTimeout.String(),
 		"listen", c.Listen,
@@ -264,6 +289,3 @@ func logStarting(logger *slog.Logger, opts runOptions) {
 		"pid", os.Getpid(),
 	)
 }
-
-// terminationSignals are the signals that stop `leaderd run`.
-var terminationSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
