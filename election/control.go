@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -57,23 +58,35 @@ func ReadControl(ctx context.Context, client *clientv3.Client, prefix, election 
 	}
 	var c Control
 	for _, kv := range resp.Kvs {
-		switch strings.TrimPrefix(string(kv.Key), pfx) {
+		switch name := strings.TrimPrefix(string(kv.Key), pfx); name {
 		case controlPaused:
 			c.Paused = true
-		case controlResign, controlSwitchover:
-			var r Request
-			if json.Unmarshal(kv.Value, &r) != nil {
-				continue
-			}
-			r.Revision = kv.ModRevision
-			if strings.HasSuffix(string(kv.Key), controlResign) {
-				c.Resign = &r
-			} else {
-				c.Switchover = &r
-			}
+		case controlResign:
+			c.Resign = parseRequest(name, kv)
+		case controlSwitchover:
+			c.Switchover = parseRequest(name, kv)
 		}
 	}
 	return c, resp.Header.Revision, nil
+}
+
+// parseRequest reads the request stored under the control key name, or
+// nil when the value is not one: garbage, or a switchover without a target
+// (answering it would clear the resign key instead, and step down for no
+// one in particular).
+func parseRequest(name string, kv *mvccpb.KeyValue) *Request {
+	if kv == nil {
+		return nil
+	}
+	var r Request
+	if json.Unmarshal(kv.Value, &r) != nil {
+		return nil
+	}
+	if name == controlSwitchover && r.To == "" {
+		return nil
+	}
+	r.Revision = kv.ModRevision
+	return &r
 }
 
 // WatchControl calls fn with the control state whenever it may have
@@ -102,16 +115,10 @@ func SetPaused(ctx context.Context, client *clientv3.Client, prefix, election st
 var ErrRequestPending = errors.New("election: another resign or switchover request is pending")
 
 // PutRequest stores a resign request (r.To empty) or a switchover request,
-// unless a live one of either kind exists. Bounded by ctx.
+// unless a live one of either kind exists. The check and the put are one
+// transaction (both keys unchanged since they were read), so of racing
+// requests one wins and the others see it pending. Bounded by ctx.
 func PutRequest(ctx context.Context, client *clientv3.Client, prefix, election string, r Request) error {
-	c, _, err := ReadControl(ctx, client, prefix, election)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	if c.Resign.Live(now) || c.Switchover.Live(now) {
-		return ErrRequestPending
-	}
 	name := controlResign
 	if r.To != "" {
 		name = controlSwitchover
@@ -120,10 +127,47 @@ func PutRequest(ctx context.Context, client *clientv3.Client, prefix, election s
 	if err != nil {
 		return err
 	}
-	if _, err := client.Put(ctx, ControlPrefix(prefix, election)+name, string(b)); err != nil {
-		return fmt.Errorf("store the %s request: %w", name, err)
+	pfx := ControlPrefix(prefix, election)
+	resignKey, switchoverKey := pfx+controlResign, pfx+controlSwitchover
+	for {
+		read, err := client.Txn(ctx).Then(clientv3.OpGet(resignKey), clientv3.OpGet(switchoverKey)).Commit()
+		if err != nil {
+			return fmt.Errorf("read the pending requests: %w", err)
+		}
+		resign := firstKV(read.Responses[0].GetResponseRange().GetKvs())
+		switchover := firstKV(read.Responses[1].GetResponseRange().GetKvs())
+		now := time.Now()
+		if parseRequest(controlResign, resign).Live(now) || parseRequest(controlSwitchover, switchover).Live(now) {
+			return ErrRequestPending
+		}
+		// A missing key's mod revision compares as 0.
+		put, err := client.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(resignKey), "=", modRevision(resign)),
+				clientv3.Compare(clientv3.ModRevision(switchoverKey), "=", modRevision(switchover))).
+			Then(clientv3.OpPut(pfx+name, string(b))).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("store the %s request: %w", name, err)
+		}
+		if put.Succeeded {
+			return nil
+		}
+		// Another request changed the keys since they were read: read again.
 	}
-	return nil
+}
+
+func firstKV(kvs []*mvccpb.KeyValue) *mvccpb.KeyValue {
+	if len(kvs) == 0 {
+		return nil
+	}
+	return kvs[0]
+}
+
+func modRevision(kv *mvccpb.KeyValue) int64 {
+	if kv == nil {
+		return 0
+	}
+	return kv.ModRevision
 }
 
 // ClearRequest deletes a handled request if it was not replaced since it

@@ -20,8 +20,8 @@ type stalledHandler struct {
 }
 
 func (h stalledHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h stalledHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h stalledHandler) WithGroup(string) slog.Handler           { return h }
+func (h stalledHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h stalledHandler) WithGroup(string) slog.Handler            { return h }
 func (h stalledHandler) Handle(context.Context, slog.Record) error {
 	select {
 	case h.entered <- struct{}{}:
