@@ -132,9 +132,6 @@ func (s *Sidecar) followOnce(ctx context.Context, el elector, changed <-chan str
 	case leaderServing:
 	case leaderMoved:
 		return true
-	case leaderSilent:
-		*followed = leader // its promote failed or never ended: nothing to follow
-		return false
 	default: // stopping
 		return false
 	}
@@ -189,21 +186,22 @@ const (
 	leaderStopping promoteWait = iota // ctx ended
 	leaderServing                     // its record shows the promote ended
 	leaderMoved                       // another leader, or this replica no longer follows
-	leaderSilent                      // no promote end within the bound
 )
 
-// followWait bounds the wait for a new leader's promote to end: its
-// promote timeout (the same flag on every replica), plus the time to
-// publish the record.
+// followWait is how long a new leader's promote may take to show in its
+// member record before the wait is reported: its promote timeout (the same
+// flag on every replica), plus the time to publish the record.
 func (s *Sidecar) followWait() time.Duration {
 	return s.cfg.PromoteTimeout + memberRefresh + cleanupTimeout
 }
 
 // awaitPromoted watches leader's member record until it shows the tenure's
 // promote has ended (role and phase primary, the leader key's fencing
-// token), the leader moves on, or followWait passes. A failed promote is
-// never reported as ended: that primary gives way, and the next is
-// awaited instead.
+// token) or the leader moves on. A failed promote is never reported as
+// ended: that primary gives way, and the next is awaited instead. A wait
+// longer than any promote (etcd unreadable here, a primary that cannot
+// publish its record) is logged once and goes on: following late beats
+// never following, and only a record that says so starts the hook.
 func (s *Sidecar) awaitPromoted(ctx context.Context, el elector, leader, followed LeaderStatus, changed <-chan struct{}) promoteWait {
 	wctx, cancel := context.WithCancel(ctx)
 	records := make(chan *election.Member, 1) // the latest record
@@ -238,9 +236,8 @@ func (s *Sidecar) awaitPromoted(ctx context.Context, el elector, leader, followe
 				return leaderMoved
 			}
 		case <-bound.C:
-			s.logger.Warn("the new leader did not report the end of its promote in time; not following it",
+			s.logger.Warn("the new leader has not reported the end of its promote; still waiting to follow it",
 				"leader", leader.ID, "fencing_token", leader.FencingToken, "waited", s.followWait())
-			return leaderSilent
 		}
 	}
 }

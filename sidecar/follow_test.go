@@ -235,3 +235,28 @@ func TestPromoteKillsARunningLeaderChangeHook(t *testing.T) {
 	after(t, cl.waitFor(t, "promote elected", 1), "leader-change elected", "leader-change killed", "promote elected token=8")
 	waitUntil(t, "the canceled run in /status", func() bool { return s.Status().Hooks["leader-change"].Canceled })
 }
+
+// TestLeaderChangeHookSkipsAFailedPromote: a primary whose promote fails is
+// never followed; the one that then serves is.
+func TestLeaderChangeHookSkipsAFailedPromote(t *testing.T) {
+	c := newCluster(t)
+	c.start("a", withPromote("false"), withFollow())
+	failed := c.tl.waitFor(t, "a's failed promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
+	if failed.OK {
+		t.Fatalf("a's promote succeeded")
+	}
+	c.start("b", withFollow())
+	next := c.tl.waitFor(t, "b's promote", match(0, event{ID: "b", Hook: "promote", Phase: "end"}))
+	c.tl.waitFor(t, "a following b", func(evs []event) int {
+		for i, e := range evs {
+			if e.ID == "a" && e.Hook == "leader-change" && e.Phase == "end" && e.Token == next.Token {
+				return i
+			}
+		}
+		return -1
+	})
+	all, _ := c.tl.snapshot()
+	if i := followedTooEarly(all); i >= 0 {
+		t.Errorf("%s followed token %d, whose promote never succeeded (or had not yet):\n%s", all[i].ID, all[i].Token, formatEvents(all))
+	}
+}
