@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
 )
@@ -48,5 +50,117 @@ func TestHistoryKeptInEtcd(t *testing.T) {
 			t.Fatalf("history never showed both tenures: %+v %v", recs, err)
 		}
 		<-tick.C
+	}
+}
+
+// recordFailures is the etcd elector, reporting every failed history write.
+type recordFailures struct {
+	*etcdElector
+	failed chan error
+}
+
+func (r recordFailures) RecordTenure(ctx context.Context, rec election.TenureRecord) error {
+	err := r.etcdElector.RecordTenure(ctx, rec)
+	if err != nil {
+		select {
+		case r.failed <- err:
+		default:
+		}
+	}
+	return err
+}
+
+// An end record that could not be written at step-down (etcd cut off) is
+// written once etcd answers again, so `leaderd history` does not say
+// "ended without a record".
+func TestHistoryEndRecordWrittenAfterTheOutage(t *testing.T) {
+	srv := etcdtest.Start(t)
+	proxy := etcdtest.StartProxy(t, srv.Endpoint())
+	etcd := newEtcdElector(func() (*clientv3.Client, error) {
+		return clientv3.New(etcdtest.ClientConfig(proxy.Endpoint()))
+	}, election.Options{Prefix: "/leaderd", Election: "test"}, testLogger(t, "a"))
+	defer etcd.Close()
+	el := recordFailures{etcd, make(chan error, 1)}
+	cfg := DefaultConfig()
+	cfg.ID = "a"
+	s := newSidecar(cfg, testLogger(t, "a"), el, nil, nil)
+	ctx, stop := context.WithCancel(context.Background())
+	defer func() {
+		stop()
+		waitDone(t, "the history writer to stop", s.background.Wait)
+	}()
+	direct := etcdtest.NewClient(t, srv.Endpoint())
+
+	end := s.recordTenureUntil(ctx, el, 7, time.Now())
+	waitHistory(t, direct, "the start record", func(r election.TenureRecord) bool { return r.Open() })
+	proxy.CutOff()
+	end(ReasonEtcdUnreachable)
+	select {
+	case <-el.failed:
+	case <-time.After(waitBound):
+		t.Fatal("the end record's write never failed while etcd was cut off")
+	}
+	proxy.Heal()
+	waitHistory(t, direct, "the end record", func(r election.TenureRecord) bool { return r.EndReason == ReasonEtcdUnreachable })
+}
+
+// The retries end with Run: a stop during the outage is not held up.
+func TestHistoryRetriesEndWithRun(t *testing.T) {
+	srv := etcdtest.Start(t)
+	proxy := etcdtest.StartProxy(t, srv.Endpoint())
+	etcd := newEtcdElector(func() (*clientv3.Client, error) {
+		return clientv3.New(etcdtest.ClientConfig(proxy.Endpoint()))
+	}, election.Options{Prefix: "/leaderd", Election: "test"}, testLogger(t, "a"))
+	defer etcd.Close()
+	el := recordFailures{etcd, make(chan error, 1)}
+	cfg := DefaultConfig()
+	cfg.ID = "a"
+	s := newSidecar(cfg, testLogger(t, "a"), el, nil, nil)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+
+	proxy.CutOff()
+	end := s.recordTenureUntil(ctx, el, 7, time.Now())
+	select {
+	case <-el.failed:
+	case <-time.After(waitBound):
+		t.Fatal("the start record's write never failed while etcd was cut off")
+	}
+	end(ReasonEtcdUnreachable)
+	stop()
+	waitDone(t, "the history writer to give up", s.background.Wait)
+}
+
+// waitHistory waits (bounded) until tenure 7's record satisfies ok.
+func waitHistory(t *testing.T, cli *clientv3.Client, what string, ok func(election.TenureRecord) bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitBound)
+	tick := time.NewTicker(20 * time.Millisecond) // the records are written beside the state machine
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		recs, err := election.History(ctx, cli, "/leaderd", "test", 0)
+		cancel()
+		if err == nil && len(recs) == 1 && recs[0].FencingToken == 7 && ok(recs[0]) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never appeared in the history: %+v %v", what, recs, err)
+		}
+		<-tick.C
+	}
+}
+
+func waitDone(t *testing.T, what string, wait func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(waitBound):
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
