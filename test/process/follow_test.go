@@ -169,8 +169,9 @@ fi
 	}
 	next := c.waitEvent(ctx, ttl+3*time.Second, from, replicas.Event{Hook: "promote", Phase: "end"}, otherThan("a"))
 	other := map[string]string{"b": "c", "c": "b"}[next.ID]
-	c.waitEvent(ctx, 10*time.Second, from, replicas.Event{Hook: "follow", ID: other, Token: next.Token},
+	followed := c.waitEvent(ctx, 10*time.Second, from, replicas.Event{Hook: "follow", ID: other, Token: next.Token},
 		func(e replicas.Event) bool { return e.Phase != "start" })
+	t.Logf("%s's promote end to %s's follow hook end: %s", next.ID, other, followed.At.Sub(next.At).Round(time.Millisecond))
 
 	evs := c.timeline()
 	ended := map[int64]time.Time{} // promote ends by token
