@@ -83,8 +83,9 @@ func TestK8sExampleProbesAndShutdownOrder(t *testing.T) {
 		t.Error("the app is not a native sidecar (an init container with restartPolicy: Always), so it is not kept running until leaderd has demoted it")
 	}
 
-	// leaderd's stop: its demote timeout, resign and revoke (2s each), the
-	// HTTP API (2s); the app's own shutdown comes after it.
+	// leaderd's stop: its demote timeout, the etcd clean-up (resign, revoke,
+	// history record: 2s each), the HTTP API (2s) and the log flush (1s);
+	// the app's own shutdown comes after it.
 	demote := 5 * time.Second
 	for _, e := range leaderd.Env {
 		if e.Name == "LEADERD_DEMOTE_TIMEOUT" {
@@ -93,7 +94,7 @@ func TestK8sExampleProbesAndShutdownOrder(t *testing.T) {
 			}
 		}
 	}
-	if grace, need := time.Duration(pod.TerminationGracePeriodSeconds)*time.Second, demote+6*time.Second+10*time.Second; grace < need {
-		t.Errorf("terminationGracePeriodSeconds %s < %s: demote %s + etcd clean-up and API 6s + 10s for the app", grace, need, demote)
+	if grace, need := time.Duration(pod.TerminationGracePeriodSeconds)*time.Second, demote+9*time.Second+10*time.Second; grace < need {
+		t.Errorf("terminationGracePeriodSeconds %s < %s: demote %s + clean-up, API and logs 9s + 10s for the app", grace, need, demote)
 	}
 }
