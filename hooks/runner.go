@@ -208,7 +208,12 @@ func (r *Runner) killedErr(ctx context.Context, res Result) error {
 // ended logs the end of a run and returns res.
 func (r *Runner) ended(log *slog.Logger, res Result) Result {
 	level := slog.LevelInfo
-	if res.Err != nil {
+	switch {
+	case res.Canceled:
+		// Its caller ended it on purpose (a lost tenure, a leader-change
+		// hook made moot): not a failure of the hook.
+		level = slog.LevelWarn
+	case res.Err != nil:
 		level = slog.LevelError
 	}
 	log.Log(context.Background(), level, "hook ended", "hook", r.Name, "reason", res.Reason,
