@@ -79,6 +79,21 @@ type Replica struct {
 // Start starts a replica with the example hooks, its API on a free
 // loopback port, and extra flags after the standard ones.
 func (s *Set) Start(id, endpoint string, extra ...string) (*Replica, error) {
+	return s.StartWith(Options{}, id, endpoint, extra...)
+}
+
+// Options change how StartWith wires a replica.
+type Options struct {
+	// Stderr, if set, is the replica's stderr instead of its log file
+	// (stdout still goes there): a test hands it a pipe nobody reads, or
+	// one whose read end is closed. The caller keeps and closes its copy.
+	Stderr *os.File
+	// Env is added to the replica's environment.
+	Env []string
+}
+
+// StartWith is Start with Options.
+func (s *Set) StartWith(o Options, id, endpoint string, extra ...string) (*Replica, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -96,7 +111,7 @@ func (s *Set) Start(id, endpoint string, extra ...string) (*Replica, error) {
 	}, extra...)
 	cmd := exec.Command(s.Binary, args...)
 	cmd.Dir = s.Dir
-	cmd.Env = append(os.Environ(), "HOOK_TIMELINE="+s.TimelinePath())
+	cmd.Env = append(append(os.Environ(), "HOOK_TIMELINE="+s.TimelinePath()), o.Env...)
 	// Own process group: a Ctrl-C at the terminal reaches the parent only,
 	// which then stops the replicas in its own order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -109,6 +124,9 @@ func (s *Set) Start(id, endpoint string, extra ...string) (*Replica, error) {
 		out = io.MultiWriter(logFile, &prefixWriter{prefix: id + " | ", w: s.Log})
 	}
 	cmd.Stdout, cmd.Stderr = out, out
+	if o.Stderr != nil {
+		cmd.Stderr = o.Stderr
+	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start replica %s: %w", id, err)
