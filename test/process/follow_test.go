@@ -113,6 +113,16 @@ mark follow-end
 	if h := st.Hooks["leader-change"]; !h.Canceled {
 		t.Errorf("/status hooks[leader-change] = %+v, want canceled", h)
 	}
+	// Expected, so not logged as an error.
+	logText, err := os.ReadFile(filepath.Join(c.set.Dir, "b.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(logText), "\n") {
+		if strings.Contains(line, "ERROR") && strings.Contains(line, "leader-change") {
+			t.Errorf("the canceled leader-change hook was logged as an error: %s", line)
+		}
+	}
 	c.assertSafeTimeline(nil)
 }
 
