@@ -1,0 +1,74 @@
+package election
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/leaderd/leaderd/internal/etcdtest"
+)
+
+// TestWatchMemberReportsEveryChange: the record as it is at once, then each
+// put and delete, in order, until ctx ends.
+func TestWatchMemberReportsEveryChange(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	lease, err := cli.Grant(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan *Member, 16)
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		WatchMember(wctx, cli, "/leaderd", "t", "a", func(m *Member, err error) {
+			if err == nil {
+				seen <- m
+			}
+		})
+	}()
+	defer func() { stop(); <-done }()
+	next := func(what string) *Member {
+		t.Helper()
+		select {
+		case m := <-seen:
+			return m
+		case <-time.After(bound):
+			t.Fatalf("no report of %s", what)
+			return nil
+		}
+	}
+	if m := next("the first read"); m != nil {
+		t.Fatalf("first report %+v, want none", m)
+	}
+	put := func(m Member) {
+		t.Helper()
+		if err := PublishMember(ctx, cli, "/leaderd", "t", lease.ID, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(Member{ID: "a", Role: "primary", Phase: "promoting", FencingToken: 7})
+	put(Member{ID: "a", Role: "primary", Phase: "primary", FencingToken: 7})
+	// Another member's record is not reported.
+	put(Member{ID: "ab", Role: "standby", Phase: "campaigning"})
+	if _, err := cli.Delete(ctx, MembersPrefix("/leaderd", "t")+"a"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"promoting", "primary"} {
+		m := next(want)
+		if m == nil || m.ID != "a" || m.Phase != want || m.FencingToken != 7 || m.LeaseID != int64(lease.ID) {
+			t.Fatalf("report %+v, want a %s with token 7 on its lease", m, want)
+		}
+	}
+	if m := next("the delete"); m != nil {
+		t.Fatalf("report %+v after the delete, want none", m)
+	}
+	select {
+	case m := <-seen:
+		t.Fatalf("extra report %+v", m)
+	default:
+	}
+}
