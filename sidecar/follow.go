@@ -90,7 +90,7 @@ func (s *Sidecar) followLeader(ctx context.Context, changed <-chan struct{}) {
 		return
 	case el = <-s.state.signals().elector: // from publishMembers, started beside
 	}
-	var followed LeaderStatus // the leader the hook last ran (or gave up) for
+	var followed LeaderStatus // the leader the hook last ran for (and did not cancel)
 	// The tick catches a leader first seen while this replica could not
 	// follow yet (during its start-up demote, say).
 	tick := time.NewTicker(followRecheck)
@@ -138,7 +138,7 @@ func (s *Sidecar) followOnce(ctx context.Context, el elector, changed <-chan str
 
 	hctx, cancel, done, ok := s.state.signals().follow.begin(ctx)
 	if !ok {
-		return true // this replica promotes or demotes: it follows nobody now
+		return false // this replica promotes or demotes: it follows nobody now
 	}
 	defer done()
 	s.hookMu.Lock()
