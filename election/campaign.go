@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -45,12 +46,13 @@ func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error)
 		case <-cctx.Done():
 		}
 	}()
-	rev, err := c.putKey(cctx, value)
+	o := &outage{logger: c.lease.logger} // it names the lease
+	rev, err := c.putKey(cctx, value, o)
 	if err != nil {
 		return nil, c.ended(ctx, err)
 	}
 	for {
-		if err := c.waitTurn(cctx, rev); err != nil {
+		if err := c.waitTurn(cctx, rev, o); err != nil {
 			return nil, c.ended(ctx, err)
 		}
 		// A win just before the safe deadline would be promoted and
@@ -61,9 +63,11 @@ func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error)
 		t, err := c.verify(cctx, rev)
 		switch {
 		case err == nil:
+			o.answered()
 			return t, nil
 		case errors.Is(err, errNoHeadroom):
 		case transient(err) && cctx.Err() == nil:
+			o.failed("verify", err)
 			if err := pause(cctx, campaignRetry); err != nil {
 				return nil, c.ended(ctx, err)
 			}
@@ -87,12 +91,16 @@ func (c *Candidacy) ended(ctx context.Context, err error) error {
 
 // putKey creates the candidate key on the lease unless it exists, and
 // returns its create revision: the fencing token, should it win.
-func (c *Candidacy) putKey(ctx context.Context, value string) (int64, error) {
+func (c *Candidacy) putKey(ctx context.Context, value string, o *outage) (int64, error) {
 	for {
 		rev, err := c.putKeyOnce(ctx, value)
+		if err == nil {
+			o.answered()
+		}
 		if err == nil || !transient(err) || ctx.Err() != nil {
 			return rev, err
 		}
+		o.failed("put candidate key", err)
 		if err := pause(ctx, campaignRetry); err != nil {
 			return 0, err
 		}
@@ -140,7 +148,7 @@ func (c *Candidacy) putKeyOnce(ctx context.Context, value string) (int64, error)
 // concurrency's waitDeletes does: it waits for the deletion of the newest
 // one ahead, then looks again. Each watch starts at the revision just
 // read, so etcd serves it as a synced watch at once.
-func (c *Candidacy) waitTurn(ctx context.Context, rev int64) error {
+func (c *Candidacy) waitTurn(ctx context.Context, rev int64, o *outage) error {
 	pfx := CandidatesPrefix(c.opts.Prefix, c.opts.Election) + "/"
 	opts := append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(rev-1))
 	for {
@@ -153,25 +161,31 @@ func (c *Candidacy) waitTurn(ctx context.Context, rev int64) error {
 		case err != nil && !transient(err):
 			return err
 		case err != nil:
+			o.failed("read the candidates ahead", err)
 			if err := pause(ctx, campaignRetry); err != nil {
 				return err
 			}
 		case len(resp.Kvs) == 0:
+			o.answered()
 			return nil
-		case !c.waitDelete(ctx, string(resp.Kvs[0].Key), resp.Header.Revision+1):
-			// The watch broke (no leader, compacted): read again shortly.
-			if err := pause(ctx, campaignRetry); err != nil {
-				return err
+		default:
+			o.answered()
+			if err := c.waitDelete(ctx, string(resp.Kvs[0].Key), resp.Header.Revision+1); err != nil && ctx.Err() == nil {
+				// The watch broke (no leader, compacted): read again shortly.
+				o.failed("watch the candidate ahead", err)
+				if err := pause(ctx, campaignRetry); err != nil {
+					return err
+				}
 			}
 		}
 	}
 }
 
-// waitDelete watches key from fromRev until it is deleted (true), or the
-// watch breaks or ctx ends (false). ctx must require a leader, so that a
-// watch served by a member cut off from its peers breaks instead of
+// waitDelete watches key from fromRev until it is deleted (nil), or the
+// watch breaks or ctx ends (an error). ctx must require a leader, so that
+// a watch served by a member cut off from its peers breaks instead of
 // waiting for ever.
-func (c *Candidacy) waitDelete(ctx context.Context, key string, fromRev int64) bool {
+func (c *Candidacy) waitDelete(ctx context.Context, key string, fromRev int64) error {
 	wctx, cancel := context.WithCancel(ctx)
 	wch := c.client.Watch(wctx, key, clientv3.WithRev(fromRev))
 	defer func() {
@@ -181,16 +195,41 @@ func (c *Candidacy) waitDelete(ctx context.Context, key string, fromRev int64) b
 		}
 	}()
 	for wr := range wch {
-		if wr.Err() != nil {
-			return false
+		if err := wr.Err(); err != nil {
+			return err
 		}
 		for _, ev := range wr.Events {
 			if ev.Type == mvccpb.DELETE {
-				return true
+				return nil
 			}
 		}
 	}
-	return false
+	return errWatchClosed
+}
+
+// errWatchClosed means a watch channel closed without an error: ctx ended
+// or the client was closed.
+var errWatchClosed = errors.New("election: watch closed")
+
+// outage logs a campaign's failed requests once per outage, not once per
+// retry, and their recovery.
+type outage struct {
+	logger  *slog.Logger
+	failing bool
+}
+
+func (o *outage) failed(request string, err error) {
+	if !o.failing {
+		o.logger.Warn("campaign request failed; retrying", "request", request, "err", err)
+	}
+	o.failing = true
+}
+
+func (o *outage) answered() {
+	if o.failing {
+		o.logger.Info("campaign requests answered again")
+	}
+	o.failing = false
 }
 
 // verify checks the win before it is trusted: our key is the first

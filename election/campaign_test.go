@@ -303,3 +303,56 @@ func TestCampaignWinsOnceARenewalRestoresHeadroom(t *testing.T) {
 		t.Fatal("won before any renewal restored the headroom")
 	}
 }
+
+// Campaigning again on the same lease keeps the candidate's place (its
+// create revision, the fencing token it would win with) and updates its
+// value, as etcd's concurrency election does.
+func TestCampaignAgainKeepsItsPlace(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	leader, waiter := newCandidacy(t, cli), newCandidacy(t, cli)
+	rl := result(t, campaign(leader, context.Background(), "leader"))
+	if rl.err != nil {
+		t.Fatal(rl.err)
+	}
+	first, cancelFirst := context.WithCancel(context.Background())
+	ch := campaign(waiter, first, "old")
+	waitCandidates(t, cli, 2)
+	cancelFirst()
+	if r := result(t, ch); !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("cancelled campaign returned %+v", r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	before, _, err := Candidates(ctx, cli, "/leaderd", "t")
+	if err != nil || len(before) != 2 {
+		t.Fatalf("candidates %+v %v", before, err)
+	}
+
+	ch = campaign(waiter, ctx, "new")
+	deadline := time.Now().Add(bound)
+	for {
+		cands, _, err := Candidates(ctx, cli, "/leaderd", "t")
+		if err == nil && len(cands) == 2 && cands[1].ID == "new" {
+			if cands[1].CreateRevision != before[1].CreateRevision {
+				t.Fatalf("the key was created anew: revision %d, was %d", cands[1].CreateRevision, before[1].CreateRevision)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the value was never updated: %+v %v", cands, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling etcd: no event to wait on
+	}
+	if err := rl.ten.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := result(t, ch)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.ten.Stop()
+	if r.ten.FencingToken() != before[1].CreateRevision {
+		t.Fatalf("won with token %d, want the key's create revision %d", r.ten.FencingToken(), before[1].CreateRevision)
+	}
+}
