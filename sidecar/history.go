@@ -65,7 +65,11 @@ func (s *Sidecar) writeHistory(ctx context.Context, el elector, rec election.Ten
 			wait, failedAttempts = historyRetryMin, 0
 			continue
 		}
-		if failedAttempts == 0 {
+		switch {
+		case failedAttempts > 0:
+		case ctx.Err() != nil || s.abortCtx.Err() != nil:
+			s.logger.Warn("recording the tenure in the history failed", "fencing_token", rec.FencingToken, "end", final, "err", err)
+		default:
 			s.logger.Warn("recording the tenure in the history failed; retrying", "fencing_token", rec.FencingToken, "end", final, "err", err)
 		}
 		failedAttempts++
@@ -91,7 +95,9 @@ func (s *Sidecar) writeHistory(ctx context.Context, el elector, rec election.Ten
 			continue // the end record: try it at once
 		}
 		if final {
-			s.logger.Warn("gave up recording the tenure in the history", "fencing_token", rec.FencingToken, "failed_attempts", failedAttempts)
+			if failedAttempts > 1 {
+				s.logger.Warn("gave up recording the tenure in the history", "fencing_token", rec.FencingToken, "failed_attempts", failedAttempts)
+			}
 			return
 		}
 		// Give up on the start record; the end record gets one attempt.
