@@ -24,7 +24,7 @@ var (
 // killed first, so this replica's own promote or demote never waits behind
 // it.
 func (s *Sidecar) runHook(ctx context.Context, r hookRunner, env hooks.Env) hooks.Result {
-	release := s.state.signals().follow.claim()
+	release := s.followGate.claim()
 	defer release()
 	s.hookMu.Lock()
 	defer s.hookMu.Unlock()
@@ -80,15 +80,9 @@ func (g *followGate) begin(parent context.Context) (ctx context.Context, cancel 
 // hook that checks "is the leader serving" succeeds. Wake-ups come from
 // the leader watch; the leader is read afresh, so a burst of changes runs
 // the hook once, for the latest leader.
-func (s *Sidecar) followLeader(ctx context.Context, changed <-chan struct{}) {
+func (s *Sidecar) followLeader(ctx context.Context, el elector, changed <-chan struct{}) {
 	if s.follow == nil {
 		return
-	}
-	var el elector
-	select {
-	case <-ctx.Done():
-		return
-	case el = <-s.state.signals().elector: // from publishMembers, started beside
 	}
 	var followed LeaderStatus // the leader the hook last ran for (and did not cancel)
 	// The tick catches a leader first seen while this replica could not
@@ -136,7 +130,7 @@ func (s *Sidecar) followOnce(ctx context.Context, el elector, changed <-chan str
 		return false
 	}
 
-	hctx, cancel, done, ok := s.state.signals().follow.begin(ctx)
+	hctx, cancel, done, ok := s.followGate.begin(ctx)
 	if !ok {
 		return false // this replica promotes or demotes: it follows nobody now
 	}

@@ -209,14 +209,13 @@ func TestPromoteKillsARunningLeaderChangeHook(t *testing.T) {
 	s.follow = &fakeHook{calls: cl, block: make(chan struct{})} // ends only when killed
 	s.state.setLeader([]election.Candidate{{CandidateValue: election.CandidateValue{ID: "a"}, CreateRevision: 7}})
 	s.state.setPhase(PhaseCampaigning)
-	s.state.signals().elector <- el
 
 	ctx, cancel := context.WithCancel(context.Background())
 	changed := make(chan struct{}, 1)
 	followed := make(chan struct{})
 	go func() {
 		defer close(followed)
-		s.followLeader(ctx, changed)
+		s.followLeader(ctx, el, changed)
 	}()
 	defer func() { cancel(); <-followed }()
 	wake(changed)

@@ -22,11 +22,6 @@ const memberRefresh = 500 * time.Millisecond
 // lease takes the record with it. A record deleted while its lease lives
 // (by hand, say) is put back: one watch of its own key tells.
 func (s *Sidecar) publishMembers(ctx context.Context, el elector) {
-	sig := s.state.signals()
-	select {
-	case sig.elector <- el: // for the follower
-	default:
-	}
 	deleted := make(chan struct{}, 1)
 	watched := make(chan struct{})
 	go func() {
@@ -70,7 +65,7 @@ func (s *Sidecar) publishMembers(ctx context.Context, el elector) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		case <-sig.memberChanged:
+		case <-s.state.changed:
 		case <-deleted:
 			// Put it again; on a lease that is gone, the put fails and is
 			// skipped as above.

@@ -47,10 +47,13 @@ type Sidecar struct {
 	resignRequests    chan struct{}
 	// hookMu serialises every hook of this replica: the state machine's
 	// promote and demote, and the follower's leader-change hook.
-	hookMu  sync.Mutex
-	state   *state
-	health  appHealth
-	checker *health.Checker // runs the health check; nil without one
+	hookMu sync.Mutex
+	// followGate lets a promote or demote kill a running leader-change
+	// hook instead of waiting behind it for hookMu (see runHook).
+	followGate followGate
+	state      *state
+	health     appHealth
+	checker    *health.Checker // runs the health check; nil without one
 
 	// newBackOff makes the retry policy; tests shorten it.
 	newBackOff func() backoff.BackOff
@@ -197,7 +200,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		s.followLeader(watchCtx, leaderChanged)
+		s.followLeader(watchCtx, el, leaderChanged)
 	}()
 	defer wg.Wait()
 	defer stopWatch()

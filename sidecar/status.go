@@ -120,19 +120,24 @@ type state struct {
 	hooks          map[string]HookStatus
 	started        time.Time
 	metrics        *metrics // not guarded by mu: safe for concurrent use
-	appHealthy     func() bool
+	// changed wakes the member publisher after every update (buffered 1,
+	// latest wins), so a phase change is published at once, not at the
+	// next refresh tick. Not guarded by mu.
+	changed    chan struct{}
+	appHealthy func() bool
 }
 
 func newState() *state {
-	st := &state{role: RoleStandby, phase: PhaseStarting, hooks: map[string]HookStatus{}, appHealthy: alwaysHealthy{}.Healthy, started: time.Now()}
+	st := &state{role: RoleStandby, phase: PhaseStarting, hooks: map[string]HookStatus{}, appHealthy: alwaysHealthy{}.Healthy, started: time.Now(), changed: make(chan struct{}, 1)}
 	st.metrics = newMetrics(st)
 	return st
 }
 
 func (s *state) update(fn func(*state)) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	fn(s)
+	s.mu.Unlock()
+	wake(s.changed)
 }
 
 func (s *state) setPhase(p string) { s.update(func(s *state) { s.phase = p }) }
