@@ -35,11 +35,12 @@ type Config struct {
 	// (--on-promote, --on-demote). Empty means nothing to run.
 	OnPromote string
 	OnDemote  string
-	// OnLeaderChange runs on a standby when a new primary is elected
-	// (--on-leader-change), with LEADERD_LEADER and LEADERD_LEADER_ADDR, to
-	// follow it (repmgr's follow, Patroni's replica reconfiguration). It is
-	// bounded by PromoteTimeout: following is a standby's counterpart of
-	// promoting, with the same kill rules.
+	// OnLeaderChange runs on a standby once a new primary has finished its
+	// promote (--on-leader-change), with LEADERD_LEADER and
+	// LEADERD_LEADER_ADDR, to follow it (repmgr's follow, Patroni's replica
+	// reconfiguration). It is bounded by PromoteTimeout: following is a
+	// standby's counterpart of promoting, with the same kill rules. It is
+	// killed when this replica promotes or demotes, or the leader moves on.
 	OnLeaderChange string
 	// PromoteTimeout bounds the promote hook (--promote-timeout). Default: 60s.
 	PromoteTimeout time.Duration

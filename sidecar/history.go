@@ -14,15 +14,7 @@ const (
 	historyRetryMax = 5 * time.Second
 )
 
-// recordTenure is recordTenureUntil with retries already over: each record
-// gets a single attempt.
-func (s *Sidecar) recordTenure(el elector, token int64, start time.Time) (end func(reason string)) {
-	over, cancel := context.WithCancel(context.Background())
-	cancel()
-	return s.recordTenureUntil(over, el, token, start)
-}
-
-// recordTenureUntil keeps the election's history (`leaderd history`): it
+// recordTenure keeps the election's history (`leaderd history`): it
 // writes the tenure's start record, then its end record once end is
 // called. It runs beside the state machine, so a slow etcd never delays a
 // promote or a step-down; the two writes stay in order because one
@@ -31,7 +23,7 @@ func (s *Sidecar) recordTenure(el elector, token int64, start time.Time) (end fu
 // record gets one attempt. An end record that arrives meanwhile replaces
 // the start record it overwrites anyway. Failures are logged once per
 // outage.
-func (s *Sidecar) recordTenureUntil(ctx context.Context, el elector, token int64, start time.Time) (end func(reason string)) {
+func (s *Sidecar) recordTenure(ctx context.Context, el elector, token int64, start time.Time) (end func(reason string)) {
 	rec := election.TenureRecord{ID: s.cfg.ID, FencingToken: token, Start: start.UTC()}
 	ended := make(chan election.TenureRecord, 1)
 	s.background.Add(1)
@@ -47,7 +39,7 @@ func (s *Sidecar) recordTenureUntil(ctx context.Context, el elector, token int64
 }
 
 // writeHistory writes rec, then the record that arrives on ended, retrying
-// failed writes as recordTenureUntil says.
+// failed writes as recordTenure says.
 func (s *Sidecar) writeHistory(ctx context.Context, el elector, rec election.TenureRecord, ended <-chan election.TenureRecord) {
 	final := false // rec is the end record
 	wait := historyRetryMin

@@ -91,7 +91,7 @@ func TestHistoryEndRecordWrittenAfterTheOutage(t *testing.T) {
 	}()
 	direct := etcdtest.NewClient(t, srv.Endpoint())
 
-	end := s.recordTenureUntil(ctx, el, 7, time.Now())
+	end := s.recordTenure(ctx, el, 7, time.Now())
 	waitHistory(t, direct, "the start record", func(r election.TenureRecord) bool { return r.Open() })
 	proxy.CutOff()
 	end(ReasonEtcdUnreachable)
@@ -120,7 +120,7 @@ func TestHistoryRetriesEndWithRun(t *testing.T) {
 	defer stop()
 
 	proxy.CutOff()
-	end := s.recordTenureUntil(ctx, el, 7, time.Now())
+	end := s.recordTenure(ctx, el, 7, time.Now())
 	select {
 	case <-el.failed:
 	case <-time.After(waitBound):

@@ -379,7 +379,7 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 		return termOutcome{}, false, nil
 	}
 	s.logger.Info("elected", "fencing_token", token)
-	endRecord := s.recordTenure(el, token, time.Now())
+	endRecord := s.recordTenure(ctx, el, token, time.Now())
 	s.state.update(func(st *state) { st.phase, st.fencingToken, st.tenure = PhasePromoting, token, ten })
 	s.state.transition(RolePrimary, ReasonElected)
 

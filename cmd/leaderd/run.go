@@ -63,7 +63,7 @@ func newRunFlags(env lookupEnv) *runFlags {
 		"max("+durationText(def.TTL)+", ceil(2.5 x --demote-timeout))", "lease TTL, whole seconds, at least 2s")
 	f.onPromote = s.str("on-promote", "CMD", "", "", "promote hook, run as /bin/sh -c CMD")
 	f.onDemote = s.str("on-demote", "CMD", "", "", "demote hook, run as /bin/sh -c CMD, also at start")
-	f.onLeaderChange = s.str("on-leader-change", "CMD", "", "", "on a standby, when a new primary is elected")
+	f.onLeaderChange = s.str("on-leader-change", "CMD", "", "", "on a standby, once a new primary has promoted")
 	f.promoteTimeout = s.str("promote-timeout", "DURATION", durationText(def.PromoteTimeout), "", "kill the promote hook after this long")
 	f.demoteTimeout = s.str("demote-timeout", "DURATION", durationText(def.DemoteTimeout),
 		"min("+durationText(def.DemoteTimeout)+", --ttl/2 - max(500ms, --ttl/10))", "kill the demote hook after this long")
