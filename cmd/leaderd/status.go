@@ -72,12 +72,6 @@ func newStatusFlags(env lookupEnv) *statusFlags {
 	return f
 }
 
-// parseStatus turns `leaderd status` arguments and the environment into
-// validated options. It returns errHelp for --help.
-func parseStatus(args []string, env lookupEnv) (statusOptions, error) {
-	return newStatusFlags(env).parse(args)
-}
-
 func (f *statusFlags) parse(args []string) (statusOptions, error) {
 	if err := f.set.parse(args); err != nil {
 		return statusOptions{}, err
