@@ -112,10 +112,11 @@ func (r *Runner) Run(ctx context.Context, env Env) Result {
 	log.Info("hook started", "hook", r.Name, "reason", env.Reason, "pid", p.pid)
 	lines := p.logOutput(log, r.Name)
 
+	// The shell is reaped only after the timers are disarmed: until then it
+	// stays a zombie, so its process group id cannot be reused under a
+	// signal of ours.
 	var (
-		killed    bool // the group got SIGKILL for the timeout or ctx
-		reaped    bool // the shell has been reaped; waitErr is its status
-		waitErr   error
+		killed    bool             // the group got SIGKILL for the timeout or ctx
 		shellDone = p.exited       // nil once the shell's exit has been handled
 		groupPoll <-chan time.Time // ticks while the rest of the group has its grace
 	)
@@ -134,7 +135,6 @@ wait:
 			// SIGTERM has gone out and the shell is gone, but the rest of its
 			// group keeps its grace (say a child cleaning up) until Timeout.
 			shellDone = nil
-			waitErr, reaped = p.reap(), true
 			ticker := time.NewTicker(20 * time.Millisecond)
 			defer ticker.Stop()
 			groupPoll = ticker.C
@@ -164,25 +164,23 @@ wait:
 	// From here on Run signals the group itself, and only before the reap.
 	p.disarm()
 
-	if !reaped {
-		if killed && !p.waitExited(WaitDelay) {
-			// SIGKILL has been sent but the shell is not gone (uninterruptible
-			// sleep): report it rather than overrun the caller's budget, and
-			// reap it whenever it does exit.
-			lines.stop(0)
-			go p.reap()
-			res.Err = fmt.Errorf("%w; not exited %s after SIGKILL", r.killedErr(ctx, res), WaitDelay)
-			return r.ended(log, done())
-		}
-		// The shell has exited but is not reaped yet (on Linux), so its
-		// process group id cannot have been reused: kill whatever the hook
-		// left behind. Nothing of a hook outlives it.
-		if !killed && p.othersAlive() {
-			log.Warn("hook left processes running in its group; killing them", "hook", r.Name)
-		}
-		p.signalGroup(syscall.SIGKILL)
-		waitErr = p.reap()
+	if killed && !p.waitExited(WaitDelay) {
+		// SIGKILL has been sent but the shell is not gone (uninterruptible
+		// sleep): report it rather than overrun the caller's budget, and
+		// reap it whenever it does exit.
+		lines.stop(0)
+		go p.reap()
+		res.Err = fmt.Errorf("%w; not exited %s after SIGKILL", r.killedErr(ctx, res), WaitDelay)
+		return r.ended(log, done())
 	}
+	// The shell has exited but is not reaped yet (on Linux), so its process
+	// group id cannot have been reused: kill whatever the hook left behind.
+	// Nothing of a hook outlives it.
+	if !killed && !res.TimedOut && p.othersAlive() {
+		log.Warn("hook left processes running in its group; killing them", "hook", r.Name)
+	}
+	p.signalGroup(syscall.SIGKILL)
+	waitErr := p.reap()
 	if !lines.stop(WaitDelay) {
 		log.Warn("hook output still open after it ended (a process escaped its group?); stopped reading", "hook", r.Name)
 	}

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/leaderd/leaderd/election"
@@ -31,7 +32,11 @@ func (s *Sidecar) notReady() string {
 		return PhaseUnhealthy
 	case c.Paused:
 		return PhasePaused
-	case c.Switchover.Live(time.Now()) && c.Switchover.To != s.cfg.ID && c.Switchover.From != s.cfg.ID:
+	case c.Switchover.Live(time.Now()) && c.Switchover.To != s.cfg.ID && c.Switchover.From != s.cfg.ID &&
+		s.isCandidate(c.Switchover.To):
+		// Only while the target campaigns: if it dies or withdraws, the
+		// bystanders must not leave the election empty until the request
+		// expires.
 		return PhaseYielding
 	}
 	return ""
@@ -60,15 +65,26 @@ func (s *Sidecar) controlState() election.Control {
 	return s.state.control
 }
 
-// untilExpiry is a channel that fires when a live switchover expires (nil
-// without one), so that yielding replicas come back by themselves.
-func (s *Sidecar) untilExpiry() (<-chan time.Time, func()) {
+// untilExpiry is a channel that fires when the switchover a yielding
+// replica yields to expires (nil when not yielding), so that it comes back
+// by itself. It fires at once if the request expired since notReady read
+// it; it is armed only while yielding, so an expired request left in etcd
+// never spins a paused or unhealthy replica.
+func (s *Sidecar) untilExpiry(why string) (<-chan time.Time, func()) {
 	sw := s.controlState().Switchover
-	if !sw.Live(time.Now()) {
+	if why != PhaseYielding || sw == nil {
 		return nil, func() {}
 	}
 	t := time.NewTimer(time.Until(sw.Expires))
 	return t.C, func() { t.Stop() }
+}
+
+// isCandidate reports whether id campaigns now, as the leader watch last
+// saw.
+func (s *Sidecar) isCandidate(id string) bool {
+	s.state.mu.Lock()
+	defer s.state.mu.Unlock()
+	return slices.Contains(s.state.candidates, id)
 }
 
 // waitReady holds the lease while the replica may not campaign (unhealthy
@@ -93,7 +109,7 @@ func (s *Sidecar) waitReady(ctx context.Context, cand candidacy) bool {
 			s.logger.Log(context.Background(), level, "not campaigning", "why", why)
 			logged = why
 		}
-		expiry, stop := s.untilExpiry()
+		expiry, stop := s.untilExpiry(why)
 		select {
 		case <-ctx.Done():
 			stop()
@@ -103,6 +119,7 @@ func (s *Sidecar) waitReady(ctx context.Context, cand candidacy) bool {
 			return false
 		case <-s.health.Changes():
 		case <-s.controlChanged:
+		case <-s.candidatesChanged:
 		case <-expiry:
 		}
 		stop()
@@ -127,6 +144,7 @@ func (s *Sidecar) onNotReady(withdraw func()) (stop func()) {
 				return
 			case <-s.health.Changes():
 			case <-s.controlChanged:
+			case <-s.candidatesChanged:
 			}
 		}
 	}()

@@ -259,7 +259,7 @@ func TestStandbyEndpointByPhase(t *testing.T) {
 		m.health = h
 	})
 	m.el.control <- election.Control{}
-	c := m.candidacy(t)
+	m.candidacy(t)
 	m.calls.waitFor(t, "campaign", 1)
 	standby := func(what string, want int) {
 		t.Helper()
@@ -274,6 +274,7 @@ func TestStandbyEndpointByPhase(t *testing.T) {
 	standby("while paused", http.StatusOK)
 
 	now := time.Now()
+	m.sc.state.setLeader(candidates("x", "me", "y"))
 	m.el.control <- election.Control{Switchover: &election.Request{From: "x", To: "y", FencingToken: 1, Requested: now, Expires: now.Add(time.Minute)}}
 	waitUntil(t, "phase yielding", func() bool { return m.sc.Status().Phase == PhaseYielding })
 	standby("while yielding to a switchover", http.StatusOK)
@@ -285,15 +286,28 @@ func TestStandbyEndpointByPhase(t *testing.T) {
 
 	h.set(true)
 	m.calls.waitFor(t, "campaign", 2)
+	waitUntil(t, "phase campaigning", func() bool { return m.sc.Status().Phase == PhaseCampaigning })
 	// etcd goes away: the lease is lost and no new one can be had.
 	m.el.mu.Lock()
 	m.el.fail = 1 << 30
 	m.el.mu.Unlock()
-	lost := m.candidacy(t)
-	lost.loseLease()
+	m.sc.state.mu.Lock()
+	current := m.sc.state.candidacy.(*fakeCandidacy)
+	m.sc.state.mu.Unlock()
+	current.loseLease()
+	// At once, before the state machine has reacted.
+	standby("with its lease lost", http.StatusServiceUnavailable)
 	waitUntil(t, "phase connecting", func() bool { return m.sc.Status().Phase == PhaseConnecting })
 	standby("without a lease", http.StatusServiceUnavailable)
-	_ = c
+}
+
+// candidates makes leader-watch candidates with these ids, in this order.
+func candidates(ids ...string) []election.Candidate {
+	out := make([]election.Candidate, len(ids))
+	for i, id := range ids {
+		out[i] = election.Candidate{CandidateValue: election.CandidateValue{ID: id}, CreateRevision: int64(i + 1)}
+	}
+	return out
 }
 
 // Item 15: a routine switchover logs at INFO on bystanders.
@@ -306,6 +320,7 @@ func TestMachineBystanderOfASwitchoverLogsInfo(t *testing.T) {
 	m.candidacy(t)
 	m.calls.waitFor(t, "campaign", 1)
 	now := time.Now()
+	m.sc.state.setLeader(candidates("x", "me", "y"))
 	m.el.control <- election.Control{Switchover: &election.Request{From: "x", To: "y", FencingToken: 1, Requested: now, Expires: now.Add(time.Minute)}}
 	rec := m.logs.waitFor(t, "withdrew from the election")
 	if rec.Level != slog.LevelInfo {
@@ -371,4 +386,32 @@ func TestLivezStaysUpWhileADemoteIsRetried(t *testing.T) {
 	if code := httpCode(m.sc, "/livez"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/livez = %d after Run returned", code)
 	}
+}
+
+// Item 13: an end record that could not be written at step-down (etcd
+// unreachable) is written once etcd answers again.
+func TestMachineEndRecordRetriedAfterTheOutage(t *testing.T) {
+	m := startMachine(t, func(m *machine) { m.el.failEnds = 2 })
+	ten := m.win(t, m.candidacy(t), 3)
+	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	ten.lose(election.ErrSafeDeadline)
+	log := m.calls.waitFor(t, "record end token=3 reason=etcd-unreachable", 1)
+	after(t, log, "demote etcd-unreachable token=3", "record end failed token=3", "record end failed token=3", "record end token=3")
+}
+
+// Liveness: bystanders yield to a switchover only while its target
+// campaigns; when the target leaves the election, they campaign again
+// rather than leave it empty until the request expires.
+func TestMachineYieldEndsWhenTheTargetLeaves(t *testing.T) {
+	m := startMachine(t, func(m *machine) { m.el.control = make(chan election.Control, 1) })
+	m.el.control <- election.Control{}
+	m.candidacy(t)
+	m.calls.waitFor(t, "campaign", 1)
+	now := time.Now()
+	m.sc.state.setLeader(candidates("x", "me", "y"))
+	m.el.control <- election.Control{Switchover: &election.Request{From: "x", To: "y", FencingToken: 1, Requested: now, Expires: now.Add(time.Hour)}}
+	waitUntil(t, "phase yielding", func() bool { return m.sc.Status().Phase == PhaseYielding })
+	m.sc.state.setLeader(candidates("x"))
+	wake(m.sc.candidatesChanged)
+	m.calls.waitFor(t, "campaign", 2)
 }

@@ -110,6 +110,8 @@ type fakeElector struct {
 	// leaderReads, if set, delivers leader reads: an error, or nil for a
 	// good read with no candidates.
 	leaderReads chan error
+	// failEnds fails this many end-record writes first (etcd unreachable).
+	failEnds int
 }
 
 func (e *fakeElector) Grant(ctx context.Context) (candidacy, error) {
@@ -124,6 +126,16 @@ func (e *fakeElector) Grant(ctx context.Context) (candidacy, error) {
 	e.calls.add("grant")
 	e.cands <- c
 	return c, nil
+}
+
+func (e *fakeElector) failEnd() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failEnds > 0 {
+		e.failEnds--
+		return true
+	}
+	return false
 }
 
 func (e *fakeElector) WatchLeader(ctx context.Context, fn func([]election.Candidate, error)) {
@@ -169,6 +181,9 @@ func (e *fakeElector) WatchMember(ctx context.Context, id string, fn func(*elect
 func (e *fakeElector) RecordTenure(ctx context.Context, rec election.TenureRecord) error {
 	if rec.Open() {
 		e.calls.add("record start token=%d", rec.FencingToken)
+	} else if e.failEnd() {
+		e.calls.add("record end failed token=%d", rec.FencingToken)
+		return errors.New("etcd unreachable")
 	} else {
 		e.calls.add("record end token=%d reason=%s", rec.FencingToken, rec.EndReason)
 	}
@@ -273,6 +288,7 @@ func startMachine(t *testing.T, setup func(m *machine)) *machine {
 	}
 	cfg := DefaultConfig()
 	cfg.Election, cfg.ID = "e", "me"
+	cfg.Listen = "off" // tests call Handler directly; port 8008 may be taken
 	if m.configure != nil {
 		m.configure(&cfg)
 	}

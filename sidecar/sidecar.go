@@ -307,8 +307,16 @@ func (s *Sidecar) steadyCampaign() time.Duration { return s.cfg.TTL }
 // term campaigns on one lease and, on a win, serves one tenure.
 func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (out termOutcome, err error) {
 	s.state.update(func(st *state) { st.candidacy = cand })
+	granted := time.Now()
 	abandon := false // the lease is left to expire: see tenure's failed demote
 	defer func() {
+		// A lease lost within a TTL of its grant (something revokes leases,
+		// etcd flaps) must not cycle grants as fast as etcd answers.
+		if cand.Err() != nil && time.Since(granted) < s.cfg.TTL {
+			out.backOff = true
+		}
+		// Without a lease until the next grant.
+		s.state.setPhase(PhaseConnecting)
 		defer s.state.update(func(st *state) { st.candidacy, st.tenure, st.fencingToken = nil, nil, 0 })
 		if abandon {
 			// Stop renewing, never revoke: the app was not demoted, so the

@@ -32,7 +32,7 @@ const (
 // Phases refine the role for operators: what the sidecar is doing now.
 const (
 	PhaseStarting    = "starting"    // running the start-up demote
-	PhaseConnecting  = "connecting"  // standby waiting for etcd: no lease yet, or control keys not read yet
+	PhaseConnecting  = "connecting"  // standby on its way into the election: getting a lease, backing off, or reading the control keys
 	PhaseCampaigning = "campaigning" // standby, waiting to lead
 	PhaseUnhealthy   = "unhealthy"   // standby out of the election: the app is unhealthy
 	PhasePaused      = "paused"      // standby out of the election: the election is paused
@@ -135,9 +135,9 @@ func newState() *state {
 
 func (s *state) update(fn func(*state)) {
 	s.mu.Lock()
+	defer wake(s.changed) // after the unlock below
+	defer s.mu.Unlock()
 	fn(s)
-	s.mu.Unlock()
-	wake(s.changed)
 }
 
 func (s *state) setPhase(p string) { s.update(func(s *state) { s.phase = p }) }
@@ -254,6 +254,11 @@ func (s *state) readableStandby() bool {
 	defer s.mu.Unlock()
 	if s.role != RoleStandby || !s.running || s.demoteFailed || s.candidacy == nil || !s.appHealthy() {
 		return false
+	}
+	select {
+	case <-s.candidacy.Lost():
+		return false // etcd may be gone: this replica's view is stale
+	default:
 	}
 	switch s.phase {
 	case PhaseCampaigning, PhasePaused, PhaseYielding, PhaseObserving:
