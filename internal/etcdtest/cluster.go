@@ -25,12 +25,32 @@ type Cluster struct {
 
 // StartCluster starts an n-member cluster with its data in t.TempDir(),
 // waits until every member serves clients (bounded by a 30s cap) and
-// closes it at t.Cleanup.
+// closes it at t.Cleanup. Like StartServer, it picks new ports when
+// another process took one between choosing and binding it.
 func StartCluster(t TB, n int) *Cluster {
 	t.Helper()
+	var err error
+	for attempt := 1; attempt <= bindAttempts; attempt++ {
+		var c *Cluster
+		c, err = startCluster(t.TempDir(), n)
+		if err == nil {
+			t.Cleanup(c.close)
+			return c
+		}
+		if !isAddrInUse(err) {
+			break
+		}
+	}
+	t.Fatalf("etcdtest: %v", err)
+	return nil
+}
+
+// startCluster starts n members on fresh ports under dir; on an error it
+// closes whatever it started.
+func startCluster(dir string, n int) (_ *Cluster, err error) {
 	ports, err := freePorts(2 * n)
 	if err != nil {
-		t.Fatalf("etcdtest: %v", err)
+		return nil, err
 	}
 	token := "etcdtest-cluster-" + randomSuffix()
 	names := make([]string, n)
@@ -41,8 +61,11 @@ func StartCluster(t TB, n int) *Cluster {
 		initial[i] = names[i] + "=" + peer.String()
 	}
 	c := &Cluster{}
-	t.Cleanup(c.close)
-	dir := t.TempDir()
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
 	for i := range n {
 		cfg := embed.NewConfig()
 		cfg.Name = names[i]
@@ -58,7 +81,7 @@ func StartCluster(t TB, n int) *Cluster {
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		e, err := embed.StartEtcd(cfg)
 		if err != nil {
-			t.Fatalf("etcdtest: start member %d: %v", i, err)
+			return nil, fmt.Errorf("start member %d: %w", i, err)
 		}
 		c.members = append(c.members, e)
 		c.clients = append(c.clients, client)
@@ -69,12 +92,12 @@ func StartCluster(t TB, n int) *Cluster {
 		select {
 		case <-e.Server.ReadyNotify():
 		case err := <-e.Err():
-			t.Fatalf("etcdtest: member %d failed before ready: %v", i, err)
+			return nil, fmt.Errorf("member %d failed before ready: %w", i, err)
 		case <-ctx.Done():
-			t.Fatalf("etcdtest: member %d not ready after %s", i, readyTimeout)
+			return nil, fmt.Errorf("member %d not ready after %s", i, readyTimeout)
 		}
 	}
-	return c
+	return c, nil
 }
 
 // Size is the number of members.
