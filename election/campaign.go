@@ -128,6 +128,11 @@ func (c *Candidacy) putKeyOnce(ctx context.Context, value string) (int64, error)
 	if len(kvs) == 0 {
 		return 0, status.Error(codes.Unavailable, "candidate key vanished during the transaction")
 	}
+	if kvs[0].Lease != int64(c.lease.ID()) {
+		// Written by hand, or left by a restore: it would outlive our
+		// revoke. Not ours to take over; the next lease gets another key.
+		return 0, fmt.Errorf("candidate key %s exists on lease %x, not on ours", c.key, kvs[0].Lease)
+	}
 	rev := kvs[0].CreateRevision
 	if string(kvs[0].Value) != value {
 		uresp, err := c.client.Txn(tctx).
@@ -150,7 +155,9 @@ func (c *Candidacy) putKeyOnce(ctx context.Context, value string) (int64, error)
 // read, so etcd serves it as a synced watch at once.
 func (c *Candidacy) waitTurn(ctx context.Context, rev int64, o *outage) error {
 	pfx := CandidatesPrefix(c.opts.Prefix, c.opts.Election) + "/"
-	opts := append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(rev-1))
+	// Not WithKeysOnly: it drops the lease, which tells candidate keys apart.
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev - 1),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend)}
 	for {
 		gctx, cancel := context.WithTimeout(ctx, callTimeout)
 		resp, err := c.client.Get(gctx, pfx, opts...)
@@ -165,12 +172,13 @@ func (c *Candidacy) waitTurn(ctx context.Context, rev int64, o *outage) error {
 			if err := pause(ctx, campaignRetry); err != nil {
 				return err
 			}
-		case len(resp.Kvs) == 0:
+		case firstCandidate(resp.Kvs) == nil:
 			o.answered()
 			return nil
 		default:
 			o.answered()
-			if err := c.waitDelete(ctx, string(resp.Kvs[0].Key), resp.Header.Revision+1); err != nil && ctx.Err() == nil {
+			ahead := firstCandidate(resp.Kvs)
+			if err := c.waitDelete(ctx, string(ahead.Key), resp.Header.Revision+1); err != nil && ctx.Err() == nil {
 				// The watch broke (no leader, compacted): read again shortly.
 				o.failed("watch the candidate ahead", err)
 				if err := pause(ctx, campaignRetry); err != nil {
@@ -238,11 +246,12 @@ func (o *outage) answered() {
 func (c *Candidacy) verify(ctx context.Context, rev int64) (*Tenure, error) {
 	vctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	resp, err := c.client.Get(vctx, CandidatesPrefix(c.opts.Prefix, c.opts.Election)+"/", clientv3.WithFirstCreate()...)
+	resp, err := c.client.Get(vctx, CandidatesPrefix(c.opts.Prefix, c.opts.Election)+"/", clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 	if err != nil {
 		return nil, fmt.Errorf("verify leadership: %w", err)
 	}
-	if len(resp.Kvs) == 0 || string(resp.Kvs[0].Key) != c.key || resp.Kvs[0].CreateRevision != rev {
+	if first := firstCandidate(resp.Kvs); first == nil || string(first.Key) != c.key || first.CreateRevision != rev {
 		return nil, ErrNotLeader
 	}
 	left := time.Until(c.lease.SafeDeadline())

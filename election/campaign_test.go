@@ -356,3 +356,54 @@ func TestCampaignAgainKeepsItsPlace(t *testing.T) {
 		t.Fatalf("won with token %d, want the key's create revision %d", r.ten.FencingToken(), before[1].CreateRevision)
 	}
 }
+
+// Keys under the candidates prefix that no campaign made (no lease, or a
+// name that is not their lease's id: a stray put, the keys of a deployment
+// whose prefix nests inside this one's candidates) never go away by
+// themselves; a campaign must not wait behind them for ever, and status
+// readers must not show them as the leader.
+func TestCampaignIgnoresKeysNoCampaignMade(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	pfx := CandidatesPrefix("/leaderd", "t") + "/"
+	if _, err := cli.Put(ctx, pfx+"stray", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, pfx+"history/00000000000000000042", `{"id":"nested"}`); err != nil {
+		t.Fatal(err)
+	}
+	other := grant(t, cli)
+	if _, err := cli.Put(ctx, pfx+"members/a", `{"id":"a"}`, clientv3.WithLease(other.ID())); err != nil {
+		t.Fatal(err)
+	}
+	c := newCandidacy(t, cli)
+	r := result(t, campaign(c, ctx, "a"))
+	if r.err != nil {
+		t.Fatalf("campaign behind keys no campaign made: %v", r.err)
+	}
+	r.ten.Stop()
+	cands, _, err := Candidates(ctx, cli, "/leaderd", "t")
+	if err != nil || len(cands) != 1 || cands[0].ID != "a" {
+		t.Fatalf("candidates %+v, %v; want only a", cands, err)
+	}
+}
+
+// A key with our candidate key's name on another lease (written by hand,
+// left by a restore) is not taken over: it would outlive our revoke.
+func TestCampaignRefusesItsKeyOnAnotherLease(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	c := newCandidacy(t, cli)
+	if _, err := cli.Put(ctx, c.key, `{"id":"impostor"}`); err != nil {
+		t.Fatal(err)
+	}
+	r := result(t, campaign(c, ctx, "a"))
+	if r.err == nil {
+		r.ten.Stop()
+		t.Fatal("campaigned on a key that is not on its lease")
+	}
+}

@@ -85,6 +85,12 @@ func parseRequest(name string, kv *mvccpb.KeyValue) *Request {
 	if name == controlSwitchover && r.To == "" {
 		return nil
 	}
+	if name == controlResign {
+		// A resign names no target; one written with a "to" by another
+		// tool must still be cleared from the resign key, which
+		// ClearRequest picks by To.
+		r.To = ""
+	}
 	r.Revision = kv.ModRevision
 	return &r
 }

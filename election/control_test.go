@@ -93,3 +93,26 @@ func TestReadControlIgnoresBadRequests(t *testing.T) {
 		}
 	}
 }
+
+// A resign request written with a "to" (by another tool) is still a
+// resign: clearing it deletes the resign key, not the switchover key.
+func TestResignWithATargetIsClearedFromTheResignKey(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	expires := time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano)
+	if _, err := cli.Put(ctx, ControlPrefix("/leaderd", "t")+"resign", `{"from":"a","fencing_token":7,"to":"b","expires":"`+expires+`"}`); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := ReadControl(ctx, cli, "/leaderd", "t")
+	if err != nil || c.Resign == nil || c.Resign.To != "" {
+		t.Fatalf("read %+v, %v; want a resign without a target", c.Resign, err)
+	}
+	if err := ClearRequest(ctx, cli, "/leaderd", "t", c.Resign); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, err = ReadControl(ctx, cli, "/leaderd", "t"); err != nil || c.Resign != nil {
+		t.Fatalf("after ClearRequest: resign %+v, %v; want it gone", c.Resign, err)
+	}
+}

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -51,6 +53,9 @@ func Candidates(ctx context.Context, client *clientv3.Client, prefix, election s
 	}
 	out := make([]Candidate, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
+		if !isCandidateKey(kv) {
+			continue
+		}
 		c := Candidate{Key: string(kv.Key), LeaseID: kv.Lease, CreateRevision: kv.CreateRevision}
 		if err := json.Unmarshal(kv.Value, &c.CandidateValue); err != nil {
 			// A value written by another tool: show the raw value as the id.
@@ -59,6 +64,31 @@ func Candidates(ctx context.Context, client *clientv3.Client, prefix, election s
 		out = append(out, c)
 	}
 	return out, resp.Header.Revision, nil
+}
+
+// isCandidateKey reports whether kv is a candidate key as campaigns make
+// them: on a lease, named by that lease's id in hex. Anything else under
+// the prefix (a stray put, the keys of a deployment whose prefix nests
+// inside this one's candidates) never goes away by itself, and would block
+// the election for ever if it counted: it is ignored, here and in every
+// campaign.
+func isCandidateKey(kv *mvccpb.KeyValue) bool {
+	if kv.Lease == 0 {
+		return false
+	}
+	name := string(kv.Key)
+	name = name[strings.LastIndexByte(name, '/')+1:]
+	return name == LeaseHex(kv.Lease)
+}
+
+// firstCandidate is the first candidate key in kvs, or nil.
+func firstCandidate(kvs []*mvccpb.KeyValue) *mvccpb.KeyValue {
+	for _, kv := range kvs {
+		if isCandidateKey(kv) {
+			return kv
+		}
+	}
+	return nil
 }
 
 // LeaseHex formats a lease id as etcd's election keys do.

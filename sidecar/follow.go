@@ -217,12 +217,24 @@ func (s *Sidecar) awaitPromoted(ctx context.Context, el elector, leader, followe
 
 	bound := time.NewTimer(s.followWait())
 	defer bound.Stop()
+	// Past the bound, a primary record without a fencing token counts too:
+	// a leaderd from before the token was published (a rolling upgrade)
+	// never reports one, and its standbys must still follow it.
+	var last *election.Member
+	pastBound := false
+	serving := func(m *election.Member) bool {
+		if m == nil || m.Role != RolePrimary || m.Phase != PhasePrimary {
+			return false
+		}
+		return m.FencingToken == leader.FencingToken || (pastBound && m.FencingToken == 0)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return leaderStopping
 		case m := <-records:
-			if m != nil && m.Role == RolePrimary && m.Phase == PhasePrimary && m.FencingToken == leader.FencingToken {
+			last = m
+			if serving(m) {
 				return leaderServing
 			}
 		case <-changed:
@@ -230,6 +242,12 @@ func (s *Sidecar) awaitPromoted(ctx context.Context, el elector, leader, followe
 				return leaderMoved
 			}
 		case <-bound.C:
+			pastBound = true
+			if serving(last) {
+				s.logger.Warn("the new leader's member record has no fencing token (an older leaderd?); following it without knowing its promote ended",
+					"leader", leader.ID, "fencing_token", leader.FencingToken)
+				return leaderServing
+			}
 			s.logger.Warn("the new leader has not reported the end of its promote; still waiting to follow it",
 				"leader", leader.ID, "fencing_token", leader.FencingToken, "waited", s.followWait())
 		}

@@ -259,3 +259,76 @@ func TestLeaderChangeHookSkipsAFailedPromote(t *testing.T) {
 		t.Errorf("%s followed token %d, whose promote never succeeded (or had not yet):\n%s", all[i].ID, all[i].Token, formatEvents(all))
 	}
 }
+
+// membersElector reports fixed member records by id.
+type membersElector struct {
+	*fakeElector
+	records map[string]election.Member
+}
+
+func (e membersElector) WatchMember(ctx context.Context, id string, fn func(*election.Member, error)) {
+	if m, ok := e.records[id]; ok {
+		fn(&m, nil)
+	}
+	<-ctx.Done()
+}
+
+// startFollower runs only the follower of a standby sidecar with el's
+// member records and a leader-change hook that ends only when killed.
+func startFollower(t *testing.T, el elector, cl *calls, configure func(*Config)) (*Sidecar, chan struct{}) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Election, cfg.ID = "e", "me"
+	if configure != nil {
+		configure(&cfg)
+	}
+	s := newSidecar(cfg, slog.New(slog.DiscardHandler), el, &fakeHook{calls: cl}, &fakeHook{calls: cl})
+	s.follow = &fakeHook{calls: cl, block: make(chan struct{})}
+	s.state.setPhase(PhaseCampaigning)
+	ctx, cancel := context.WithCancel(context.Background())
+	changed := make(chan struct{}, 1)
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		s.followLeader(ctx, el, changed)
+	}()
+	t.Cleanup(func() { cancel(); <-followed })
+	return s, changed
+}
+
+// TestLeaderChangeHookKilledWhenTheLeaderMoves: a leader-change hook still
+// running when the leader it follows is replaced is killed, and the new
+// leader is followed.
+func TestLeaderChangeHookKilledWhenTheLeaderMoves(t *testing.T) {
+	cl := newCalls()
+	el := membersElector{
+		fakeElector: &fakeElector{calls: cl, cands: make(chan *fakeCandidacy, 1)},
+		records: map[string]election.Member{
+			"a": {ID: "a", Role: RolePrimary, Phase: PhasePrimary, FencingToken: 7},
+			"b": {ID: "b", Role: RolePrimary, Phase: PhasePrimary, FencingToken: 9},
+		},
+	}
+	s, changed := startFollower(t, el, cl, nil)
+	s.state.setLeader([]election.Candidate{{CandidateValue: election.CandidateValue{ID: "a"}, CreateRevision: 7}})
+	wake(changed)
+	cl.waitFor(t, "leader-change elected token=7 leader=a", 1)
+	s.state.setLeader([]election.Candidate{{CandidateValue: election.CandidateValue{ID: "b"}, CreateRevision: 9}})
+	wake(changed)
+	log := cl.waitFor(t, "leader-change elected token=9 leader=b", 1)
+	after(t, log, "leader-change elected token=7 leader=a", "leader-change killed", "leader-change elected token=9 leader=b")
+}
+
+// TestLeaderChangeHookFollowsAnOlderPrimary: a primary whose member record
+// has no fencing token (a leaderd from before it was published) is still
+// followed, once the wait for its promote's end has passed.
+func TestLeaderChangeHookFollowsAnOlderPrimary(t *testing.T) {
+	cl := newCalls()
+	el := membersElector{
+		fakeElector: &fakeElector{calls: cl, cands: make(chan *fakeCandidacy, 1)},
+		records:     map[string]election.Member{"a": {ID: "a", Role: RolePrimary, Phase: PhasePrimary}},
+	}
+	s, changed := startFollower(t, el, cl, func(c *Config) { c.PromoteTimeout = 100 * time.Millisecond })
+	s.state.setLeader([]election.Candidate{{CandidateValue: election.CandidateValue{ID: "a"}, CreateRevision: 7}})
+	wake(changed)
+	cl.waitFor(t, "leader-change elected token=7 leader=a", 1)
+}
