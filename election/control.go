@@ -195,6 +195,13 @@ func ClearRequest(ctx context.Context, client *clientv3.Client, prefix, election
 // event under pfx, re-establishing the watch with a pause after errors,
 // until ctx ends. read returns the revision it read at.
 func watchPrefix(ctx context.Context, client *clientv3.Client, pfx string, read func(context.Context) (int64, error)) {
+	watchReads(ctx, client, pfx, true, read)
+}
+
+// watchReads is watchPrefix for one key (prefix false) or a prefix. Its
+// watches require a leader: a watch served by an etcd member cut off from
+// its peers would otherwise wait for ever.
+func watchReads(ctx context.Context, client *clientv3.Client, key string, prefix bool, read func(context.Context) (int64, error)) {
 	ctx = clientv3.WithRequireLeader(ctx)
 	retry := time.NewTimer(0)
 	defer retry.Stop()
@@ -214,8 +221,12 @@ func watchPrefix(ctx context.Context, client *clientv3.Client, pfx string, read 
 			retry.Reset(time.Second)
 			continue
 		}
+		opts := []clientv3.OpOption{clientv3.WithRev(rev + 1)}
+		if prefix {
+			opts = append(opts, clientv3.WithPrefix())
+		}
 		wctx, wcancel := context.WithCancel(ctx)
-		wch := client.Watch(wctx, pfx, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+		wch := client.Watch(wctx, key, opts...)
 		wr, ok := <-wch
 		wcancel()
 		for range wch {

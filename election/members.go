@@ -50,70 +50,25 @@ func PublishMember(ctx context.Context, client *clientv3.Client, prefix, electio
 	return nil
 }
 
-// memberReadTimeout bounds each read behind WatchMember.
-const memberReadTimeout = 2 * time.Second
-
 // WatchMember calls fn with the member record of id (nil: there is none)
-// at once and after every change, in revision order, and with an error
-// when etcd cannot be read, until ctx ends. One read, then one watch of
-// the key from the next revision: no polling.
+// at once and after every change, and with an error when etcd cannot be
+// read, until ctx ends: a read, then a watch of the key from the next
+// revision, read again on each change (no polling).
 func WatchMember(ctx context.Context, client *clientv3.Client, prefix, election, id string, fn func(*Member, error)) {
 	key := MembersPrefix(prefix, election) + id
-	// Without it a watch on an etcd member cut off from its peers would
-	// wait for ever.
-	ctx = clientv3.WithRequireLeader(ctx)
-	retry := time.NewTimer(0)
-	defer retry.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-retry.C:
-		}
-		rctx, cancel := context.WithTimeout(ctx, memberReadTimeout)
-		resp, err := client.Get(rctx, key)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
+	watchReads(ctx, client, key, false, func(ctx context.Context) (int64, error) {
+		resp, err := client.Get(ctx, key)
 		if err != nil {
 			fn(nil, err)
-			retry.Reset(time.Second)
-			continue
+			return 0, err
 		}
 		var kv *mvccpb.KeyValue
 		if len(resp.Kvs) > 0 {
 			kv = resp.Kvs[0]
 		}
 		fn(decodeMember(prefix, election, kv), nil)
-
-		wctx, wcancel := context.WithCancel(ctx)
-		wch := client.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1))
-		var werr error
-		for wr := range wch {
-			if werr = wr.Err(); werr != nil {
-				break // compacted, or no leader: read afresh
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					fn(nil, nil)
-				} else {
-					fn(decodeMember(prefix, election, ev.Kv), nil)
-				}
-			}
-		}
-		wcancel()
-		for range wch {
-			// drain until the watcher closes so nothing is left behind
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if werr != nil {
-			fn(nil, werr)
-		}
-		retry.Reset(time.Second)
-	}
+		return resp.Header.Revision, nil
+	})
 }
 
 // decodeMember is the record in kv, nil when there is none or it is not
