@@ -51,7 +51,8 @@ func PublishMember(ctx context.Context, client *clientv3.Client, prefix, electio
 }
 
 // WatchMember calls fn with the member record of id (nil: there is none)
-// at once and after every change, and with an error when etcd cannot be
+// at once and after every change, as it is then (a burst of changes may be
+// folded into its latest state), and with an error when etcd cannot be
 // read, until ctx ends: a read, then a watch of the key from the next
 // revision, read again on each change (no polling).
 func WatchMember(ctx context.Context, client *clientv3.Client, prefix, election, id string, fn func(*Member, error)) {
