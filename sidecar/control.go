@@ -60,9 +60,8 @@ func (s *Sidecar) controlRead() (election.Control, bool) {
 }
 
 func (s *Sidecar) controlState() election.Control {
-	s.state.mu.Lock()
-	defer s.state.mu.Unlock()
-	return s.state.control
+	c, _ := s.controlRead()
+	return c
 }
 
 // untilExpiry is a channel that fires when the switchover a yielding

@@ -219,21 +219,13 @@ func (s *state) transition(to, reason string) {
 // servingPrimary is true only while primary, inside the safe deadline and
 // with a tenure that is not lost: a lost tenure stops answering at once,
 // before the state machine has begun to step down.
-func (s *state) servingPrimary(now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.servingTokenLocked(now) != 0
-}
+func (s *state) servingPrimary(now time.Time) bool { return s.servingToken(now) != 0 }
 
 // servingToken is the fencing token of the tenure being served (as
 // servingPrimary), 0 when not serving.
 func (s *state) servingToken(now time.Time) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.servingTokenLocked(now)
-}
-
-func (s *state) servingTokenLocked(now time.Time) int64 {
 	if s.phase != PhasePrimary || s.candidacy == nil || s.tenure == nil || !now.Before(s.candidacy.SafeDeadline()) {
 		return 0
 	}
