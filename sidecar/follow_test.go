@@ -35,7 +35,10 @@ func TestLeaderChangeHookFollowsTheNewPrimary(t *testing.T) {
 			t.Fatalf("%s followed token %d (ok=%v), want a's %d", id, e.Token, e.OK, first.Token)
 		}
 	}
-	if st := a.sc.Status(); st.Leader == nil || st.Leader.Addr != "10.0.0.1:5432" {
+	// a learns of itself through its own leader watch, which may trail the
+	// standbys' under load; the address must show once it has.
+	waitUntil(t, "a's status names a as leader", func() bool { return a.sc.Status().Leader != nil })
+	if st := a.sc.Status(); st.Leader.Addr != "10.0.0.1:5432" {
 		t.Fatalf("leader in status: %+v", st.Leader)
 	}
 	// The primary hands over; the remaining standby follows the new one,
