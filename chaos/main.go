@@ -1,0 +1,117 @@
+// Command chaos runs leaderd's randomized fault campaign: a real
+// three-member etcd cluster behind TCP fault proxies, `leaderd run`
+// replicas built from this tree, a fenced store and a writer, faults drawn
+// from -seed, and a checker that judges the record. It prints a report and
+// exits 1 if the checker found a violation. See RELIABILITY.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/leaderd/leaderd/internal/chaos"
+	"github.com/leaderd/leaderd/internal/replicas"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := chaos.Options{}
+	fs.Int64Var(&o.Seed, "seed", time.Now().UnixNano()%1_000_000, "seed of the fault draw; the report prints it for a replay")
+	fs.IntVar(&o.Faults, "faults", 500, "faults to inject")
+	fs.IntVar(&o.Replicas, "replicas", 5, "leaderd replicas, 3 to 5")
+	fs.Float64Var(&o.Overlap, "overlap", 0.3, "chance that a second fault starts while one is held")
+	fs.DurationVar(&o.TTL, "ttl", 2*time.Second, "the replicas' --ttl")
+	fs.DurationVar(&o.DemoteTimeout, "demote-timeout", 500*time.Millisecond, "the replicas' --demote-timeout")
+	fs.DurationVar(&o.PromoteTimeout, "promote-timeout", 2*time.Second, "the replicas' --promote-timeout")
+	dir := fs.String("dir", "", "working directory, kept (default: a temporary one, removed after a pass)")
+	recordPath := fs.String("record", "", "also write the whole record as JSON to this file")
+	verbose := fs.Bool("v", false, "log each fault as it is injected")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "chaos: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := o.Validate(); err != nil {
+		fmt.Fprintln(stderr, "chaos:", err)
+		return 2
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	keep := *dir != ""
+	if !keep {
+		d, err := os.MkdirTemp("", "leaderd-chaos-*")
+		if err != nil {
+			fmt.Fprintln(stderr, "chaos:", err)
+			return 1
+		}
+		*dir = d
+	} else if err := os.MkdirAll(*dir, 0o755); err != nil {
+		fmt.Fprintln(stderr, "chaos:", err)
+		return 1
+	}
+	o.Dir = *dir
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The deployable build, as operators run it.
+	bin, err := replicas.Build(ctx, *dir, "nodemo")
+	if err != nil {
+		fmt.Fprintln(stderr, "chaos:", err)
+		return 1
+	}
+	o.Binary = bin
+	fmt.Fprintf(stdout, "chaos: seed %d, %d faults, %d replicas, working in %s\n", o.Seed, o.Faults, o.Replicas, *dir)
+
+	rec, err := chaos.Run(ctx, o)
+	if err != nil && rec == nil {
+		fmt.Fprintln(stderr, "chaos:", err)
+		return 1
+	}
+	if *recordPath != "" {
+		if b, err := json.Marshal(rec); err == nil {
+			_ = os.WriteFile(*recordPath, b, 0o644)
+		}
+	}
+	v := chaos.Check(rec)
+	chaos.WriteReport(stdout, rec, v, replay(o))
+	if err != nil {
+		fmt.Fprintln(stderr, "chaos: interrupted:", err)
+		return 1
+	}
+	if !v.OK() {
+		fmt.Fprintf(stderr, "chaos: working directory kept for inspection: %s\n", *dir)
+		return 1
+	}
+	if !keep {
+		_ = os.RemoveAll(*dir)
+	}
+	return 0
+}
+
+// replay is the command that draws the same faults again.
+func replay(o chaos.Options) string {
+	args := []string{"go run ./chaos",
+		fmt.Sprintf("-seed %d", o.Seed), fmt.Sprintf("-faults %d", o.Faults),
+		fmt.Sprintf("-replicas %d", o.Replicas), fmt.Sprintf("-overlap %g", o.Overlap),
+		"-ttl " + o.TTL.String(), "-demote-timeout " + o.DemoteTimeout.String(),
+		"-promote-timeout " + o.PromoteTimeout.String()}
+	return strings.Join(args, " ")
+}

@@ -1,0 +1,394 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leaderd/leaderd/internal/etcdtest"
+)
+
+// Options configure a campaign. The same options and seed draw the same
+// faults in the same order; timing still varies from run to run.
+type Options struct {
+	Seed           int64
+	Faults         int     // how many faults to inject
+	Replicas       int     // 3 to 5
+	Overlap        float64 // chance that a second fault starts while one is held
+	TTL            time.Duration
+	DemoteTimeout  time.Duration
+	PromoteTimeout time.Duration
+	Binary         string // the leaderd executable
+	Dir            string // working directory (etcd data, hooks, logs, timeline)
+	Log            *slog.Logger
+}
+
+// Validate checks the options a campaign cannot run with.
+func (o Options) Validate() error {
+	switch {
+	case o.Faults < 1:
+		return errors.New("-faults must be at least 1")
+	case o.Replicas < 3 || o.Replicas > 5:
+		return errors.New("-replicas must be 3 to 5")
+	case o.Overlap < 0 || o.Overlap > 1:
+		return errors.New("-overlap must be between 0 and 1")
+	case o.TTL < 2*time.Second || o.TTL%time.Second != 0:
+		return errors.New("-ttl must be whole seconds, at least 2s")
+	case o.DemoteTimeout <= 0 || o.PromoteTimeout <= 0:
+		return errors.New("-demote-timeout and -promote-timeout must be positive")
+	}
+	return nil
+}
+
+// Named bounds of the campaign itself.
+const (
+	startTimeout = 60 * time.Second // the first steady state
+	// recoveryCap is added to the bound when waiting for recovery, so a
+	// slow case is measured rather than cut off.
+	recoveryCap = 20 * time.Second
+)
+
+// campaign is one run's mutable state.
+type campaign struct {
+	ctx    context.Context
+	o      Options
+	w      *World
+	obs    *observer
+	rand   *rand.Rand
+	log    *slog.Logger
+	faults []*Fault
+	bound  time.Duration
+}
+
+// Run builds the world, injects o.Faults faults and returns the record.
+// An error means the campaign itself could not run (etcd did not start),
+// not that leaderd misbehaved: that is for Check to say.
+func Run(ctx context.Context, o Options) (*Record, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w, err := newWorld(ctx, o, o.Dir, o.Binary, log)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	c := &campaign{
+		ctx:  ctx,
+		o:    o,
+		w:    w,
+		obs:  newObserver(w),
+		rand: rand.New(rand.NewPCG(uint64(o.Seed), 0x6c656164657264)), // "leaderd"
+		log:  log,
+	}
+	c.bound = o.TTL + w.etcd.ElectionTimeout() + 500*time.Millisecond + o.DemoteTimeout + o.PromoteTimeout
+	rec := &Record{Seed: o.Seed, Started: time.Now(), Replicas: w.ids(), Bound: c.bound}
+
+	obsCtx, stopObs := context.WithCancel(context.Background())
+	var probes, loops sync.WaitGroup
+	loops.Add(2)
+	go func() { defer loops.Done(); c.obs.run(obsCtx, &probes) }()
+	go func() { defer loops.Done(); c.obs.write(obsCtx) }()
+	defer func() { stopObs(); loops.Wait(); probes.Wait() }()
+
+	for _, n := range w.nodes {
+		if err := w.start(n); err != nil {
+			return nil, err
+		}
+	}
+	if c.obs.waitSteady(ctx, time.Now(), startTimeout).IsZero() {
+		return nil, fmt.Errorf("no single primary within %s of the start", startTimeout)
+	}
+	log.Info("campaign started", "seed", o.Seed, "faults", o.Faults, "replicas", o.Replicas, "bound", c.bound)
+
+	for len(c.faults) < o.Faults && ctx.Err() == nil {
+		c.step()
+	}
+
+	c.finish(rec)
+	stopObs()
+	loops.Wait()
+	probes.Wait()
+	rec.Samples = c.obs.sortedSamples()
+	rec.Acked = c.obs.acked()
+	rec.Writes = w.store.Writes()
+	for _, f := range c.faults {
+		c.primaryFigures(f, rec.Samples)
+		rec.Faults = append(rec.Faults, *f)
+	}
+	return rec, ctx.Err()
+}
+
+// step injects one fault, sometimes a second one during it, holds them,
+// heals them and waits for one primary again.
+func (c *campaign) step() {
+	first := c.begin(draw(c.rand, func(*kind) bool { return true }), nil)
+	group := []*active{first}
+	holdEnd := time.Now().Add(first.hold)
+	if len(c.faults) < c.o.Faults && c.rand.Float64() < c.o.Overlap {
+		c.sleep(time.Duration(c.rand.Float64() * float64(first.hold)))
+		second := c.begin(draw(c.rand, func(k *kind) bool {
+			// One etcd fault at a time: two could fight over one member.
+			return !(k.scope == onEtcd && first.kind.scope == onEtcd)
+		}), first)
+		group = append(group, second)
+		if end := time.Now().Add(second.hold); end.After(holdEnd) {
+			holdEnd = end
+		}
+	}
+	c.sleep(time.Until(holdEnd))
+	c.rand.Shuffle(len(group), func(i, j int) { group[i], group[j] = group[j], group[i] })
+	lastHeal := time.Now()
+	for _, a := range group {
+		if a.kind.heal == nil {
+			continue
+		}
+		if err := a.kind.heal(c, a); err != nil {
+			a.fault.Note = joinNote(a.fault.Note, "heal: "+err.Error())
+			c.log.Warn("heal failed", "fault", a.fault.Seq, "kind", a.kind.name, "err", err)
+		}
+		a.fault.Healed = time.Now()
+		lastHeal = a.fault.Healed
+	}
+	recovered := c.obs.waitSteady(c.ctx, lastHeal, c.bound+recoveryCap)
+	for _, a := range group {
+		a.fault.Recovered = recovered
+	}
+	if recovered.IsZero() {
+		c.log.Warn("no single primary after the fault healed", "faults", len(c.faults), "waited", c.bound+recoveryCap)
+	}
+	c.sleep(time.Duration(200+c.rand.IntN(800)) * time.Millisecond)
+}
+
+// begin picks the fault's target and injects it.
+func (c *campaign) begin(k *kind, other *active) *active {
+	primary, _ := c.obs.primary()
+	f := &Fault{Seq: len(c.faults) + 1, Kind: k.name, Injected: time.Now()}
+	a := &active{kind: k, fault: f, hold: k.hold(c.rand, c.o.TTL)}
+	if k.scope == onReplica {
+		a.node = c.pickReplica(primary, other)
+		if a.node == nil {
+			f.Note = "no replica to target"
+			c.faults = append(c.faults, f)
+			return a
+		}
+		f.Target = a.node.id
+		f.Primary = a.node.id == primary
+	}
+	if other != nil {
+		f.Overlaps = []int{other.fault.Seq}
+		other.fault.Overlaps = append(other.fault.Overlaps, f.Seq)
+	}
+	c.faults = append(c.faults, f)
+	f.Injected = time.Now()
+	if err := k.inject(c, a); err != nil {
+		f.Note = joinNote(f.Note, "inject: "+err.Error())
+		c.log.Warn("inject failed", "fault", f.Seq, "kind", k.name, "err", err)
+	}
+	c.log.Info("fault", "seq", f.Seq, "kind", k.name, "target", f.Target, "primary", f.Primary, "hold", a.hold.Round(time.Millisecond), "note", f.Note)
+	return a
+}
+
+// pickReplica is the primary half of the time, else a running replica,
+// never the other active fault's target.
+func (c *campaign) pickReplica(primary string, other *active) *node {
+	var candidates []*node
+	for _, n := range c.w.nodes {
+		if n.replica() != nil && !n.frozen() && (other == nil || other.node != n) {
+			candidates = append(candidates, n)
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	if primary != "" && c.rand.IntN(2) == 0 {
+		for _, n := range candidates {
+			if n.id == primary {
+				return n
+			}
+		}
+	}
+	return candidates[c.rand.IntN(len(candidates))]
+}
+
+func (c *campaign) sleep(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.ctx.Done():
+	case <-t.C:
+	}
+}
+
+// primaryFigures fills when the primary at injection stopped serving and
+// when some replica served again, from the samples.
+func (c *campaign) primaryFigures(f *Fault, samples []Sample) {
+	// The primary at injection is the replica with the last 200 before it.
+	primary := ""
+	for _, s := range samples {
+		if s.Sent.After(f.Injected) {
+			break
+		}
+		if s.Code == http.StatusOK {
+			primary = s.Replica
+		}
+	}
+	if primary == "" {
+		return
+	}
+	end := f.Recovered
+	if end.IsZero() {
+		end = f.Injected.Add(c.bound + recoveryCap + time.Hour)
+	}
+	for _, s := range samples {
+		if s.Sent.Before(f.Injected) || s.Sent.After(end) {
+			continue
+		}
+		if f.PrimaryLost.IsZero() {
+			if s.Replica == primary && s.Code != http.StatusOK {
+				f.PrimaryLost = s.Sent
+			}
+			continue
+		}
+		if s.Code == http.StatusOK {
+			f.NextPrimary = s.Received
+			return
+		}
+	}
+}
+
+// finish waits for the end state and records it, then stops every
+// replica and looks for hook processes left behind.
+func (c *campaign) finish(rec *Record) {
+	w := c.w
+	steadyAt := c.obs.waitSteady(c.ctx, time.Now(), c.bound+recoveryCap)
+	if steadyAt.IsZero() {
+		c.log.Warn("no single primary at the end")
+	}
+	for _, n := range w.nodes {
+		if s, ok := c.obs.lastSample(n.id); ok && s.Code == http.StatusOK && n.replica() != nil {
+			rec.End.Primaries = append(rec.End.Primaries, n.id)
+		}
+	}
+	// A killed replica's lease lives until its TTL runs out: wait that out
+	// before calling a lease left over.
+	deadline := time.Now().Add(c.o.TTL + 3*time.Second)
+	for {
+		live, sidecars, err := c.leases()
+		if err != nil {
+			c.log.Warn("reading leases", "err", err)
+		}
+		rec.End.LiveLeases, rec.End.SidecarLease = live, sidecars
+		if err == nil && subset(live, sidecars) || time.Now().After(deadline) {
+			break
+		}
+		c.sleep(200 * time.Millisecond)
+	}
+	for _, n := range w.nodes {
+		w.stopReplica(n, 10*time.Second)
+	}
+	rec.End.LeftoverHook = leftoverProcesses(w.dir)
+	rec.Ended = time.Now()
+	tl, err := w.set.Timeline()
+	if err != nil {
+		c.log.Warn("reading the timeline", "err", err)
+	}
+	rec.Timeline = tl
+	w.mu.Lock()
+	rec.Frozen = append(rec.Frozen, w.frozen...)
+	rec.HookFaults = append(rec.HookFaults, w.hookW...)
+	rec.Exits = append(rec.Exits, w.exits...)
+	w.mu.Unlock()
+}
+
+// leases are the lease ids etcd holds and those the running sidecars
+// report holding.
+func (c *campaign) leases() (live, sidecars []int64, err error) {
+	cli, err := clientv3.New(etcdtest.ClientConfig(c.w.etcd.Endpoints()...))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	resp, err := cli.Leases(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, l := range resp.Leases {
+		live = append(live, int64(l.ID))
+	}
+	for _, n := range c.w.nodes {
+		rep := n.replica()
+		if rep == nil {
+			continue
+		}
+		st, err := rep.Status(ctx)
+		if err != nil || st.Lease == nil {
+			continue
+		}
+		if id, err := strconv.ParseInt(st.Lease.ID, 16, 64); err == nil {
+			sidecars = append(sidecars, id)
+		}
+	}
+	return live, sidecars, nil
+}
+
+func subset(a, b []int64) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// leftoverProcesses are processes still carrying the campaign's
+// CHAOS_DIR in their environment: hooks (or their children) that outlived
+// the leaderd that ran them.
+func leftoverProcesses(dir string) []string {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	marker := []byte("CHAOS_DIR=" + dir + "\x00")
+	var out []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(env, marker) {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		out = append(out, fmt.Sprintf("pid %d: %s", pid, bytes.ReplaceAll(bytes.TrimRight(cmd, "\x00"), []byte{0}, []byte{' '})))
+	}
+	return out
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}

@@ -1,0 +1,242 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/leaderd/leaderd/sidecar"
+)
+
+// SampleInterval is how often every replica's /primary is probed.
+const SampleInterval = 20 * time.Millisecond
+
+// probeTimeout bounds one probe; a frozen replica answers nothing.
+const probeTimeout = 300 * time.Millisecond
+
+// observer probes /primary on every replica and keeps a writer writing to
+// the store through whichever replica answers 200.
+type observer struct {
+	w      *World
+	client *http.Client
+
+	mu       sync.Mutex
+	samples  []Sample
+	last     map[string]Sample // the latest answered probe per replica
+	inflight map[string]bool
+	acks     []Ack
+	value    int64
+}
+
+func newObserver(w *World) *observer {
+	return &observer{
+		w: w,
+		client: &http.Client{Timeout: probeTimeout, Transport: &http.Transport{
+			MaxIdleConnsPerHost: 4,
+			IdleConnTimeout:     10 * time.Second,
+		}},
+		last:     map[string]Sample{},
+		inflight: map[string]bool{},
+	}
+}
+
+// run probes until ctx ends; wg tracks the probe goroutines.
+func (o *observer) run(ctx context.Context, wg *sync.WaitGroup) {
+	tick := time.NewTicker(SampleInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, n := range o.w.nodes {
+			rep := n.replica()
+			if rep == nil {
+				continue
+			}
+			o.mu.Lock()
+			busy := o.inflight[n.id]
+			o.inflight[n.id] = true
+			o.mu.Unlock()
+			if busy {
+				continue // a frozen replica: do not pile probes up
+			}
+			wg.Add(1)
+			go func(id, addr string) {
+				defer wg.Done()
+				o.probe(ctx, id, addr)
+			}(n.id, rep.APIAddr)
+		}
+	}
+}
+
+func (o *observer) probe(ctx context.Context, id, addr string) {
+	s := Sample{Replica: id, Sent: time.Now()}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/primary", nil)
+	if resp, err := o.client.Do(req); err == nil {
+		resp.Body.Close()
+		s.Code = resp.StatusCode
+	}
+	s.Received = time.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.inflight[id] = false
+	if ctx.Err() != nil && s.Code == 0 {
+		return // cut short by the end of the run, not an answer
+	}
+	o.samples = append(o.samples, s)
+	o.last[id] = s
+}
+
+// primary is the replica whose latest probe answered 200, if exactly one.
+func (o *observer) primary() (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	found := ""
+	for id, s := range o.last {
+		if s.Code == http.StatusOK {
+			if found != "" {
+				return "", false
+			}
+			found = id
+		}
+	}
+	return found, found != ""
+}
+
+// steady reports whether, counting only probes sent after since, exactly
+// one running replica answers /primary 200 and every other running one
+// has answered something else.
+func (o *observer) steady(since time.Time) (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	primary := ""
+	for _, n := range o.w.nodes {
+		if n.replica() == nil {
+			continue
+		}
+		s, ok := o.last[n.id]
+		if !ok || s.Sent.Before(since) || s.Code == 0 {
+			return "", false
+		}
+		if s.Code == http.StatusOK {
+			if primary != "" {
+				return "", false
+			}
+			primary = n.id
+		}
+	}
+	return primary, primary != ""
+}
+
+// waitSteady waits until steady, bounded by max; it returns when that
+// first held, or the zero time.
+func (o *observer) waitSteady(ctx context.Context, since time.Time, max time.Duration) time.Time {
+	deadline := time.Now().Add(max)
+	tick := time.NewTicker(SampleInterval / 2)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		if _, ok := o.steady(since); ok {
+			return time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}
+		case <-tick.C:
+		}
+	}
+	return time.Time{}
+}
+
+// write keeps writing to the store through the replica answering
+// /primary 200, with the fencing token it reports, until ctx ends.
+func (o *observer) write(ctx context.Context) {
+	tick := time.NewTicker(SampleInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		id, ok := o.primary()
+		if !ok {
+			continue
+		}
+		rep := o.w.byID[id].replica()
+		if rep == nil {
+			continue
+		}
+		token, err := o.token(ctx, rep.APIAddr)
+		if err != nil || token == 0 {
+			continue
+		}
+		o.mu.Lock()
+		o.value++
+		v := o.value
+		o.mu.Unlock()
+		if o.post(ctx, token, v) {
+			o.mu.Lock()
+			o.acks = append(o.acks, Ack{At: time.Now(), Replica: id, Token: token, Value: v})
+			o.mu.Unlock()
+		}
+	}
+}
+
+// token is the fencing token a replica reports while it says it is the
+// serving primary, else 0.
+func (o *observer) token(ctx context.Context, addr string) (int64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var st sidecar.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return 0, err
+	}
+	if st.Phase != sidecar.PhasePrimary {
+		return 0, nil
+	}
+	return st.FencingToken, nil
+}
+
+func (o *observer) post(ctx context.Context, token, value int64) bool {
+	url := fmt.Sprintf("%s/write?token=%d&value=%d", o.w.store.URL(), token, value)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// sortedSamples returns the samples ordered by send time.
+func (o *observer) sortedSamples() []Sample {
+	o.mu.Lock()
+	out := append([]Sample(nil), o.samples...)
+	o.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Sent.Before(out[j].Sent) })
+	return out
+}
+
+func (o *observer) acked() []Ack {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]Ack(nil), o.acks...)
+}
+
+// lastSample is the latest answered probe of a replica.
+func (o *observer) lastSample(id string) (Sample, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s, ok := o.last[id]
+	return s, ok
+}

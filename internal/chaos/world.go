@@ -1,0 +1,334 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/leaderd/leaderd/internal/etcdtest"
+	"github.com/leaderd/leaderd/internal/replicas"
+)
+
+const electionName = "chaos"
+
+// World is what a campaign runs in: the etcd cluster, one fault proxy per
+// replica-to-member link, the replicas, the fenced store and the record of
+// what happened to them.
+type World struct {
+	opts    Options
+	dir     string
+	log     *slog.Logger
+	etcd    *Cluster
+	store   *Store
+	set     *replicas.Set
+	hook    string
+	nodes   []*node
+	byID    map[string]*node
+	started time.Time
+
+	mu     sync.Mutex // guards the record slices below
+	frozen []Window
+	hookW  []Window
+	exits  []Exit
+}
+
+// node is one replica id: its links to the members, which survive
+// restarts, and the process currently running under the id.
+type node struct {
+	id    string
+	links []*etcdtest.Proxy // index = member
+
+	mu        sync.Mutex
+	rep       *replicas.Replica // nil while not running
+	expecting bool              // an injected fault is stopping the process
+	frozenAt  time.Time         // zero unless SIGSTOPped
+	hookAt    time.Time         // zero unless a hook fault is on
+	stall     *stall
+}
+
+// stall holds a replica's stderr reader still while set, so its pipe fills
+// and leaderd's writes would block.
+type stall struct {
+	mu   sync.Mutex
+	on   bool
+	cond *sync.Cond
+}
+
+func newStall() *stall {
+	s := &stall{}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+func (s *stall) set(on bool) {
+	s.mu.Lock()
+	s.on = on
+	s.mu.Unlock()
+	s.cond.Broadcast()
+}
+
+func (s *stall) wait() {
+	s.mu.Lock()
+	for s.on {
+		s.cond.Wait()
+	}
+	s.mu.Unlock()
+}
+
+// newWorld starts etcd, the store and the proxies; the replicas start
+// with startAll.
+func newWorld(ctx context.Context, o Options, dir, binary string, log *slog.Logger) (w *World, err error) {
+	w = &World{opts: o, dir: dir, log: log, byID: map[string]*node{}}
+	defer func() {
+		if err != nil {
+			w.close()
+		}
+	}()
+	if w.etcd, err = StartCluster(ctx, filepath.Join(dir, "etcd"), 3, log); err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	if w.store, err = StartStore(); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if w.hook, err = writeHook(dir); err != nil {
+		return nil, err
+	}
+	if w.set, err = replicas.NewSet(binary, dir, electionName, o.TTL, o.DemoteTimeout); err != nil {
+		return nil, err
+	}
+	for i := range o.Replicas {
+		n := &node{id: fmt.Sprintf("r%d", i+1), stall: newStall()}
+		for m := range len(w.etcd.Endpoints()) {
+			p, err := etcdtest.NewProxy(w.etcd.ClientURL(m))
+			if err != nil {
+				return nil, err
+			}
+			n.links = append(n.links, p)
+		}
+		w.nodes = append(w.nodes, n)
+		w.byID[n.id] = n
+	}
+	return w, nil
+}
+
+func (w *World) ids() []string {
+	out := make([]string, len(w.nodes))
+	for i, n := range w.nodes {
+		out[i] = n.id
+	}
+	return out
+}
+
+// start starts the replica under n's id; it must not be running.
+func (w *World) start(n *node) error {
+	r, wr, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	endpoints := make([]string, len(n.links))
+	for i, p := range n.links {
+		endpoints[i] = p.Endpoint()
+	}
+	unhealthy := filepath.Join(w.dir, "unhealthy."+n.id)
+	rep, err := w.set.StartWith(replicas.Options{
+		Stderr: wr,
+		Env:    []string{"CHAOS_DIR=" + w.dir, "STORE_URL=" + w.store.URL()},
+	}, n.id, strings.Join(endpoints, ","),
+		"--on-promote", w.hook,
+		"--on-demote", w.hook,
+		"--promote-timeout", w.opts.PromoteTimeout.String(),
+		"--health-cmd", "test ! -e "+unhealthy,
+		"--health-interval", "250ms",
+		"--health-timeout", "250ms",
+		"--health-failures", "2",
+		"--log-level", "info",
+	)
+	wr.Close()
+	if err != nil {
+		r.Close()
+		return err
+	}
+	logFile, err := os.OpenFile(filepath.Join(w.dir, n.id+".stderr.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		logFile = nil
+	}
+	go pumpStderr(r, logFile, n.stall)
+	n.mu.Lock()
+	n.rep, n.expecting = rep, false
+	n.mu.Unlock()
+	go w.watchExit(n, rep)
+	return nil
+}
+
+// pumpStderr copies a replica's stderr to its log file, holding still
+// while stalled. It ends when every writer (leaderd and its hooks) closed.
+func pumpStderr(r *os.File, out *os.File, st *stall) {
+	defer r.Close()
+	if out != nil {
+		defer out.Close()
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		st.wait()
+		n, err := r.Read(buf)
+		if n > 0 && out != nil {
+			_, _ = out.Write(buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// watchExit records the process's exit, and whether a fault caused it.
+func (w *World) watchExit(n *node, rep *replicas.Replica) {
+	<-rep.Done()
+	code, _ := rep.Wait(0)
+	n.mu.Lock()
+	injected := n.expecting
+	if n.rep == rep {
+		n.rep = nil
+	}
+	n.mu.Unlock()
+	w.mu.Lock()
+	w.exits = append(w.exits, Exit{Replica: n.id, At: time.Now(), Code: code, Injected: injected})
+	w.mu.Unlock()
+	if !injected {
+		w.log.Error("leaderd exited on its own", "replica", n.id, "code", code)
+	}
+}
+
+// replica is the process running under n's id, or nil.
+func (n *node) replica() *replicas.Replica {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.rep
+}
+
+func (n *node) frozen() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.frozenAt.IsZero()
+}
+
+// signal sends sig to the running process; expectExit marks the exit
+// that follows as injected.
+func (n *node) signal(sig syscall.Signal, expectExit bool) error {
+	n.mu.Lock()
+	rep := n.rep
+	if rep != nil && expectExit {
+		n.expecting = true
+	}
+	n.mu.Unlock()
+	if rep == nil {
+		return errors.New("not running")
+	}
+	return rep.Signal(sig)
+}
+
+// freeze SIGSTOPs the replica; thaw SIGCONTs it and records the window,
+// widened by frozenGrace (its timers fire late, its demote runs then).
+func (w *World) freeze(n *node) error {
+	if err := n.signal(syscall.SIGSTOP, false); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.frozenAt = time.Now()
+	n.mu.Unlock()
+	return nil
+}
+
+func (w *World) thaw(n *node) {
+	n.mu.Lock()
+	at := n.frozenAt
+	n.frozenAt = time.Time{}
+	rep := n.rep
+	n.mu.Unlock()
+	if rep != nil {
+		_ = rep.Signal(syscall.SIGCONT)
+	}
+	if !at.IsZero() {
+		w.mu.Lock()
+		w.frozen = append(w.frozen, Window{Replica: n.id, Start: at, End: time.Now().Add(w.frozenGrace())})
+		w.mu.Unlock()
+	}
+}
+
+// frozenGrace covers what a thawed replica does late: notice the passed
+// deadline and run its demote hook.
+func (w *World) frozenGrace() time.Duration { return w.opts.DemoteTimeout + time.Second }
+
+// setHookMode switches n's hooks to misbehave (mode) or back (hookOK),
+// recording the window in which they did.
+func (w *World) setHookMode(n *node, mode string) error {
+	if err := setFlag(filepath.Join(w.dir, "hook-mode."+n.id), mode); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case mode != hookOK && n.hookAt.IsZero():
+		n.hookAt = time.Now()
+	case mode == hookOK && !n.hookAt.IsZero():
+		// A hook killed at its timeout may still be ending; its demote
+		// retries after the fault ends are covered by the grace.
+		w.mu.Lock()
+		w.hookW = append(w.hookW, Window{Replica: n.id, Start: n.hookAt, End: time.Now().Add(w.frozenGrace())})
+		w.mu.Unlock()
+		n.hookAt = time.Time{}
+	}
+	return nil
+}
+
+func (w *World) setUnhealthy(n *node, bad bool) error {
+	content := ""
+	if bad {
+		content = "unhealthy"
+	}
+	return setFlag(filepath.Join(w.dir, "unhealthy."+n.id), content)
+}
+
+// stopReplica stops n's process with SIGTERM (SIGKILL after grace) and
+// waits for it, marking the exit as injected.
+func (w *World) stopReplica(n *node, grace time.Duration) {
+	n.mu.Lock()
+	rep := n.rep
+	n.expecting = true
+	n.mu.Unlock()
+	if rep == nil {
+		return
+	}
+	_ = rep.Signal(syscall.SIGCONT)
+	_ = rep.Stop(grace)
+}
+
+// close stops everything, bounded.
+func (w *World) close() {
+	if w.set != nil {
+		for _, n := range w.nodes {
+			n.mu.Lock()
+			n.expecting = true
+			n.mu.Unlock()
+			n.stall.set(false)
+		}
+		w.set.Close(10 * time.Second)
+	}
+	for _, n := range w.nodes {
+		for _, p := range n.links {
+			p.Close()
+		}
+	}
+	if w.store != nil {
+		w.store.Close()
+	}
+	if w.etcd != nil {
+		w.etcd.Close()
+	}
+}
