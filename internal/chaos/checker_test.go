@@ -1,0 +1,386 @@
+package chaos
+
+import (
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/leaderd/leaderd/internal/replicas"
+)
+
+var t0 = time.Date(2026, 11, 30, 16, 0, 0, 0, time.UTC)
+
+// at is t0 plus s seconds.
+func at(s float64) time.Time { return t0.Add(time.Duration(math.Round(s * float64(time.Second)))) }
+
+func ev(s float64, hook, phase, id string, token int64, reason string) replicas.Event {
+	return replicas.Event{At: at(s), Hook: hook, Phase: phase, ID: id, Token: token, Reason: reason}
+}
+
+func sample(id string, s float64, code int) Sample {
+	return Sample{Replica: id, Sent: at(s), Received: at(s + 0.002), Code: code}
+}
+
+// cleanRecord is a run that breaks no rule: a is primary (token 10), is
+// SIGKILLed at 5s and restarted (its startup demote at 6s is not the end
+// of its killed tenure), b takes over with token 12 and stays primary; a
+// cluster-wide cut from 10s to 12s does not touch the primary.
+func cleanRecord() *Record {
+	return &Record{
+		Seed: 42, Started: t0, Ended: at(20), Replicas: []string{"a", "b", "c"},
+		Timeline: []replicas.Event{
+			ev(0.5, "demote", "start", "a", 0, "startup"),
+			ev(0.6, "demote", "end", "a", 0, "startup"),
+			ev(1, "promote", "start", "a", 10, "elected"),
+			ev(1.1, "promote", "end", "a", 10, "elected"),
+			ev(6, "demote", "start", "a", 0, "startup"),
+			ev(6.05, "demote", "end", "a", 0, "startup"),
+			ev(6.5, "promote", "start", "b", 12, "elected"),
+			ev(6.6, "promote", "end", "b", 12, "elected"),
+		},
+		Samples: []Sample{
+			sample("a", 2, 200), sample("b", 2, 503), sample("c", 2, 503),
+			sample("b", 5.5, 503), sample("c", 5.5, 503),
+			sample("a", 7, 503), sample("b", 7, 200), sample("c", 7, 503),
+		},
+		Writes: []StoreWrite{
+			{At: at(2), Token: 10, Value: 1, Accepted: true},
+			{At: at(3), Token: 10, Value: 2, Accepted: true, Highest: 10},
+			{At: at(7), Token: 12, Value: 3, Accepted: true, Highest: 10},
+			{At: at(7.5), Token: 10, Value: 4, Accepted: false, Highest: 12},
+		},
+		Acked: []Ack{
+			{At: at(2.01), Replica: "a", Token: 10, Value: 1},
+			{At: at(3.01), Replica: "a", Token: 10, Value: 2},
+			{At: at(7.01), Replica: "b", Token: 12, Value: 3},
+		},
+		Faults: []Fault{
+			{Seq: 1, Kind: "sigkill", Target: "a", Primary: true, Injected: at(5),
+				Recovered: at(6.6), PrimaryLost: at(5), NextPrimary: at(6.6)},
+			{Seq: 2, Kind: "cut-all", Injected: at(10), Healed: at(12), Recovered: at(12.5)},
+		},
+		Exits: []Exit{{Replica: "a", At: at(5), Code: -1, Injected: true}},
+		End: EndState{
+			Primaries:    []string{"b"},
+			LiveLeases:   []int64{100, 101},
+			SidecarLease: []int64{100, 101, 102},
+		},
+		Bound: 5 * time.Second,
+	}
+}
+
+func TestCheckCleanRecordPasses(t *testing.T) {
+	v := Check(cleanRecord())
+	if !v.OK() {
+		t.Fatalf("violations on the clean record: %v", v.Violations)
+	}
+	if v.FencedOverlaps != 0 || len(v.Overlaps) != 0 || len(v.Slow) != 0 || v.TwoPrimaryPairs != 0 {
+		t.Fatalf("clean verdict %+v", v)
+	}
+}
+
+// TestCheckEachRuleFiresOnItsViolation breaks the clean record in one way
+// per case and wants exactly that one violation.
+func TestCheckEachRuleFiresOnItsViolation(t *testing.T) {
+	cases := []struct {
+		name, rule string
+		spoil      func(r *Record)
+	}{
+		{"overlap", RuleTenureOverlap, func(r *Record) {
+			// c promotes with a newer token while b is still primary,
+			// nobody frozen: fencing held, but nothing excuses it.
+			r.Timeline = append(r.Timeline, ev(8, "promote", "start", "c", 13, "elected"), ev(9, "demote", "end", "c", 13, "lost"))
+		}},
+		{"token goes down", RuleTokenOrder, func(r *Record) { r.Timeline[2].Token = 14 }},
+		{"no token", RuleTokenOrder, func(r *Record) { r.Timeline[2].Token = 0 }},
+		{"stale accept", RuleFencing, func(r *Record) {
+			r.Writes = append(r.Writes, StoreWrite{At: at(7.6), Token: 10, Value: 7, Accepted: true, Highest: 12})
+		}},
+		{"ack never written", RuleLostWrite, func(r *Record) { r.Acked = append(r.Acked, Ack{At: at(8), Replica: "b", Token: 12, Value: 99}) }},
+		{"ack fenced", RuleLostWrite, func(r *Record) { r.Acked = append(r.Acked, Ack{At: at(8), Replica: "a", Token: 10, Value: 4}) }},
+		{"two 200s", RuleTwoPrimaries, func(r *Record) {
+			r.Samples = append(r.Samples, Sample{Replica: "c", Sent: at(7.001), Received: at(7.003), Code: 200})
+		}},
+		{"slow", RuleSlowRecovery, func(r *Record) { r.Faults[1].Recovered = at(18) }},
+		{"never", RuleNoRecovery, func(r *Record) { r.Faults[1].Recovered = time.Time{} }},
+		{"lease", RuleLeftoverLease, func(r *Record) { r.End.LiveLeases = append(r.End.LiveLeases, 999) }},
+		{"hook", RuleLeftoverHook, func(r *Record) { r.End.LeftoverHook = []string{"/bin/sh demote.sh"} }},
+		{"no primary", RuleEndPrimaries, func(r *Record) { r.End.Primaries = nil }},
+		{"two primaries", RuleEndPrimaries, func(r *Record) { r.End.Primaries = []string{"b", "c"} }},
+		{"exit", RuleUnexpectedExit, func(r *Record) { r.Exits = append(r.Exits, Exit{Replica: "c", At: at(15), Code: 2}) }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := cleanRecord()
+			c.spoil(r)
+			v := Check(r)
+			if len(v.Violations) != 1 || v.Violations[0].Rule != c.rule {
+				t.Fatalf("want exactly one %s, got %v", c.rule, v.Violations)
+			}
+			if v.OK() || v.ByRule()[c.rule] != 1 {
+				t.Fatalf("OK=%t ByRule=%v", v.OK(), v.ByRule())
+			}
+			if v.Violations[0].Detail == "" || v.Violations[0].At.IsZero() {
+				t.Fatalf("violation without detail or time: %+v", v.Violations[0])
+			}
+		})
+	}
+}
+
+// overlapRecord: b (token 12) is primary when c promotes with token 13 at
+// 8s and demotes at 9s; frozen says whether b was frozen then, and
+// staleAfterNewer whether the store accepted b's token 12 after c's 13.
+func overlapRecord(frozen, staleAfterNewer bool) *Record {
+	r := cleanRecord()
+	r.Timeline = append(r.Timeline, ev(8, "promote", "start", "c", 13, "elected"), ev(9, "demote", "end", "c", 13, "lost"))
+	r.Writes = append(r.Writes,
+		StoreWrite{At: at(8.1), Token: 12, Value: 5, Accepted: true, Highest: 12}, // before 13 was seen: fine
+		StoreWrite{At: at(8.2), Token: 13, Value: 6, Accepted: true, Highest: 12},
+		StoreWrite{At: at(8.3), Token: 12, Value: 7, Accepted: staleAfterNewer, Highest: 13},
+	)
+	if frozen {
+		r.Frozen = []Window{{Replica: "b", Start: at(7.5), End: at(9.5)}}
+	}
+	return r
+}
+
+func TestCheckOverlapWithFrozenReplicaAndFencingIsExcused(t *testing.T) {
+	v := Check(overlapRecord(true, false))
+	if !v.OK() {
+		t.Fatalf("violations: %v", v.Violations)
+	}
+	if v.FencedOverlaps != 1 || len(v.Overlaps) != 1 || !v.Overlaps[0].Excused {
+		t.Fatalf("fenced overlaps %d, overlaps %+v", v.FencedOverlaps, v.Overlaps)
+	}
+	if o := v.Overlaps[0]; o.A.ID != "b" || o.B.ID != "c" || !o.Start.Equal(at(8)) || !o.End.Equal(at(9)) {
+		t.Fatalf("overlap %+v", o)
+	}
+}
+
+func TestCheckOverlapWithHookFaultAndFencingIsExcused(t *testing.T) {
+	r := overlapRecord(false, false)
+	r.HookFaults = []Window{{Replica: "c", Start: at(8.5), End: at(12)}}
+	if v := Check(r); !v.OK() || v.FencedOverlaps != 1 {
+		t.Fatalf("violations %v, fenced overlaps %d", v.Violations, v.FencedOverlaps)
+	}
+}
+
+func TestCheckOverlapWithoutFrozenReplicaIsViolation(t *testing.T) {
+	v := Check(overlapRecord(false, false))
+	if len(v.Violations) != 1 || v.Violations[0].Rule != RuleTenureOverlap || v.FencedOverlaps != 0 {
+		t.Fatalf("violations %v, fenced overlaps %d", v.Violations, v.FencedOverlaps)
+	}
+	if got := v.Violations[0].Replicas; !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("replicas %v", got)
+	}
+}
+
+func TestCheckOverlapWithFrozenReplicaButStaleTokenAcceptedIsViolation(t *testing.T) {
+	v := Check(overlapRecord(true, true))
+	// The stale accept also breaks the store-wide fencing rule.
+	if got := v.ByRule(); len(v.Violations) != 2 || got[RuleUnfencedOverlap] != 1 || got[RuleFencing] != 1 {
+		t.Fatalf("violations %v", v.Violations)
+	}
+	if v.FencedOverlaps != 0 || v.Overlaps[0].Stale == nil || v.Overlaps[0].Stale.Value != 7 {
+		t.Fatalf("overlaps %+v", v.Overlaps)
+	}
+}
+
+func TestCheckOverlapOutsideFrozenWindowIsViolation(t *testing.T) {
+	r := overlapRecord(true, false)
+	r.Frozen[0].Start, r.Frozen[0].End = at(15), at(16)
+	if v := Check(r); len(v.Violations) != 1 || v.Violations[0].Rule != RuleTenureOverlap {
+		t.Fatalf("violations %v", v.Violations)
+	}
+}
+
+func TestJudgedTenures(t *testing.T) {
+	r := cleanRecord()
+	r.Timeline = append(r.Timeline,
+		// c: promote, demote hook started and outlived the SIGKILL at 9s.
+		ev(8, "promote", "start", "c", 13, "elected"),
+		ev(8.8, "demote", "start", "c", 13, "lost"),
+		ev(9.2, "demote", "end", "c", 13, "lost"),
+		// c again: promote 14, its demote never ended, promote 15 later.
+		ev(10, "promote", "start", "c", 14, "elected"),
+		ev(10.5, "demote", "start", "c", 14, "hook-failed"),
+		ev(11, "promote", "start", "c", 15, "elected"),
+		ev(11.5, "demote", "end", "c", 15, "lost"),
+	)
+	r.Exits = append(r.Exits, Exit{Replica: "c", At: at(9), Code: -1, Injected: true})
+	ts := judgedTenures(r)
+	want := []struct {
+		id     string
+		token  int64
+		end    time.Time
+		reason string
+	}{
+		{"a", 10, at(5), "(exit)"}, // not the restarted process's startup demote at 6.05s
+		{"b", 12, at(20), "(open at end)"},
+		{"c", 13, at(9.2), "lost"}, // demote began before the exit: its end stands
+		{"c", 14, at(11), "(next promote)"},
+		{"c", 15, at(11.5), "lost"},
+	}
+	if len(ts) != len(want) {
+		t.Fatalf("tenures %+v", ts)
+	}
+	for i, w := range want {
+		if g := ts[i]; g.ID != w.id || g.Token != w.token || !g.End.Equal(w.end) || g.EndReason != w.reason {
+			t.Errorf("tenure %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+func TestCheckTwoPrimariesExcusedByFrozenReplica(t *testing.T) {
+	r := cleanRecord()
+	r.Samples = append(r.Samples, Sample{Replica: "c", Sent: at(7.001), Received: at(7.003), Code: 200})
+	r.Frozen = []Window{{Replica: "c", Start: at(6.9), End: at(7.5)}}
+	if v := Check(r); !v.OK() || v.ExcusedPairs != 1 || v.TwoPrimaryPairs != 0 {
+		t.Fatalf("violations %v, excused %d, pairs %d", v.Violations, v.ExcusedPairs, v.TwoPrimaryPairs)
+	}
+}
+
+func TestCheckTwoPrimariesDisjointSamplesAreFine(t *testing.T) {
+	r := cleanRecord()
+	// c answers 200 right after b's probe came back: not at the same time.
+	r.Samples = append(r.Samples, Sample{Replica: "c", Sent: at(7.0021), Received: at(7.004), Code: 200})
+	if v := Check(r); v.ByRule()[RuleTwoPrimaries] != 0 {
+		t.Fatalf("violations %v", v.Violations)
+	}
+}
+
+func TestCheckTwoPrimariesEpisodesAndCap(t *testing.T) {
+	r := cleanRecord()
+	// One episode: b and c both 200 for 5 consecutive 20 ms rounds.
+	for i := range 5 {
+		s := 7.02 + 0.02*float64(i)
+		r.Samples = append(r.Samples, sample("b", s, 200), sample("c", s, 200))
+	}
+	v := Check(r)
+	if len(v.Violations) != 1 || v.Violations[0].Rule != RuleTwoPrimaries || v.TwoPrimaryPairs != 5 {
+		t.Fatalf("violations %v, pairs %d", v.Violations, v.TwoPrimaryPairs)
+	}
+	// maxDetailed+3 episodes, 2 s apart: maxDetailed detailed plus one summary.
+	r = cleanRecord()
+	for i := range maxDetailed + 3 {
+		s := 30 + 2*float64(i)
+		r.Samples = append(r.Samples, sample("b", s, 200), sample("c", s, 200))
+	}
+	v = Check(r)
+	if n := v.ByRule()[RuleTwoPrimaries]; n != maxDetailed+1 || v.TwoPrimaryPairs != maxDetailed+3 {
+		t.Fatalf("%d two-primaries violations, %d pairs", n, v.TwoPrimaryPairs)
+	}
+}
+
+func TestCheckRecoveryStartsAtLatestOverlappingHeal(t *testing.T) {
+	r := cleanRecord()
+	// #3 overlaps #2 and heals at 16s; #2's recovery is counted from there.
+	r.Faults[1].Overlaps = []int{3}
+	r.Faults[1].Recovered = at(17)
+	r.Faults = append(r.Faults, Fault{Seq: 3, Kind: "member-isolate", Target: "member-1", Injected: at(11),
+		Healed: at(16), Overlaps: []int{2}, Recovered: at(17)})
+	v := Check(r)
+	if !v.OK() {
+		t.Fatalf("violations %v", v.Violations)
+	}
+	if rec := v.Recoveries[1]; !rec.From.Equal(at(16)) || rec.Took != time.Second || rec.Slow {
+		t.Fatalf("recovery %+v", rec)
+	}
+	if rec := v.Recoveries[0]; !rec.From.Equal(at(5)) || rec.Took != 1600*time.Millisecond {
+		t.Fatalf("instant fault's recovery %+v", rec)
+	}
+}
+
+func TestCheckSlowRecoveryListsItsFault(t *testing.T) {
+	r := cleanRecord()
+	r.Faults[1].Recovered = at(18)
+	v := Check(r)
+	if len(v.Slow) != 1 || v.Slow[0].Fault.Seq != 2 || v.Slow[0].Took != 6*time.Second || v.Slow[0].Never {
+		t.Fatalf("slow %+v", v.Slow)
+	}
+	r.Bound = 0 // unknown: not judged
+	if v := Check(r); !v.OK() || len(v.Slow) != 0 {
+		t.Fatalf("zero bound: violations %v, slow %+v", v.Violations, v.Slow)
+	}
+}
+
+func TestFiguresPerKind(t *testing.T) {
+	r := cleanRecord()
+	r.Faults = append(r.Faults,
+		Fault{Seq: 3, Kind: "sigkill", Target: "b", Primary: true, Injected: at(13), Overlaps: []int{4},
+			Recovered: at(16), PrimaryLost: at(13), NextPrimary: at(16)},
+		Fault{Seq: 4, Kind: "sigstop", Target: "c", Injected: at(13.5), Healed: at(14), Overlaps: []int{3},
+			Recovered: at(16)},
+	)
+	v := Check(r)
+	fig := map[string]KindFigures{}
+	var order []string
+	for _, k := range v.Figures {
+		fig[k.Kind] = k
+		order = append(order, k.Kind)
+	}
+	if want := []string{"cut-all", "sigkill", "sigstop", GroupAll, GroupOverlapping}; !slices.Equal(order, want) {
+		t.Fatalf("figure groups %v, want %v", order, want)
+	}
+	k := fig["sigkill"]
+	// Recoveries: #1 1.6s; #3 from the later of its own instant kill (13s)
+	// and #4's heal (14s) to 16s: 2s.
+	if k.Count != 2 || k.PrimaryTargeted != 2 || k.Overlapping != 1 || k.Recovery.N != 2 ||
+		k.Recovery.P50 != 1600*time.Millisecond || k.Recovery.P99 != 2*time.Second || k.Recovery.Max != 2*time.Second {
+		t.Fatalf("sigkill figures %+v", k)
+	}
+	if k.Failover.N != 2 || k.Failover.P50 != 1600*time.Millisecond || k.Failover.Max != 3*time.Second {
+		t.Fatalf("sigkill failover %+v", k.Failover)
+	}
+	if g := fig[GroupOverlapping]; g.Count != 2 || g.Overlapping != 2 {
+		t.Fatalf("overlapping group %+v", g)
+	}
+	if g := fig[GroupAll]; g.Count != 4 || g.PrimaryTargeted != 2 || g.Failover.N != 2 {
+		t.Fatalf("all group %+v", g)
+	}
+	if g := fig["cut-all"]; g.Failover.N != 0 || g.NoFailover != 0 || g.Recovery.P50 != 500*time.Millisecond {
+		t.Fatalf("cut-all figures %+v", g)
+	}
+}
+
+func TestPercentileNearestRank(t *testing.T) {
+	ms := func(vs ...int) []time.Duration {
+		var ds []time.Duration
+		for _, v := range vs {
+			ds = append(ds, time.Duration(v)*time.Millisecond)
+		}
+		return ds
+	}
+	var hundred []int
+	for i := 100; i >= 1; i-- { // unsorted on purpose
+		hundred = append(hundred, i)
+	}
+	cases := []struct {
+		name string
+		ds   []time.Duration
+		p    float64
+		want time.Duration
+	}{
+		{"empty", nil, 50, 0},
+		{"one value p50", ms(7), 50, 7 * time.Millisecond},
+		{"one value p99", ms(7), 99, 7 * time.Millisecond},
+		{"ten p50", ms(10, 9, 8, 7, 6, 5, 4, 3, 2, 1), 50, 5 * time.Millisecond},
+		{"ten p99 is the max", ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 99, 10 * time.Millisecond},
+		{"two p50 is the lower", ms(30, 10), 50, 10 * time.Millisecond},
+		{"hundred p99", ms(hundred...), 99, 99 * time.Millisecond},
+		{"hundred p50", ms(hundred...), 50, 50 * time.Millisecond},
+		{"p100 is the max", ms(hundred...), 100, 100 * time.Millisecond},
+		{"p0 is the min", ms(3, 1, 2), 0, 1 * time.Millisecond},
+	}
+	for _, c := range cases {
+		if got := Percentile(c.ds, c.p); got != c.want {
+			t.Errorf("%s: Percentile = %s, want %s", c.name, got, c.want)
+		}
+	}
+	in := ms(3, 1, 2)
+	Percentile(in, 50)
+	if !slices.Equal(in, ms(3, 1, 2)) {
+		t.Errorf("Percentile reordered its input: %v", in)
+	}
+}
