@@ -3,7 +3,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test lint demo bench e2e clean
+.PHONY: build test lint demo bench e2e clean chaos chaos-short fuzz soak
 
 build:
 	CGO_ENABLED=0 $(GO) build -tags nodemo -trimpath -ldflags '$(LDFLAGS)' -o bin/leaderd ./cmd/leaderd
@@ -29,6 +29,26 @@ bench:
 
 clean:
 	rm -rf bin
+
+# The randomized fault campaign (RELIABILITY.md). SEED picks the faults;
+# a failing seed replays with the command its report prints.
+SEED ?= $(shell date +%s)
+FAULTS ?= 500
+chaos:
+	$(GO) run ./chaos -seed $(SEED) -faults $(FAULTS)
+
+# The short fixed-seed campaign CI runs.
+chaos-short:
+	$(GO) run ./chaos -seed 1 -faults 40 -replicas 3
+
+# Every fuzz target for FUZZTIME (default 2m) each.
+fuzz:
+	scripts/fuzz.sh
+
+# The soak: churn for SOAK (default 30m), sampling leaderd's footprint.
+SOAK ?= 30m
+soak:
+	$(GO) run ./chaos -soak $(SOAK)
 
 # docker compose demo and end-to-end suite (see examples/compose/).
 # images: build leaderd, demo-app and etcd images offline (scripts/images.sh).

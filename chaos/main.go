@@ -38,6 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", "", "working directory, kept (default: a temporary one, removed after a pass)")
 	recordPath := fs.String("record", "", "also write the whole record as JSON to this file")
 	verbose := fs.Bool("v", false, "log each fault as it is injected")
+	race := fs.Bool("race", false, "build leaderd with the race detector; a data race ends the replica and fails the run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -72,7 +73,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The deployable build, as operators run it.
-	bin, err := replicas.Build(ctx, *dir, "nodemo")
+	build := replicas.Build
+	if *race {
+		build = replicas.BuildRace
+	}
+	bin, err := build(ctx, *dir, "nodemo")
 	if err != nil {
 		fmt.Fprintln(stderr, "chaos:", err)
 		return 1
@@ -91,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	v := chaos.Check(rec)
-	chaos.WriteReport(stdout, rec, v, replay(o))
+	chaos.WriteReport(stdout, rec, v, replay(o, *race))
 	if err != nil {
 		fmt.Fprintln(stderr, "chaos: interrupted:", err)
 		return 1
@@ -107,11 +112,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // replay is the command that draws the same faults again.
-func replay(o chaos.Options) string {
+func replay(o chaos.Options, race bool) string {
 	args := []string{"go run ./chaos",
 		fmt.Sprintf("-seed %d", o.Seed), fmt.Sprintf("-faults %d", o.Faults),
 		fmt.Sprintf("-replicas %d", o.Replicas), fmt.Sprintf("-overlap %g", o.Overlap),
 		"-ttl " + o.TTL.String(), "-demote-timeout " + o.DemoteTimeout.String(),
 		"-promote-timeout " + o.PromoteTimeout.String()}
+	if race {
+		args = append(args, "-race")
+	}
 	return strings.Join(args, " ")
 }

@@ -165,7 +165,15 @@ func (c *campaign) step() {
 		a.fault.Healed = time.Now()
 		lastHeal = a.fault.Healed
 	}
-	recovered := c.obs.waitSteady(c.ctx, lastHeal, c.bound+recoveryCap)
+	since := lastHeal
+	for _, a := range group {
+		if a.kind.moves && a.primary != "" {
+			if moved := c.obs.waitNotServing(c.ctx, a.primary, c.bound); moved.After(since) {
+				since = moved
+			}
+		}
+	}
+	recovered := c.obs.waitSteady(c.ctx, since, c.bound+recoveryCap)
 	for _, a := range group {
 		a.fault.Recovered = recovered
 	}
@@ -179,7 +187,7 @@ func (c *campaign) step() {
 func (c *campaign) begin(k *kind, other *active) *active {
 	primary, _ := c.obs.primary()
 	f := &Fault{Seq: len(c.faults) + 1, Kind: k.name, Injected: time.Now()}
-	a := &active{kind: k, fault: f, hold: k.hold(c.rand, c.o.TTL)}
+	a := &active{kind: k, fault: f, hold: k.hold(c.rand, c.o.TTL), primary: primary}
 	if k.scope == onReplica {
 		a.node = c.pickReplica(primary, other)
 		if a.node == nil {

@@ -28,12 +28,16 @@ type kind struct {
 	hold   func(r *rand.Rand, ttl time.Duration) time.Duration
 	inject func(c *campaign, a *active) error
 	heal   func(c *campaign, a *active) error
+	// moves: the fault is over once injected but its effect, the primary
+	// moving, comes later; recovery is timed from that effect.
+	moves bool
 }
 
 // active is one injected fault and what its heal needs.
 type active struct {
 	kind    *kind
 	fault   *Fault
+	primary string // the replica serving as primary at injection
 	node    *node
 	members []int
 	hold    time.Duration
@@ -148,9 +152,9 @@ var kinds = []*kind{
 	{name: "quorum-long", weight: 2, scope: onEtcd, hold: between(1.3, 2.2),
 		inject: func(c *campaign, a *active) error { return c.loseQuorum(a) },
 		heal:   func(c *campaign, a *active) error { return c.regainQuorum(a) }},
-	{name: "resign", weight: 3, scope: onElection, hold: instant,
+	{name: "resign", weight: 3, scope: onElection, hold: instant, moves: true,
 		inject: func(c *campaign, a *active) error { return c.operator("resign", "--wait", "0") }},
-	{name: "switchover", weight: 3, scope: onElection, hold: instant,
+	{name: "switchover", weight: 3, scope: onElection, hold: instant, moves: true,
 		inject: func(c *campaign, a *active) error {
 			to := c.randomStandby()
 			if to == nil {

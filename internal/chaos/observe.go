@@ -240,3 +240,26 @@ func (o *observer) lastSample(id string) (Sample, bool) {
 	s, ok := o.last[id]
 	return s, ok
 }
+
+// waitNotServing waits until replica id answers /primary with anything
+// but 200 (or stops answering), bounded by max; it returns when, or the
+// zero time.
+func (o *observer) waitNotServing(ctx context.Context, id string, max time.Duration) time.Time {
+	start := time.Now()
+	tick := time.NewTicker(SampleInterval / 2)
+	defer tick.Stop()
+	for time.Since(start) < max {
+		if s, ok := o.lastSample(id); ok && s.Sent.After(start) && s.Code != http.StatusOK {
+			return s.Sent
+		}
+		if o.w.byID[id].replica() == nil {
+			return time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}
+		case <-tick.C:
+		}
+	}
+	return time.Time{}
+}

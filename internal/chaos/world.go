@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,9 @@ import (
 )
 
 const electionName = "chaos"
+
+// raceExitCode is how a -race replica exits on a data race.
+const raceExitCode = 66
 
 // World is what a campaign runs in: the etcd cluster, one fault proxy per
 // replica-to-member link, the replicas, the fenced store and the record of
@@ -139,7 +143,9 @@ func (w *World) start(n *node) error {
 	unhealthy := filepath.Join(w.dir, "unhealthy."+n.id)
 	rep, err := w.set.StartWith(replicas.Options{
 		Stderr: wr,
-		Env:    []string{"CHAOS_DIR=" + w.dir, "STORE_URL=" + w.store.URL()},
+		Env: []string{"CHAOS_DIR=" + w.dir, "STORE_URL=" + w.store.URL(),
+			// Only a -race build reads it: a race ends the replica at once.
+			"GORACE=halt_on_error=1 exitcode=" + strconv.Itoa(raceExitCode)},
 	}, n.id, strings.Join(endpoints, ","),
 		"--on-promote", w.hook,
 		"--on-demote", w.hook,
@@ -192,7 +198,8 @@ func (w *World) watchExit(n *node, rep *replicas.Replica) {
 	<-rep.Done()
 	code, _ := rep.Wait(0)
 	n.mu.Lock()
-	injected := n.expecting
+	// A data race is never what the fault asked for.
+	injected := n.expecting && code != raceExitCode
 	if n.rep == rep {
 		n.rep = nil
 	}

@@ -350,10 +350,21 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 // inside the module) with the given build tags, and returns the binary's
 // path. Tag "nodemo" gives the deployable sidecar without embedded etcd.
 func Build(ctx context.Context, dir string, tags ...string) (string, error) {
+	return build(ctx, dir, nil, tags)
+}
+
+// BuildRace is Build with the race detector compiled in, for the fault
+// campaign: a data race under faults then ends the replica (with GORACE
+// halt_on_error=1) where the campaign sees it.
+func BuildRace(ctx context.Context, dir string, tags ...string) (string, error) {
+	return build(ctx, dir, []string{"-race"}, tags)
+}
+
+func build(ctx context.Context, dir string, flags, tags []string) (string, error) {
 	bin := filepath.Join(dir, "leaderd")
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	args := []string{"build", "-o", bin}
+	args := append([]string{"build", "-o", bin}, flags...)
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
