@@ -1,0 +1,601 @@
+package chaos
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Named limits: generous for a loaded machine, short enough that a broken
+// member fails the campaign instead of hanging it.
+const (
+	// clusterReadyTimeout caps StartCluster's wait for every member to serve.
+	clusterReadyTimeout = 30 * time.Second
+	// restartReadyWait caps Restart's wait for the member to be ready. A
+	// member that rejoins a quorum is ready within a few election timeouts;
+	// without a quorum it never is.
+	restartReadyWait = 5 * time.Second
+	// memberStopTimeout caps stopping one member. embed's Close waits up to
+	// etcd's request timeout (7s with the default election timeout) for
+	// open client streams, then a second for peer connections.
+	memberStopTimeout = 15 * time.Second
+	// bindAttempts is how often StartCluster picks new ports when another
+	// process took a picked port between the probe and etcd's own bind.
+	bindAttempts = 5
+	// rebindWait bounds Restart's retries of a port that is still (or
+	// briefly) in use; its ports cannot change.
+	rebindWait = 2 * time.Second
+)
+
+var (
+	// ErrClosed is returned by Kill and Restart after Close.
+	ErrClosed = errors.New("chaos: cluster closed")
+	// ErrNotReady is returned by Restart when the member runs but has not
+	// become ready within its bound, e.g. because its cluster has no quorum.
+	// The member is left running and becomes ready once a quorum forms.
+	ErrNotReady = errors.New("chaos: restarted member not ready")
+)
+
+// Cluster is an embedded etcd cluster on loopback whose every member-to-
+// member link passes through a fault proxy, so that a link between two
+// members can be cut both ways, a member isolated from all its peers while
+// its clients still reach it, and members killed and restarted. Kill,
+// Restart and the link faults are safe for concurrent use.
+//
+// Each member listens for peers on a private port and advertises its
+// proxy's address instead (etcd derives member IDs from the advertised
+// URLs, so the cluster never sees the private ports). The proxy learns
+// which member a connection comes from by the X-Server-From header rafthttp
+// sends; requests without it (probes, lease renewals a follower forwards to
+// the leader, version checks) come from an unknown source and are cut only
+// when the member they go to is isolated. So an isolated member's own
+// header-less requests still reach its peers; they are harmless, because
+// an isolated member loses its leader within an election timeout and stops
+// forwarding lease renewals.
+type Cluster struct {
+	logger          *slog.Logger
+	token           string
+	electionTimeout time.Duration
+	members         []*member
+
+	faultMu  sync.Mutex
+	ids      map[string]int // member ID (hex, as in X-Server-From) -> index
+	cut      [][]bool       // cut[i][j]: traffic from i to j is dropped; kept symmetric
+	isolated []bool         // also drop header-less traffic to the member
+
+	mu       sync.Mutex // guards closed, quiet and every member's etcd
+	closed   bool
+	quiet    map[*embed.Etcd]*atomic.Bool // set once a stop begins: see etcdLogCore
+	stopping sync.WaitGroup               // member stops in flight, which Close waits for
+}
+
+// member is one etcd member, its fixed addresses and its proxy.
+type member struct {
+	index     int
+	name      string
+	dir       string
+	clientURL url.URL // the member's own client listener
+	peerURL   url.URL // the member's own (private) peer listener
+	proxyURL  url.URL // its proxy, the peer URL it advertises
+	proxy     *peerProxy
+	logger    *slog.Logger // etcd's own error-level entries
+
+	op   sync.Mutex  // serialises Kill and Restart of this member
+	etcd *embed.Etcd // guarded by Cluster.mu; nil while killed
+}
+
+// StartCluster starts an n-member cluster with its data under dir, one
+// subdirectory per member, and waits until every member serves clients
+// (bounded by ctx and a 30s cap). The ports stay the same across Kill and
+// Restart; if another process takes a picked port before etcd binds it,
+// the whole cluster is started again on new ports. On error nothing is
+// left running.
+func StartCluster(ctx context.Context, dir string, n int, logger *slog.Logger) (*Cluster, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("chaos: cluster of %d members", n)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	for attempt := 1; attempt <= bindAttempts; attempt++ {
+		var c *Cluster
+		c, err = startCluster(ctx, dir, n, logger)
+		if err == nil {
+			return c, nil
+		}
+		if !isAddrInUse(err) {
+			break
+		}
+		logger.Warn("port taken, restarting the cluster on new ports", "attempt", attempt, "err", err)
+	}
+	return nil, err
+}
+
+func startCluster(ctx context.Context, dir string, n int, logger *slog.Logger) (_ *Cluster, err error) {
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		logger:   logger.With("component", "chaos-etcd"),
+		token:    "chaos-" + randomSuffix(),
+		ids:      make(map[string]int),
+		cut:      make([][]bool, n),
+		isolated: make([]bool, n),
+		quiet:    make(map[*embed.Etcd]*atomic.Bool),
+		// The members keep embed's default timing.
+		electionTimeout: time.Duration(embed.NewConfig().ElectionMs) * time.Millisecond,
+	}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	// Proxies first: their ports are bound here, for good, and every
+	// member's configuration names all of them.
+	for i := range n {
+		c.cut[i] = make([]bool, n)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("chaos: peer proxy listen: %w", err)
+		}
+		m := &member{
+			index:     i,
+			name:      fmt.Sprintf("%s-%d", c.token, i),
+			clientURL: loopbackURL(ports[2*i]),
+			peerURL:   loopbackURL(ports[2*i+1]),
+			proxyURL:  url.URL{Scheme: "http", Host: ln.Addr().String()},
+			logger:    logger.With("component", "etcd", "member", i),
+		}
+		m.dir = filepath.Join(dir, m.name)
+		m.proxy = newPeerProxy(ln, i, m.peerURL.Host, func(fromID string) bool { return c.linkUp(fromID, i) },
+			c.logger.With("proxy", i))
+		c.members = append(c.members, m)
+	}
+	for _, m := range c.members {
+		e, err := c.startEtcd(m)
+		if err != nil {
+			return nil, fmt.Errorf("chaos: start member %d: %w", m.index, err)
+		}
+		c.mu.Lock()
+		m.etcd = e
+		c.mu.Unlock()
+		c.faultMu.Lock()
+		c.ids[e.Server.MemberID().String()] = m.index
+		c.faultMu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(ctx, clusterReadyTimeout)
+	defer cancel()
+	for _, m := range c.members {
+		select {
+		case <-m.etcd.Server.ReadyNotify():
+		case err := <-m.etcd.Err():
+			return nil, fmt.Errorf("chaos: member %d failed before ready: %w", m.index, err)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("chaos: member %d not ready: %w", m.index, ctx.Err())
+		}
+	}
+	c.logger.Info("etcd cluster started", "members", n, "endpoints", c.Endpoints())
+	return c, nil
+}
+
+// startEtcd starts m. The configuration is the same at every start of m:
+// etcd ignores the initial cluster once the member has a WAL.
+func (c *Cluster) startEtcd(m *member) (*embed.Etcd, error) {
+	quiet := new(atomic.Bool)
+	e, err := embed.StartEtcd(c.config(m, quiet))
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.quiet[e] = quiet
+	c.mu.Unlock()
+	return e, nil
+}
+
+// config is a fresh configuration for m (embed.StartEtcd mutates the one
+// it is given).
+func (c *Cluster) config(m *member, quiet *atomic.Bool) *embed.Config {
+	initial := make([]string, len(c.members))
+	for i, o := range c.members {
+		initial[i] = o.name + "=" + o.proxyURL.String()
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = m.name
+	cfg.Dir = m.dir
+	cfg.ListenClientUrls = []url.URL{m.clientURL}
+	cfg.AdvertiseClientUrls = []url.URL{m.clientURL}
+	cfg.ListenPeerUrls = []url.URL{m.peerURL}
+	cfg.AdvertisePeerUrls = []url.URL{m.proxyURL}
+	cfg.InitialCluster = strings.Join(initial, ",")
+	cfg.InitialClusterToken = c.token
+	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(&etcdLogCore{logger: m.logger, quiet: quiet}))
+	return cfg
+}
+
+// Size is the number of members.
+func (c *Cluster) Size() int { return len(c.members) }
+
+// ClientURL is member i's client URL, "http://127.0.0.1:PORT". It does not
+// change across Kill and Restart.
+func (c *Cluster) ClientURL(i int) string { return c.members[i].clientURL.String() }
+
+// Endpoints are every member's client URL, in member order.
+func (c *Cluster) Endpoints() []string {
+	out := make([]string, len(c.members))
+	for i := range c.members {
+		out[i] = c.ClientURL(i)
+	}
+	return out
+}
+
+// ElectionTimeout is the raft election timeout the members run with
+// (embed's default, 1s, with 100ms heartbeats).
+func (c *Cluster) ElectionTimeout() time.Duration { return c.electionTimeout }
+
+// Running says whether member i runs (it may still be without a leader).
+func (c *Cluster) Running(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[i].etcd != nil
+}
+
+// Leader is the index of the raft leader, -1 if no running member knows
+// one. Members may disagree for a moment (an isolated leader steps down
+// only after an election timeout); the one with the highest term wins.
+func (c *Cluster) Leader() int {
+	leader, term := -1, uint64(0)
+	for i := range c.members {
+		e := c.running(i)
+		if e == nil {
+			continue
+		}
+		if l := c.indexOf(e.Server.Leader().String()); l >= 0 && (leader < 0 || e.Server.Term() > term) {
+			leader, term = l, e.Server.Term()
+		}
+	}
+	return leader
+}
+
+// LeaderOf is the index of the leader member i follows, -1 if it knows
+// none or is not running.
+func (c *Cluster) LeaderOf(i int) int {
+	e := c.running(i)
+	if e == nil {
+		return -1
+	}
+	return c.indexOf(e.Server.Leader().String())
+}
+
+// CutLink drops all traffic between members i and j, both ways: their
+// connections are reset and new ones refused. Idempotent.
+func (c *Cluster) CutLink(i, j int) { c.setLink(i, j, true) }
+
+// MendLink ends CutLink (and Isolate, for this one link). Idempotent.
+func (c *Cluster) MendLink(i, j int) { c.setLink(i, j, false) }
+
+func (c *Cluster) setLink(i, j int, cut bool) {
+	if i == j {
+		return
+	}
+	c.faultMu.Lock()
+	c.cut[i][j], c.cut[j][i] = cut, cut
+	c.faultMu.Unlock()
+	if cut {
+		c.members[i].proxy.enforce()
+		c.members[j].proxy.enforce()
+	}
+	c.logger.Info("peer link", "a", i, "b", j, "cut", cut)
+}
+
+// Isolate cuts every link of member i, and the header-less requests to it,
+// while its clients still reach it. Idempotent.
+func (c *Cluster) Isolate(i int) { c.setIsolated(i, true) }
+
+// Rejoin mends every link of member i, also those cut one by one with
+// CutLink. Idempotent.
+func (c *Cluster) Rejoin(i int) { c.setIsolated(i, false) }
+
+func (c *Cluster) setIsolated(i int, cut bool) {
+	c.faultMu.Lock()
+	c.isolated[i] = cut
+	for j := range c.members {
+		if j != i {
+			c.cut[i][j], c.cut[j][i] = cut, cut
+		}
+	}
+	c.faultMu.Unlock()
+	if cut {
+		for _, m := range c.members {
+			m.proxy.enforce()
+		}
+	}
+	c.logger.Info("peer isolation", "member", i, "isolated", cut)
+}
+
+// linkUp says whether traffic from the member with ID fromID ("" or an
+// ID not known yet: an unknown source) may reach member to.
+func (c *Cluster) linkUp(fromID string, to int) bool {
+	c.faultMu.Lock()
+	defer c.faultMu.Unlock()
+	from, ok := c.ids[fromID]
+	if !ok {
+		return !c.isolated[to]
+	}
+	return !c.cut[from][to]
+}
+
+// indexOf maps a member ID in hex to its index, -1 for none (e.g. "0").
+func (c *Cluster) indexOf(id string) int {
+	c.faultMu.Lock()
+	defer c.faultMu.Unlock()
+	if i, ok := c.ids[id]; ok {
+		return i
+	}
+	return -1
+}
+
+func (c *Cluster) running(i int) *embed.Etcd {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[i].etcd
+}
+
+// Kill stops member i abruptly, like a crash: raft stops at once (a leader
+// hands its leadership to no one), then the member's servers close, which
+// takes up to etcd's request timeout while clients hold streams open. The
+// data directory is kept. Killing a stopped member does nothing.
+func (c *Cluster) Kill(i int) error {
+	m := c.members[i]
+	m.op.Lock()
+	defer m.op.Unlock()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	e := m.etcd
+	m.etcd = nil
+	c.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	if !c.stop(e) {
+		return fmt.Errorf("chaos: member %d did not stop within %s", i, memberStopTimeout)
+	}
+	c.logger.Info("member killed", "member", i)
+	return nil
+}
+
+// Restart starts member i again with the same name, data directory and
+// ports (a running member is killed first), then waits until it is ready:
+// it has joined a quorum and serves clients. It returns nil then; it
+// returns ErrNotReady, with the member left running, if that takes longer
+// than ctx allows or 5s, as it does while the cluster has no quorum. Any
+// other error leaves the member stopped.
+func (c *Cluster) Restart(ctx context.Context, i int) error {
+	m := c.members[i]
+	e, err := c.startMember(ctx, m)
+	if err != nil {
+		return err
+	}
+	wait, cancel := context.WithTimeout(ctx, restartReadyWait)
+	defer cancel()
+	select {
+	case <-e.Server.ReadyNotify():
+		c.logger.Info("member restarted", "member", i)
+		return nil
+	case <-wait.Done():
+		return fmt.Errorf("%w: member %d after %s", ErrNotReady, i, restartReadyWait)
+	case <-e.Server.StopNotify():
+		return fmt.Errorf("chaos: member %d stopped before ready", i)
+	case err := <-e.Err():
+		_ = c.Kill(i)
+		return fmt.Errorf("chaos: member %d failed before ready: %w", i, err)
+	}
+}
+
+// startMember (re)starts m and registers it; it holds m.op only while
+// starting, so a concurrent Kill or Close can stop a member that is not
+// ready yet.
+func (c *Cluster) startMember(ctx context.Context, m *member) (*embed.Etcd, error) {
+	m.op.Lock()
+	defer m.op.Unlock()
+	c.mu.Lock()
+	closed, old := c.closed, m.etcd
+	m.etcd = nil
+	c.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if old != nil && !c.stop(old) {
+		return nil, fmt.Errorf("chaos: member %d did not stop within %s", m.index, memberStopTimeout)
+	}
+	var e *embed.Etcd
+	deadline := time.Now().Add(rebindWait)
+	for {
+		var err error
+		e, err = c.startEtcd(m)
+		if err == nil {
+			break
+		}
+		if !isAddrInUse(err) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("chaos: restart member %d: %w", m.index, err)
+		}
+		select { // its ports are fixed: wait for them to be free again
+		case <-ctx.Done():
+			return nil, fmt.Errorf("chaos: restart member %d: %w (%w)", m.index, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.stop(e)
+		return nil, ErrClosed
+	}
+	m.etcd = e
+	c.mu.Unlock()
+	return e, nil
+}
+
+// stop stops e abruptly (see Kill), bounded; false if it is still stopping.
+func (c *Cluster) stop(e *embed.Etcd) bool {
+	c.mu.Lock()
+	if q := c.quiet[e]; q != nil {
+		q.Store(true)
+		delete(c.quiet, e)
+	}
+	c.mu.Unlock()
+	done := make(chan struct{})
+	c.stopping.Add(1)
+	go func() {
+		defer c.stopping.Done()
+		defer close(done)
+		// HardStop first: Close alone would have a leader transfer its
+		// leadership, a graceful handover no crash performs. Close then
+		// finds the transport stopped and skips the transfer.
+		e.Server.HardStop()
+		e.Close()
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(memberStopTimeout):
+		return false
+	}
+}
+
+// Close stops every member at once (stopped one by one, the last ones
+// would wait for a quorum that is gone) and every proxy, bounded.
+// Idempotent; the data directories are kept.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	already := c.closed
+	c.closed = true
+	var running []*embed.Etcd
+	for _, m := range c.members {
+		if m.etcd != nil {
+			running = append(running, m.etcd)
+			m.etcd = nil
+		}
+	}
+	c.mu.Unlock()
+	if already {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, e := range running {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !c.stop(e) {
+				c.logger.Error("member did not stop", "name", e.Config().Name, "timeout", memberStopTimeout)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, m := range c.members {
+		m.proxy.close()
+	}
+	// Stops that timed out above, or in Kill, may still be running.
+	done := make(chan struct{})
+	go func() { c.stopping.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(memberStopTimeout):
+		c.logger.Error("members still stopping after Close", "timeout", memberStopTimeout)
+	}
+	c.logger.Info("etcd cluster closed")
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+// All n listeners are open together so the ports differ.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("chaos: pick a free port: %w", err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func loopbackURL(port int) url.URL {
+	return url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", port)}
+}
+
+func isAddrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+// etcdLogCore is a zap core that passes etcd's error-level (and worse)
+// entries to a slog.Logger and drops the rest: a fault campaign makes etcd
+// warn constantly about the peers it cannot reach. Once the member is being
+// stopped its errors (servers closed under their accept loops) are
+// expected, and logged at debug level.
+type etcdLogCore struct {
+	logger *slog.Logger
+	quiet  *atomic.Bool
+	fields []zapcore.Field
+}
+
+func (c *etcdLogCore) Enabled(l zapcore.Level) bool { return l >= zapcore.ErrorLevel }
+
+func (c *etcdLogCore) With(fields []zapcore.Field) zapcore.Core {
+	return &etcdLogCore{logger: c.logger, quiet: c.quiet, fields: append(slices.Clip(c.fields), fields...)}
+}
+
+func (c *etcdLogCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(ent.Level) {
+		return ce.AddCore(ent, c)
+	}
+	return ce
+}
+
+func (c *etcdLogCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range append(slices.Clip(c.fields), fields...) {
+		f.AddTo(enc)
+	}
+	attrs := make([]slog.Attr, 0, len(enc.Fields))
+	for _, k := range slices.Sorted(maps.Keys(enc.Fields)) {
+		attrs = append(attrs, slog.Any(k, enc.Fields[k]))
+	}
+	level := slog.LevelError
+	if c.quiet.Load() {
+		level = slog.LevelDebug
+	}
+	c.logger.LogAttrs(context.Background(), level, ent.Message, attrs...)
+	return nil
+}
+
+func (c *etcdLogCore) Sync() error { return nil }
