@@ -104,17 +104,23 @@ func History(ctx context.Context, client *clientv3.Client, prefix, election stri
 	}
 	out := make([]TenureRecord, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		var rec TenureRecord
-		if err := json.Unmarshal(kv.Value, &rec); err != nil {
-			// A value written by another tool: show the raw value as the
-			// id, as Candidates does.
-			rec = TenureRecord{ID: string(kv.Value)}
-		}
-		// The key is authoritative for the token: it is what sorts.
-		if token, err := strconv.ParseInt(strings.TrimPrefix(string(kv.Key), pfx), 10, 64); err == nil {
-			rec.FencingToken = token
-		}
-		out = append(out, rec)
+		out = append(out, decodeTenure(pfx, kv.Key, kv.Value))
 	}
 	return out, nil
+}
+
+// decodeTenure is the tenure record stored under key (inside the history
+// prefix pfx) with value.
+func decodeTenure(pfx string, key, value []byte) TenureRecord {
+	var rec TenureRecord
+	if err := json.Unmarshal(value, &rec); err != nil {
+		// A value written by another tool: show the raw value as the
+		// id, as Candidates does.
+		rec = TenureRecord{ID: string(value)}
+	}
+	// The key is authoritative for the token: it is what sorts.
+	if token, err := strconv.ParseInt(strings.TrimPrefix(string(key), pfx), 10, 64); err == nil {
+		rec.FencingToken = token
+	}
+	return rec
 }

@@ -53,17 +53,26 @@ func Candidates(ctx context.Context, client *clientv3.Client, prefix, election s
 	}
 	out := make([]Candidate, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		if !isCandidateKey(kv) {
-			continue
+		if c, ok := decodeCandidate(kv); ok {
+			out = append(out, c)
 		}
-		c := Candidate{Key: string(kv.Key), LeaseID: kv.Lease, CreateRevision: kv.CreateRevision}
-		if err := json.Unmarshal(kv.Value, &c.CandidateValue); err != nil {
-			// A value written by another tool: show the raw value as the id.
-			c.ID = string(kv.Value)
-		}
-		out = append(out, c)
 	}
 	return out, resp.Header.Revision, nil
+}
+
+// decodeCandidate is the candidate in kv; false when kv is not a candidate
+// key (see isCandidateKey).
+func decodeCandidate(kv *mvccpb.KeyValue) (Candidate, bool) {
+	if !isCandidateKey(kv) {
+		return Candidate{}, false
+	}
+	c := Candidate{Key: string(kv.Key), LeaseID: kv.Lease, CreateRevision: kv.CreateRevision}
+	if err := json.Unmarshal(kv.Value, &c.CandidateValue); err != nil {
+		// A value written by another tool: show the raw value as the id,
+		// and nothing a partial decode left in the other fields.
+		c.CandidateValue = CandidateValue{ID: string(kv.Value)}
+	}
+	return c, true
 }
 
 // isCandidateKey reports whether kv is a candidate key as campaigns make

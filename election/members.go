@@ -96,18 +96,16 @@ func Members(ctx context.Context, client *clientv3.Client, prefix, election stri
 	}
 	out := make([]Member, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		var m Member
-		if err := json.Unmarshal(kv.Value, &m); err != nil {
+		m := decodeMember(prefix, election, kv)
+		if m == nil {
 			continue // not ours: skip rather than fail the whole read
 		}
-		m.ID = strings.TrimPrefix(string(kv.Key), MembersPrefix(prefix, election)) // the key is the authority
-		m.LeaseID = kv.Lease
 		if kv.Lease != 0 {
 			if ttl, err := client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
 				m.LeaseSeconds = ttl.TTL
 			}
 		}
-		out = append(out, m)
+		out = append(out, *m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -56,7 +57,7 @@ func (o *outputLogger) stop(d time.Duration) bool {
 
 // logLines logs each line of r; a line longer than MaxLineBytes is logged
 // truncated (truncated=true) and the rest of it dropped.
-func logLines(log *slog.Logger, hook, stream string, level slog.Level, r *os.File) {
+func logLines(log *slog.Logger, hook, stream string, level slog.Level, r io.Reader) {
 	br := bufio.NewReaderSize(r, MaxLineBytes)
 	emit := func(line []byte, truncated bool) {
 		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
