@@ -21,6 +21,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
 )
 
 // Named limits: generous for a loaded machine, short enough that a broken
@@ -32,9 +33,9 @@ const (
 	// member that rejoins a quorum is ready within a few election timeouts;
 	// without a quorum it never is.
 	restartReadyWait = 5 * time.Second
-	// memberStopTimeout caps stopping one member. embed's Close waits up to
-	// etcd's request timeout (7s with the default election timeout) for
-	// open client streams, then a second for peer connections.
+	// memberStopTimeout caps stopping one member: embed's Close waits up to
+	// etcd's request timeout (7s) for HTTP/1 client requests, then a second
+	// for peer connections.
 	memberStopTimeout = 15 * time.Second
 	// bindAttempts is how often StartCluster picks new ports when another
 	// process took a picked port between the probe and etcd's own bind.
@@ -79,11 +80,11 @@ type Cluster struct {
 	ids      map[string]int // member ID (hex, as in X-Server-From) -> index
 	cut      [][]bool       // cut[i][j]: traffic from i to j is dropped; kept symmetric
 	isolated []bool         // also drop header-less traffic to the member
+	down     []bool         // the member is killed: drop everything to it
 
-	mu       sync.Mutex // guards closed, quiet and every member's etcd
+	mu       sync.Mutex // guards closed and every member's run
 	closed   bool
-	quiet    map[*embed.Etcd]*atomic.Bool // set once a stop begins: see etcdLogCore
-	stopping sync.WaitGroup               // member stops in flight, which Close waits for
+	stopping sync.WaitGroup // member stops in flight, which Close waits for
 }
 
 // member is one etcd member, its fixed addresses and its proxy.
@@ -97,8 +98,31 @@ type member struct {
 	proxy     *peerProxy
 	logger    *slog.Logger // etcd's own error-level entries
 
-	op   sync.Mutex  // serialises Kill and Restart of this member
-	etcd *embed.Etcd // guarded by Cluster.mu; nil while killed
+	op  sync.Mutex   // serialises Kill and Restart of this member
+	run *incarnation // guarded by Cluster.mu; nil while killed
+}
+
+// incarnation is one run of a member, from its start to its kill.
+type incarnation struct {
+	etcd     *embed.Etcd
+	stopping atomic.Bool // read by its etcdLogCore: errors while stopping are expected
+
+	mu      sync.Mutex
+	servers []*grpc.Server // its client servers, made once the member is ready
+}
+
+// addServer is etcd's ServiceRegister hook, the one way to reach the gRPC
+// servers an embedded member serves clients with.
+func (r *incarnation) addServer(s *grpc.Server) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.servers = append(r.servers, s)
+}
+
+func (r *incarnation) grpcServers() []*grpc.Server {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.servers)
 }
 
 // StartCluster starts an n-member cluster with its data under dir, one
@@ -140,7 +164,7 @@ func startCluster(ctx context.Context, dir string, n int, logger *slog.Logger) (
 		ids:      make(map[string]int),
 		cut:      make([][]bool, n),
 		isolated: make([]bool, n),
-		quiet:    make(map[*embed.Etcd]*atomic.Bool),
+		down:     make([]bool, n),
 		// The members keep embed's default timing.
 		electionTimeout: time.Duration(embed.NewConfig().ElectionMs) * time.Millisecond,
 	}
@@ -171,23 +195,23 @@ func startCluster(ctx context.Context, dir string, n int, logger *slog.Logger) (
 		c.members = append(c.members, m)
 	}
 	for _, m := range c.members {
-		e, err := c.startEtcd(m)
+		r, err := c.startEtcd(m)
 		if err != nil {
 			return nil, fmt.Errorf("chaos: start member %d: %w", m.index, err)
 		}
 		c.mu.Lock()
-		m.etcd = e
+		m.run = r
 		c.mu.Unlock()
 		c.faultMu.Lock()
-		c.ids[e.Server.MemberID().String()] = m.index
+		c.ids[r.etcd.Server.MemberID().String()] = m.index
 		c.faultMu.Unlock()
 	}
 	ctx, cancel := context.WithTimeout(ctx, clusterReadyTimeout)
 	defer cancel()
 	for _, m := range c.members {
 		select {
-		case <-m.etcd.Server.ReadyNotify():
-		case err := <-m.etcd.Err():
+		case <-m.run.etcd.Server.ReadyNotify():
+		case err := <-m.run.etcd.Err():
 			return nil, fmt.Errorf("chaos: member %d failed before ready: %w", m.index, err)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("chaos: member %d not ready: %w", m.index, ctx.Err())
@@ -199,16 +223,16 @@ func startCluster(ctx context.Context, dir string, n int, logger *slog.Logger) (
 
 // startEtcd starts m. The configuration is the same at every start of m:
 // etcd ignores the initial cluster once the member has a WAL.
-func (c *Cluster) startEtcd(m *member) (*embed.Etcd, error) {
-	quiet := new(atomic.Bool)
-	e, err := embed.StartEtcd(c.config(m, quiet))
+func (c *Cluster) startEtcd(m *member) (*incarnation, error) {
+	r := &incarnation{}
+	cfg := c.config(m, &r.stopping)
+	cfg.ServiceRegister = r.addServer
+	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	c.quiet[e] = quiet
-	c.mu.Unlock()
-	return e, nil
+	r.etcd = e
+	return r, nil
 }
 
 // config is a fresh configuration for m (embed.StartEtcd mutates the one
@@ -256,7 +280,7 @@ func (c *Cluster) ElectionTimeout() time.Duration { return c.electionTimeout }
 func (c *Cluster) Running(i int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.members[i].etcd != nil
+	return c.members[i].run != nil
 }
 
 // Leader is the index of the raft leader, -1 if no running member knows
@@ -337,6 +361,9 @@ func (c *Cluster) setIsolated(i int, cut bool) {
 func (c *Cluster) linkUp(fromID string, to int) bool {
 	c.faultMu.Lock()
 	defer c.faultMu.Unlock()
+	if c.down[to] {
+		return false
+	}
 	from, ok := c.ids[fromID]
 	if !ok {
 		return !c.isolated[to]
@@ -354,16 +381,20 @@ func (c *Cluster) indexOf(id string) int {
 	return -1
 }
 
+// running is member i's etcd, nil while it is killed.
 func (c *Cluster) running(i int) *embed.Etcd {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.members[i].etcd
+	if r := c.members[i].run; r != nil {
+		return r.etcd
+	}
+	return nil
 }
 
 // Kill stops member i abruptly, like a crash: raft stops at once (a leader
-// hands its leadership to no one), then the member's servers close, which
-// takes up to etcd's request timeout while clients hold streams open. The
-// data directory is kept. Killing a stopped member does nothing.
+// hands its leadership to no one) and its client connections are closed,
+// then its listeners. The data directory is kept. Killing a stopped member
+// does nothing.
 func (c *Cluster) Kill(i int) error {
 	m := c.members[i]
 	m.op.Lock()
@@ -373,13 +404,14 @@ func (c *Cluster) Kill(i int) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	e := m.etcd
-	m.etcd = nil
+	r := m.run
+	m.run = nil
 	c.mu.Unlock()
-	if e == nil {
+	if r == nil {
 		return nil
 	}
-	if !c.stop(e) {
+	c.setDown(i, true)
+	if !c.stop(r) {
 		return fmt.Errorf("chaos: member %d did not stop within %s", i, memberStopTimeout)
 	}
 	c.logger.Info("member killed", "member", i)
@@ -421,20 +453,24 @@ func (c *Cluster) startMember(ctx context.Context, m *member) (*embed.Etcd, erro
 	m.op.Lock()
 	defer m.op.Unlock()
 	c.mu.Lock()
-	closed, old := c.closed, m.etcd
-	m.etcd = nil
+	closed, old := c.closed, m.run
+	m.run = nil
 	c.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
 	}
-	if old != nil && !c.stop(old) {
-		return nil, fmt.Errorf("chaos: member %d did not stop within %s", m.index, memberStopTimeout)
+	if old != nil {
+		c.setDown(m.index, true)
+		if !c.stop(old) {
+			return nil, fmt.Errorf("chaos: member %d did not stop within %s", m.index, memberStopTimeout)
+		}
 	}
-	var e *embed.Etcd
+	c.setDown(m.index, false)
+	var r *incarnation
 	deadline := time.Now().Add(rebindWait)
 	for {
 		var err error
-		e, err = c.startEtcd(m)
+		r, err = c.startEtcd(m)
 		if err == nil {
 			break
 		}
@@ -450,22 +486,29 @@ func (c *Cluster) startMember(ctx context.Context, m *member) (*embed.Etcd, erro
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		c.stop(e)
+		c.stop(r)
 		return nil, ErrClosed
 	}
-	m.etcd = e
+	m.run = r
 	c.mu.Unlock()
-	return e, nil
+	return r.etcd, nil
 }
 
-// stop stops e abruptly (see Kill), bounded; false if it is still stopping.
-func (c *Cluster) stop(e *embed.Etcd) bool {
-	c.mu.Lock()
-	if q := c.quiet[e]; q != nil {
-		q.Store(true)
-		delete(c.quiet, e)
+// setDown marks member i killed or not. Its peers' connections to a killed
+// member are reset at once, as a crashed process's would be, rather than
+// when embed's Close gets to them (it gives them a second).
+func (c *Cluster) setDown(i int, down bool) {
+	c.faultMu.Lock()
+	c.down[i] = down
+	c.faultMu.Unlock()
+	if down {
+		c.members[i].proxy.enforce()
 	}
-	c.mu.Unlock()
+}
+
+// stop stops r abruptly (see Kill), bounded; false if it is still stopping.
+func (c *Cluster) stop(r *incarnation) bool {
+	r.stopping.Store(true)
 	done := make(chan struct{})
 	c.stopping.Add(1)
 	go func() {
@@ -474,8 +517,14 @@ func (c *Cluster) stop(e *embed.Etcd) bool {
 		// HardStop first: Close alone would have a leader transfer its
 		// leadership, a graceful handover no crash performs. Close then
 		// finds the transport stopped and skips the transfer.
-		e.Server.HardStop()
-		e.Close()
+		r.etcd.Server.HardStop()
+		// Close alone would also let open client streams (watches, lease
+		// keepalives) hang on for etcd's request timeout, 7s; a crashed
+		// process's connections end at once.
+		for _, s := range r.grpcServers() {
+			s.Stop()
+		}
+		r.etcd.Close()
 	}()
 	select {
 	case <-done:
@@ -492,24 +541,27 @@ func (c *Cluster) Close() {
 	c.mu.Lock()
 	already := c.closed
 	c.closed = true
-	var running []*embed.Etcd
+	var running []*incarnation
 	for _, m := range c.members {
-		if m.etcd != nil {
-			running = append(running, m.etcd)
-			m.etcd = nil
+		if m.run != nil {
+			running = append(running, m.run)
+			m.run = nil
 		}
 	}
 	c.mu.Unlock()
 	if already {
 		return
 	}
+	for i := range c.members {
+		c.setDown(i, true)
+	}
 	var wg sync.WaitGroup
-	for _, e := range running {
+	for _, r := range running {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if !c.stop(e) {
-				c.logger.Error("member did not stop", "name", e.Config().Name, "timeout", memberStopTimeout)
+			if !c.stop(r) {
+				c.logger.Error("member did not stop", "name", r.etcd.Config().Name, "timeout", memberStopTimeout)
 			}
 		}()
 	}

@@ -226,15 +226,33 @@ func isDeadline(err error) bool {
 }
 
 // A killed leader is replaced; restarted, it serves the data written
-// while it was down.
+// while it was down. Kill is abrupt: a client's open watch stream does
+// not hold it up for etcd's 7s request timeout, as embed's Close alone
+// would.
 func TestKillLeaderAndRestart(t *testing.T) {
 	c := startTestCluster(t)
 	old := waitLeader(t, c)
+	viaOld := clientOf(t, c, old)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	watch := viaOld.Watch(watchCtx, "watched")
+	if err := put(viaOld, "watched", "1"); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	select { // the watch stream is open
+	case <-watch:
+	case <-time.After(opTimeout):
+		t.Fatal("no watch event")
+	}
 	start := time.Now()
 	if err := c.Kill(old); err != nil {
 		t.Fatalf("Kill(%d): %v", old, err)
 	}
-	t.Logf("Kill(%d) took %s", old, time.Since(start).Round(time.Millisecond))
+	took := time.Since(start)
+	t.Logf("Kill(%d) with a watch open took %s", old, took.Round(time.Millisecond))
+	if took > 3*time.Second {
+		t.Errorf("Kill(%d) took %s with a watch open, want it abrupt", old, took)
+	}
 	if c.Running(old) {
 		t.Fatalf("member %d running after Kill", old)
 	}
@@ -242,7 +260,7 @@ func TestKillLeaderAndRestart(t *testing.T) {
 		t.Fatalf("second Kill(%d): %v", old, err)
 	}
 	var lead int
-	took := waitFor(t, "a new leader", func() bool { lead = c.Leader(); return lead >= 0 && lead != old })
+	took = waitFor(t, "a new leader", func() bool { lead = c.Leader(); return lead >= 0 && lead != old })
 	t.Logf("member %d leads %s after the kill (measured from Kill's return)", lead, took)
 	if err := put(clientOf(t, c, lead), "while-down", "x"); err != nil {
 		t.Fatalf("put while member %d is down: %v", old, err)
@@ -256,7 +274,7 @@ func TestKillLeaderAndRestart(t *testing.T) {
 	if !c.Running(old) {
 		t.Fatalf("member %d not running after Restart", old)
 	}
-	if v, err := get(clientOf(t, c, old), "while-down"); err != nil || v != "x" {
+	if v, err := get(viaOld, "while-down"); err != nil || v != "x" {
 		t.Fatalf("read through the restarted member = %q, %v; want x", v, err)
 	}
 }
