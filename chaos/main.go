@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	recordPath := fs.String("record", "", "also write the whole record as JSON to this file")
 	verbose := fs.Bool("v", false, "log each fault as it is injected")
 	race := fs.Bool("race", false, "build leaderd with the race detector; a data race ends the replica and fails the run")
+	soakFor := fs.Duration("soak", 0, "run the soak for this long instead of the campaign: churn (switchovers, SIGKILLs, health flaps) while sampling each leaderd's RSS, goroutines and descriptors and etcd's leases")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -83,6 +85,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	o.Binary = bin
+	if *soakFor > 0 {
+		return runSoak(ctx, chaos.DefaultSoak(o, *soakFor), *dir, keep, *recordPath, *race, stdout, stderr)
+	}
 	fmt.Fprintf(stdout, "chaos: seed %d, %d faults, %d replicas, working in %s\n", o.Seed, o.Faults, o.Replicas, *dir)
 
 	rec, err := chaos.Run(ctx, o)
@@ -122,4 +127,50 @@ func replay(o chaos.Options, race bool) string {
 		args = append(args, "-race")
 	}
 	return strings.Join(args, " ")
+}
+
+// runSoak runs the soak, prints its report and says whether it passed.
+func runSoak(ctx context.Context, so chaos.SoakOptions, dir string, keep bool, recordPath string, race bool, stdout, stderr io.Writer) int {
+	if err := so.Validate(); err != nil {
+		fmt.Fprintln(stderr, "chaos:", err)
+		return 2
+	}
+	fmt.Fprintf(stdout, "chaos: soak for %s, seed %d, %d replicas, working in %s\n", so.Duration, so.Seed, so.Replicas, dir)
+	res, err := chaos.Soak(ctx, so)
+	if err != nil && res == nil {
+		fmt.Fprintln(stderr, "chaos:", err)
+		return 1
+	}
+	if recordPath != "" {
+		if b, err := json.Marshal(res); err == nil {
+			_ = os.WriteFile(recordPath, b, 0o644)
+		}
+	}
+	replay := fmt.Sprintf("go run ./chaos -soak %s -seed %d -replicas %d -ttl %s -demote-timeout %s -promote-timeout %s",
+		so.Duration, so.Seed, so.Replicas, so.TTL, so.DemoteTimeout, so.PromoteTimeout)
+	if race {
+		replay += " -race"
+	}
+	chaos.WriteSoakReport(stdout, res, replay)
+	if !res.Verdict.OK() {
+		// The checker's full report has the timeline around each violation.
+		path := filepath.Join(dir, "safety-report.md")
+		if f, err := os.Create(path); err == nil {
+			_ = chaos.WriteReport(f, res.Record, res.Verdict, replay)
+			f.Close()
+			fmt.Fprintf(stderr, "chaos: the checker's full report: %s\n", path)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "chaos: interrupted:", err)
+		return 1
+	}
+	if !res.OK() {
+		fmt.Fprintf(stderr, "chaos: working directory kept for inspection: %s\n", dir)
+		return 1
+	}
+	if !keep {
+		_ = os.RemoveAll(dir)
+	}
+	return 0
 }

@@ -70,6 +70,9 @@ type campaign struct {
 	log    *slog.Logger
 	faults []*Fault
 	bound  time.Duration
+
+	stopObs       context.CancelFunc
+	loops, probes sync.WaitGroup // the observer's loops and its probes
 }
 
 // Run builds the world, injects o.Faults faults and returns the record.
@@ -79,16 +82,34 @@ func Run(ctx context.Context, o Options) (*Record, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	c, rec, err := setup(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer c.teardown()
+	c.log.Info("campaign started", "seed", o.Seed, "faults", o.Faults, "replicas", o.Replicas, "bound", c.bound)
+
+	for len(c.faults) < o.Faults && ctx.Err() == nil {
+		c.step()
+	}
+
+	c.conclude(rec)
+	return rec, ctx.Err()
+}
+
+// setup builds the world, starts the observer and the replicas and waits
+// for the first steady state. On success the caller owes c.teardown().
+// The soak runs in the same world, so this is shared.
+func setup(ctx context.Context, o Options) (c *campaign, rec *Record, err error) {
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w, err := newWorld(ctx, o, o.Dir, o.Binary, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer w.close()
-	c := &campaign{
+	c = &campaign{
 		ctx:  ctx,
 		o:    o,
 		w:    w,
@@ -97,41 +118,55 @@ func Run(ctx context.Context, o Options) (*Record, error) {
 		log:  log,
 	}
 	c.bound = o.TTL + w.etcd.ElectionTimeout() + 500*time.Millisecond + o.DemoteTimeout + o.PromoteTimeout
-	rec := &Record{Seed: o.Seed, Started: time.Now(), Replicas: w.ids(), Bound: c.bound}
+	rec = &Record{Seed: o.Seed, Started: time.Now(), Replicas: w.ids(), Bound: c.bound}
 
 	obsCtx, stopObs := context.WithCancel(context.Background())
-	var probes, loops sync.WaitGroup
-	loops.Add(2)
-	go func() { defer loops.Done(); c.obs.run(obsCtx, &probes) }()
-	go func() { defer loops.Done(); c.obs.write(obsCtx) }()
-	defer func() { stopObs(); loops.Wait(); probes.Wait() }()
+	c.stopObs = stopObs
+	c.loops.Add(2)
+	go func() { defer c.loops.Done(); c.obs.run(obsCtx, &c.probes) }()
+	go func() { defer c.loops.Done(); c.obs.write(obsCtx) }()
+	defer func() {
+		if err != nil {
+			c.teardown()
+		}
+	}()
 
 	for _, n := range w.nodes {
 		if err := w.start(n); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if c.obs.waitSteady(ctx, time.Now(), startTimeout).IsZero() {
-		return nil, fmt.Errorf("no single primary within %s of the start", startTimeout)
+		return nil, nil, fmt.Errorf("no single primary within %s of the start", startTimeout)
 	}
-	log.Info("campaign started", "seed", o.Seed, "faults", o.Faults, "replicas", o.Replicas, "bound", c.bound)
+	return c, rec, nil
+}
 
-	for len(c.faults) < o.Faults && ctx.Err() == nil {
-		c.step()
-	}
+// stopObserving stops the probes and the writer and waits for them.
+func (c *campaign) stopObserving() {
+	c.stopObs()
+	c.loops.Wait()
+	c.probes.Wait()
+}
 
+// teardown stops the observer, then the world.
+func (c *campaign) teardown() {
+	c.stopObserving()
+	c.w.close()
+}
+
+// conclude records the end state (finish), stops the observer and fills
+// rec with what was observed and the faults with their figures.
+func (c *campaign) conclude(rec *Record) {
 	c.finish(rec)
-	stopObs()
-	loops.Wait()
-	probes.Wait()
+	c.stopObserving()
 	rec.Samples = c.obs.sortedSamples()
 	rec.Acked = c.obs.acked()
-	rec.Writes = w.store.Writes()
+	rec.Writes = c.w.store.Writes()
 	for _, f := range c.faults {
 		c.primaryFigures(f, rec.Samples)
 		rec.Faults = append(rec.Faults, *f)
 	}
-	return rec, ctx.Err()
 }
 
 // step injects one fault, sometimes a second one during it, holds them,
@@ -153,6 +188,14 @@ func (c *campaign) step() {
 	}
 	c.sleep(time.Until(holdEnd))
 	c.rand.Shuffle(len(group), func(i, j int) { group[i], group[j] = group[j], group[i] })
+	c.settle(group)
+	c.sleep(time.Duration(200+c.rand.IntN(800)) * time.Millisecond)
+}
+
+// settle heals a group of faults, in order, and waits for one primary
+// again, timing the recovery from the last heal (or, for a fault whose
+// effect is the primary moving, from the move).
+func (c *campaign) settle(group []*active) {
 	lastHeal := time.Now()
 	for _, a := range group {
 		if a.kind.heal == nil {
@@ -180,16 +223,26 @@ func (c *campaign) step() {
 	if recovered.IsZero() {
 		c.log.Warn("no single primary after the fault healed", "faults", len(c.faults), "waited", c.bound+recoveryCap)
 	}
-	c.sleep(time.Duration(200+c.rand.IntN(800)) * time.Millisecond)
 }
 
 // begin picks the fault's target and injects it.
 func (c *campaign) begin(k *kind, other *active) *active {
 	primary, _ := c.obs.primary()
-	f := &Fault{Seq: len(c.faults) + 1, Kind: k.name, Injected: time.Now()}
-	a := &active{kind: k, fault: f, hold: k.hold(c.rand, c.o.TTL), primary: primary}
+	hold := k.hold(c.rand, c.o.TTL)
+	var target *node
 	if k.scope == onReplica {
-		a.node = c.pickReplica(primary, other)
+		target = c.pickReplica(primary, other)
+	}
+	return c.inject(k, hold, primary, target, other)
+}
+
+// inject records fault k on target (nil: none, or not a replica fault),
+// overlapping other (or nil), and injects it.
+func (c *campaign) inject(k *kind, hold time.Duration, primary string, target *node, other *active) *active {
+	f := &Fault{Seq: len(c.faults) + 1, Kind: k.name, Injected: time.Now()}
+	a := &active{kind: k, fault: f, hold: hold, primary: primary}
+	if k.scope == onReplica {
+		a.node = target
 		if a.node == nil {
 			f.Note = "no replica to target"
 			c.faults = append(c.faults, f)
