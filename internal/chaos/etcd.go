@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	mathrand "math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -293,8 +295,9 @@ func (c *Cluster) Leader() int {
 		if e == nil {
 			continue
 		}
-		if l := c.indexOf(e.Server.Leader().String()); l >= 0 && (leader < 0 || e.Server.Term() > term) {
-			leader, term = l, e.Server.Term()
+		t := e.Server.Term()
+		if l := c.indexOf(e.Server.Leader().String()); l >= 0 && (leader < 0 || t > term) {
+			leader, term = l, t
 		}
 	}
 	return leader
@@ -395,7 +398,11 @@ func (c *Cluster) running(i int) *embed.Etcd {
 // hands its leadership to no one) and its client connections are closed,
 // then its listeners. The data directory is kept. Killing a stopped member
 // does nothing.
-func (c *Cluster) Kill(i int) error {
+func (c *Cluster) Kill(i int) error { return c.kill(i, nil) }
+
+// kill kills member i, or does nothing unless its incarnation is only
+// (when only is not nil).
+func (c *Cluster) kill(i int, only *incarnation) error {
 	m := c.members[i]
 	m.op.Lock()
 	defer m.op.Unlock()
@@ -405,11 +412,12 @@ func (c *Cluster) Kill(i int) error {
 		return ErrClosed
 	}
 	r := m.run
-	m.run = nil
-	c.mu.Unlock()
-	if r == nil {
+	if r == nil || (only != nil && r != only) {
+		c.mu.Unlock()
 		return nil
 	}
+	m.run = nil
+	c.mu.Unlock()
 	c.setDown(i, true)
 	if !c.stop(r) {
 		return fmt.Errorf("chaos: member %d did not stop within %s", i, memberStopTimeout)
@@ -426,10 +434,11 @@ func (c *Cluster) Kill(i int) error {
 // other error leaves the member stopped.
 func (c *Cluster) Restart(ctx context.Context, i int) error {
 	m := c.members[i]
-	e, err := c.startMember(ctx, m)
+	r, err := c.startMember(ctx, m)
 	if err != nil {
 		return err
 	}
+	e := r.etcd
 	wait, cancel := context.WithTimeout(ctx, restartReadyWait)
 	defer cancel()
 	select {
@@ -440,8 +449,11 @@ func (c *Cluster) Restart(ctx context.Context, i int) error {
 		return fmt.Errorf("%w: member %d after %s", ErrNotReady, i, restartReadyWait)
 	case <-e.Server.StopNotify():
 		return fmt.Errorf("chaos: member %d stopped before ready", i)
-	case err := <-e.Err():
-		_ = c.Kill(i)
+	case err, ok := <-e.Err():
+		if !ok || err == nil { // closed by a concurrent Kill or Close
+			return fmt.Errorf("chaos: member %d stopped before ready", i)
+		}
+		_ = c.kill(i, r)
 		return fmt.Errorf("chaos: member %d failed before ready: %w", i, err)
 	}
 }
@@ -449,7 +461,7 @@ func (c *Cluster) Restart(ctx context.Context, i int) error {
 // startMember (re)starts m and registers it; it holds m.op only while
 // starting, so a concurrent Kill or Close can stop a member that is not
 // ready yet.
-func (c *Cluster) startMember(ctx context.Context, m *member) (*embed.Etcd, error) {
+func (c *Cluster) startMember(ctx context.Context, m *member) (*incarnation, error) {
 	m.op.Lock()
 	defer m.op.Unlock()
 	c.mu.Lock()
@@ -465,7 +477,6 @@ func (c *Cluster) startMember(ctx context.Context, m *member) (*embed.Etcd, erro
 			return nil, fmt.Errorf("chaos: member %d did not stop within %s", m.index, memberStopTimeout)
 		}
 	}
-	c.setDown(m.index, false)
 	var r *incarnation
 	deadline := time.Now().Add(rebindWait)
 	for {
@@ -483,6 +494,7 @@ func (c *Cluster) startMember(ctx context.Context, m *member) (*embed.Etcd, erro
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	c.setDown(m.index, false)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -491,7 +503,7 @@ func (c *Cluster) startMember(ctx context.Context, m *member) (*embed.Etcd, erro
 	}
 	m.run = r
 	c.mu.Unlock()
-	return r.etcd, nil
+	return r, nil
 }
 
 // setDown marks member i killed or not. Its peers' connections to a killed
@@ -580,19 +592,48 @@ func (c *Cluster) Close() {
 	c.logger.Info("etcd cluster closed")
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
-// All n listeners are open together so the ports differ.
+// freePorts returns n distinct loopback ports that were free a moment ago,
+// outside the kernel's ephemeral range when it can tell it: while a member
+// is down, a port in that range can become the source port of an outgoing
+// connection (its peers redial every 100ms), and the member could not
+// restart on it. All n listeners are open together so the ports differ.
 func freePorts(n int) ([]int, error) {
+	lo, hi := stablePortRange()
 	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if hi > lo && tries < 100*n {
+			addr = fmt.Sprintf("127.0.0.1:%d", lo+mathrand.IntN(hi-lo))
+		}
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
+			if addr != "127.0.0.1:0" {
+				continue // taken: try another
+			}
 			return nil, fmt.Errorf("chaos: pick a free port: %w", err)
 		}
 		defer ln.Close()
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// stablePortRange is [lo, hi), the non-ephemeral ports below the kernel's
+// ephemeral range (Linux), or lo == hi if unknown.
+func stablePortRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	var first, last int
+	if _, err := fmt.Sscan(string(b), &first, &last); err != nil {
+		return 0, 0
+	}
+	const lowest = 10000 // above the well-known and most registered services' ports
+	if first-lowest < 1000 {
+		return 0, 0
+	}
+	return lowest, first
 }
 
 func loopbackURL(port int) url.URL {

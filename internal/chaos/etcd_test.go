@@ -355,6 +355,80 @@ func TestRestartWithoutQuorumReturnsNotReady(t *testing.T) {
 	}
 }
 
+// Faults injected from several goroutines at once, as the campaign does,
+// are safe (-race); once all are healed the cluster serves writes through
+// every member again.
+func TestConcurrentFaultsHealToAServingCluster(t *testing.T) {
+	c := startTestCluster(t)
+	waitLeader(t, c)
+	flapping, stop := context.WithTimeout(t.Context(), 3*time.Second)
+	defer stop()
+	// every paces one kind of fault; the point is their overlap.
+	every := func(d time.Duration, fault func(n int)) func() {
+		return func() {
+			tick := time.NewTicker(d)
+			defer tick.Stop()
+			for n := 0; ; n++ {
+				fault(n)
+				select {
+				case <-flapping.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(every(30*time.Millisecond, func(n int) {
+		if a, b := n%3, (n+1)%3; n%2 == 0 {
+			c.CutLink(a, b)
+		} else {
+			c.MendLink(a, b)
+		}
+	}))
+	wg.Go(every(70*time.Millisecond, func(n int) {
+		if n%2 == 0 {
+			c.Isolate(n % 3)
+		} else {
+			c.Rejoin((n - 1) % 3)
+		}
+	}))
+	wg.Go(every(200*time.Millisecond, func(n int) {
+		if n%2 == 0 {
+			if err := c.Kill(2); err != nil {
+				t.Errorf("Kill(2): %v", err)
+			}
+			return
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if err := c.Restart(ctx, 2); err != nil && !errors.Is(err, ErrNotReady) {
+			t.Errorf("Restart(2): %v", err)
+		}
+	}))
+	wg.Go(every(10*time.Millisecond, func(int) {
+		_ = c.Leader()
+		for i := range c.Size() {
+			_, _ = c.LeaderOf(i), c.Running(i)
+		}
+	}))
+	wg.Wait()
+
+	for i := range c.Size() {
+		c.Rejoin(i)
+		if !c.Running(i) {
+			if err := c.Restart(t.Context(), i); err != nil {
+				t.Fatalf("Restart(%d) after the faults: %v", i, err)
+			}
+		}
+	}
+	waitLeader(t, c)
+	for i := range c.Size() {
+		cli := clientOf(t, c, i)
+		waitFor(t, fmt.Sprintf("a write through member %d", i), func() bool { return put(cli, "healed", fmt.Sprint(i)) == nil })
+	}
+}
+
 func TestCloseIsIdempotentAndEndsFaults(t *testing.T) {
 	c := startTestCluster(t)
 	c.CutLink(0, 1)
@@ -465,5 +539,25 @@ func TestPeerProxyChecksEveryRequest(t *testing.T) {
 	p.enforce()
 	if n, err := conn2.Read(make([]byte, 1)); err == nil {
 		t.Fatalf("connection from b still open after enforce (read %d bytes)", n)
+	}
+}
+
+// Members' ports stay clear of the ephemeral range, where an outgoing
+// connection could take a killed member's port before it restarts.
+func TestFreePortsAvoidTheEphemeralRange(t *testing.T) {
+	lo, hi := stablePortRange()
+	if lo == hi {
+		t.Skip("the kernel's ephemeral port range is unknown here (not Linux?)")
+	}
+	ports, err := freePorts(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if p < lo || p >= hi || seen[p] {
+			t.Errorf("port %d: want distinct ports in [%d, %d)", p, lo, hi)
+		}
+		seen[p] = true
 	}
 }
