@@ -454,6 +454,7 @@ func TestCloseIsIdempotentAndEndsFaults(t *testing.T) {
 // The proxy sees every request on a connection, not only the first: a
 // kept-alive connection that carried a header-less probe and then a
 // request from a cut-off member is reset before that request is forwarded.
+// Bodies pass intact, chunked ones (snapshots) too.
 func TestPeerProxyChecksEveryRequest(t *testing.T) {
 	var mu sync.Mutex
 	blocked := map[string]bool{}
@@ -462,7 +463,11 @@ func TestPeerProxyChecksEveryRequest(t *testing.T) {
 		mu.Lock()
 		seen = append(seen, r.URL.Path)
 		mu.Unlock()
-		_, _ = io.Copy(io.Discard, r.Body)
+		n, _ := io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/raft/snapshot" { // streamed, chunked, like rafthttp's snapshots
+			_, _ = fmt.Fprintf(w, "%d %v", n, r.TransferEncoding)
+			return
+		}
 		_, _ = io.WriteString(w, "ok")
 	})}
 	backendLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -488,8 +493,8 @@ func TestPeerProxyChecksEveryRequest(t *testing.T) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(recoverTimeout))
 	br := bufio.NewReader(conn)
-	send := func(path, from, body string) (string, error) {
-		req, _ := http.NewRequest(http.MethodPost, "http://peer"+path, strings.NewReader(body))
+	send := func(path, from string, body io.Reader) (string, error) {
+		req, _ := http.NewRequest(http.MethodPost, "http://peer"+path, body)
 		if from != "" {
 			req.Header.Set("X-Server-From", from)
 		}
@@ -504,20 +509,25 @@ func TestPeerProxyChecksEveryRequest(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		return string(b), err
 	}
-	if got, err := send("/raft/probing", "", ""); err != nil || got != "ok" {
+	if got, err := send("/raft/probing", "", nil); err != nil || got != "ok" {
 		t.Fatalf("probe: %q, %v", got, err)
 	}
-	if got, err := send("/raft", "a", "message"); err != nil || got != "ok" {
+	if got, err := send("/raft", "a", strings.NewReader("message")); err != nil || got != "ok" {
 		t.Fatalf("raft message from an admitted member: %q, %v", got, err)
+	}
+	// An unknown length makes the request chunked.
+	snapshot := io.LimitReader(neverEnding('s'), 1<<20)
+	if got, err := send("/raft/snapshot", "a", io.MultiReader(snapshot)); err != nil || got != "1048576 [chunked]" {
+		t.Fatalf("chunked snapshot from an admitted member: %q, %v; want 1048576 [chunked]", got, err)
 	}
 	mu.Lock()
 	blocked["a"] = true
 	mu.Unlock()
-	if got, err := send("/raft", "a", "message"); err == nil {
+	if got, err := send("/raft", "a", strings.NewReader("message")); err == nil {
 		t.Fatalf("raft message from a cut-off member got through: %q", got)
 	}
 	mu.Lock()
-	if want := []string{"/raft/probing", "/raft"}; strings.Join(seen, ",") != strings.Join(want, ",") {
+	if want := []string{"/raft/probing", "/raft", "/raft/snapshot"}; strings.Join(seen, ",") != strings.Join(want, ",") {
 		t.Errorf("member saw %v, want %v", seen, want)
 	}
 	mu.Unlock()
@@ -530,7 +540,7 @@ func TestPeerProxyChecksEveryRequest(t *testing.T) {
 	defer conn2.Close()
 	_ = conn2.SetDeadline(time.Now().Add(recoverTimeout))
 	conn, br = conn2, bufio.NewReader(conn2)
-	if got, err := send("/raft/stream/message/x", "b", ""); err != nil || got != "ok" {
+	if got, err := send("/raft/stream/message/x", "b", nil); err != nil || got != "ok" {
 		t.Fatalf("request from member b: %q, %v", got, err)
 	}
 	mu.Lock()
@@ -560,4 +570,14 @@ func TestFreePortsAvoidTheEphemeralRange(t *testing.T) {
 		}
 		seen[p] = true
 	}
+}
+
+// neverEnding is an endless stream of one byte.
+type neverEnding byte
+
+func (b neverEnding) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(b)
+	}
+	return len(p), nil
 }
