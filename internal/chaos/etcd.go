@@ -68,10 +68,11 @@ var (
 // which member a connection comes from by the X-Server-From header rafthttp
 // sends; requests without it (probes, lease renewals a follower forwards to
 // the leader, version checks) come from an unknown source and are cut only
-// when the member they go to is isolated. So an isolated member's own
-// header-less requests still reach its peers; they are harmless, because
-// an isolated member loses its leader within an election timeout and stops
-// forwarding lease renewals.
+// when the member they go to is isolated or down. So a member cut off from
+// the leader (by Isolate or CutLink) can still forward its clients' lease
+// renewals to the leader until it notices the leader is gone: one to two
+// election timeouts (randomized), after which it knows no leader and
+// forwards nothing.
 type Cluster struct {
 	logger          *slog.Logger
 	token           string
@@ -395,9 +396,11 @@ func (c *Cluster) running(i int) *embed.Etcd {
 }
 
 // Kill stops member i abruptly, like a crash: raft stops at once (a leader
-// hands its leadership to no one) and its client connections are closed,
-// then its listeners. The data directory is kept. Killing a stopped member
-// does nothing.
+// hands its leadership to no one), its client connections and its peers'
+// connections to it are closed, then its listeners. It takes milliseconds
+// where embed's Close alone would let open client streams hold it up for
+// etcd's request timeout (7s). The data directory is kept. Killing a
+// stopped member does nothing.
 func (c *Cluster) Kill(i int) error { return c.kill(i, nil) }
 
 // kill kills member i, or does nothing unless its incarnation is only
@@ -446,7 +449,7 @@ func (c *Cluster) Restart(ctx context.Context, i int) error {
 		c.logger.Info("member restarted", "member", i)
 		return nil
 	case <-wait.Done():
-		return fmt.Errorf("%w: member %d after %s", ErrNotReady, i, restartReadyWait)
+		return fmt.Errorf("%w: member %d (waited up to %s)", ErrNotReady, i, restartReadyWait)
 	case <-e.Server.StopNotify():
 		return fmt.Errorf("chaos: member %d stopped before ready", i)
 	case err, ok := <-e.Err():

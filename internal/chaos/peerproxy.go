@@ -152,17 +152,19 @@ func (p *peerProxy) serve(client net.Conn) {
 	}
 	p.conns[pc] = ""
 	p.mu.Unlock()
+	var responses sync.WaitGroup
 	defer func() {
+		// Both sides at once: the response copy may be blocked reading an
+		// idle member connection.
+		pc.close(false)
+		responses.Wait()
 		p.mu.Lock()
 		delete(p.conns, pc)
 		p.mu.Unlock()
-		pc.close(false)
 	}()
 
 	from := ""
 	br := bufio.NewReaderSize(client, peerBufSize)
-	var responses sync.WaitGroup
-	defer responses.Wait()
 	for {
 		req, err := http.ReadRequest(br)
 		if err != nil {
