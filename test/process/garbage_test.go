@@ -76,6 +76,7 @@ type garbageKey struct {
 	key   string
 	lease clientv3.LeaseID // 0: no lease
 	keep  bool             // the key is a live replica's: keep its lease
+	huge  bool             // gets hugeValue too
 }
 
 // TestGarbageInEtcd: garbage in every key leaderd reads under its prefix
@@ -103,24 +104,30 @@ func TestGarbageInEtcd(t *testing.T) {
 	control := election.ControlPrefix(prefix, name)
 	history := election.HistoryPrefix(prefix, name)
 	keys := []garbageKey{
-		{key: cands + election.LeaseHex(0x7e57)},                               // a candidate's name, no lease
-		{key: cands + election.LeaseHex(int64(foreign.ID)), lease: foreign.ID}, // a foreign campaigner
+		{key: cands + election.LeaseHex(0x7e57)},                                           // a candidate's name, no lease
+		{key: cands + election.LeaseHex(int64(foreign.ID)), lease: foreign.ID, huge: true}, // a foreign campaigner
 		{key: cands + "not-hex", lease: foreign.ID},
 		{key: cands + "nested/" + election.LeaseHex(int64(foreign.ID)), lease: foreign.ID},
-		{key: members + "ghost"},
+		{key: members + "ghost", huge: true},
 		{key: members}, // an empty id
 		{key: members + "evil\nid", lease: foreign.ID},
-		{key: control + "resign"},
+		{key: control + "resign", huge: true},
 		{key: control + "switchover", lease: foreign.ID},
 		{key: control + "other"},
-		{key: history + "zzz"},
+		{key: history + "zzz", huge: true},
 		{key: history + "-0000000000000000001"},
 		{key: history + "00000000000000000000"},
 	}
-	// The replicas' own keys: members and history records. The leader key
-	// and the standbys' candidate keys are left alone (see the report of
-	// this test's commit: a garbled live candidate value is never
-	// repaired, so the replica is misnamed until it campaigns again).
+	// The replicas' own keys: the leader key (its primary is killed
+	// below), the member records and the history records. The standbys'
+	// candidate keys are left alone: leaderd never rewrites a live
+	// candidate value, so a standby whose value is garbled is misnamed
+	// (and no switchover target) until it campaigns again.
+	leader, _, err := election.Candidates(ctx, cli, prefix, name)
+	if err != nil || len(leader) == 0 || leader[0].ID != primary.ID {
+		t.Fatalf("candidates %+v (%v), want %s first", leader, err, primary.ID)
+	}
+	keys = append(keys, garbageKey{key: leader[0].Key, keep: true, huge: true})
 	for _, pfx := range []string{members, history} {
 		resp, err := cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 		if err != nil {
@@ -153,8 +160,10 @@ func TestGarbageInEtcd(t *testing.T) {
 	began := time.Now()
 	for i, v := range values {
 		if i == 1 { // 1 MiB to one key of each kind, one at a time
-			for _, k := range []garbageKey{keys[1], keys[4], keys[7], keys[10], keys[len(keys)-1]} {
-				commit(put(k, hugeValue))
+			for _, k := range keys {
+				if k.huge {
+					commit(put(k, hugeValue))
+				}
 			}
 		}
 		// Each value to every key at once: one change per key and value.
