@@ -63,6 +63,11 @@ func FuzzRunFlags(f *testing.F) {
 		{"--election\x00web", "LEADERD_PASSWORD=secret"},
 		{"--election\x00web\x00--health-url\x00ftp://x/", "LEADERD_HEALTH_CMD=true"},
 		{"--election\x00--ttl", "LEADERD_TTL=--promote-timeout"},
+		// Files that exist (this one): a password file read, a CA bundle
+		// without PEM, and the password file given twice.
+		{"--election\x00web\x00--user\x00root\x00--password-file\x00fuzz_test.go", "LEADERD_PASSWORD=x"},
+		{"--election\x00web\x00--cacert=fuzz_test.go", ""},
+		{"--election\x00web", "LEADERD_USER=root\x00LEADERD_PASSWORD_FILE=fuzz_test.go\x00LEADERD_PASSWORD=x"},
 	}
 	for _, s := range seeds {
 		f.Add(s.args, s.env)
