@@ -26,16 +26,15 @@ const raceExitCode = 66
 // replica-to-member link, the replicas, the fenced store and the record of
 // what happened to them.
 type World struct {
-	opts    Options
-	dir     string
-	log     *slog.Logger
-	etcd    *Cluster
-	store   *Store
-	set     *replicas.Set
-	hook    string
-	nodes   []*node
-	byID    map[string]*node
-	started time.Time
+	opts  Options
+	dir   string
+	log   *slog.Logger
+	etcd  *Cluster
+	store *Store
+	set   *replicas.Set
+	hook  string
+	nodes []*node
+	byID  map[string]*node
 
 	mu     sync.Mutex // guards the record slices below
 	frozen []Window
