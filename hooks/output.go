@@ -77,9 +77,19 @@ func logLines(log *slog.Logger, hook, stream string, level slog.Level, r io.Read
 			}
 			skipping = false
 		case err == bufio.ErrBufferFull:
-			if !skipping {
-				emit(line, true)
+			if skipping {
+				continue
 			}
+			// The buffer filled before a newline: a line of exactly
+			// MaxLineBytes (its "\n" or "\r\n" next, or the end of the
+			// output) lost nothing and is not marked truncated. The copy
+			// is needed as Peek refills the buffer line points into.
+			line = bytes.Clone(line)
+			if lineEnds(br) {
+				emit(line, false)
+				continue
+			}
+			emit(line, true)
 			skipping = true
 		default: // EOF, or the read end closed by stop
 			if len(line) > 0 && !skipping {
@@ -88,4 +98,26 @@ func logLines(log *slog.Logger, hook, stream string, level slog.Level, r io.Read
 			return
 		}
 	}
+}
+
+// lineEnds reports whether the line whose first MaxLineBytes br just
+// returned ends there: the output ends, or a newline (after an optional
+// "\r") follows. Those bytes are consumed.
+func lineEnds(br *bufio.Reader) bool {
+	next, err := br.Peek(1)
+	switch {
+	case err != nil:
+		return true // nothing more: the line ended with the output
+	case next[0] == '\n':
+		_, _ = br.Discard(1)
+		return true
+	case next[0] != '\r':
+		return false
+	}
+	next, err = br.Peek(2)
+	if err != nil || next[1] == '\n' {
+		_, _ = br.Discard(len(next))
+		return true
+	}
+	return false
 }

@@ -94,8 +94,8 @@ func isToken(s string) bool {
 //     role and health checks (GET or HEAD on /primary, /standby, /livez,
 //     /healthz);
 //   - a read-only endpoint answers other methods 405 with Allow: GET, HEAD,
-//     and GET and HEAD with its JSON (HEAD without a body); /metrics is
-//     the exception for now, see below;
+//     and GET and HEAD with its JSON, or /metrics its metrics (HEAD
+//     without a body);
 //   - POST /resign is accepted (202) only with the API token, refused 403
 //     without it, and other methods get 405 with Allow: POST;
 //   - no path outside the API's is answered 2xx.
@@ -153,11 +153,20 @@ func FuzzHTTPHandlers(f *testing.F) {
 			// Escaped paths are routed by the mux's own rules; the 5xx
 			// rule above still holds.
 		case path == "/metrics":
-			// promhttp's handler answers every method with the metrics
-			// (reported: Handler does not wrap it in readOnly), and leaves
-			// HEAD's body to the server to drop. Only GET is checked.
-			if method == http.MethodGet && code != http.StatusOK {
-				t.Fatalf("GET %s: %d", target, code)
+			if !getOrHead {
+				if code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" {
+					t.Fatalf("%s %s: %d, Allow %q; want 405 with Allow: GET, HEAD", method, target, code, rec.Header().Get("Allow"))
+				}
+				return
+			}
+			if code != http.StatusOK {
+				t.Fatalf("%s %s: %d", method, target, code)
+			}
+			if method == http.MethodHead && rec.Body.Len() != 0 {
+				t.Fatalf("HEAD %s has a %d-byte body", target, rec.Body.Len())
+			}
+			if method == http.MethodGet && !strings.Contains(rec.Body.String(), "leaderd_role_transitions_total") {
+				t.Fatalf("GET %s: body %q holds no leaderd metrics", target, rec.Body.String())
 			}
 		case check || path == "/status":
 			if !getOrHead {

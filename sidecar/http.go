@@ -26,7 +26,7 @@ func (s *Sidecar) Handler() http.Handler {
 		}
 		writeJSON(w, r, http.StatusOK, s.Status())
 	})
-	mux.Handle("/metrics", s.state.metrics.handler())
+	mux.Handle("/metrics", readOnlyHandler(s.state.metrics.handler()))
 	mux.HandleFunc("/resign", s.handleResign)
 	return mux
 }
@@ -85,6 +85,26 @@ func readOnly(w http.ResponseWriter, r *http.Request) bool {
 	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	return false
 }
+
+// readOnlyHandler refuses methods other than GET and HEAD as the other
+// read-only endpoints do (promhttp answers every method), and sends no body
+// to HEAD.
+func readOnlyHandler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !readOnly(w, r) {
+			return
+		}
+		if r.Method == http.MethodHead {
+			w = headWriter{w}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// headWriter drops the body of a HEAD response.
+type headWriter struct{ http.ResponseWriter }
+
+func (headWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 func writeJSON(w http.ResponseWriter, r *http.Request, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
