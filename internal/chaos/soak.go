@@ -108,9 +108,10 @@ type ResourceSample struct {
 	At         time.Time
 	Replica    string
 	Pid        int
-	RSS        int64 // bytes, VmRSS
-	Goroutines int   // go_goroutines from /metrics; -1 if it did not answer
-	FDs        int   // entries in /proc/PID/fd
+	RSS        int64  // bytes, VmRSS
+	Goroutines int    // go_goroutines from /metrics; -1 if it did not answer
+	FDs        int    // entries in /proc/PID/fd
+	Phase      string // its /status phase after the reads ("" if no answer)
 }
 
 // LeaseSample is etcd's lease count at one time.
@@ -438,6 +439,9 @@ func (s *soak) sample(ctx context.Context) {
 		}
 		running++
 		rs, err := s.footprint(ctx, n.id, rep.Pid(), rep.APIAddr)
+		if ctx.Err() != nil {
+			return // the end of the soak cut this sample short
+		}
 		if err != nil {
 			// The process ended under the sample (a kill): not a footprint.
 			s.c.log.Debug("sampling", "replica", n.id, "err", err)
@@ -520,6 +524,7 @@ func (s *soak) footprint(ctx context.Context, id string, pid int, apiAddr string
 			time.Sleep(burstGap)
 		}
 	}
+	rs.Phase, _ = s.phase(apiAddr)
 	return rs, nil
 }
 

@@ -249,8 +249,8 @@ func TestWriteSoakReportShowsTargetsAndResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"- machine: ", "| time | RSS MiB | goroutines | fds | leases |", "| 0:00 | 20.00 | 30 | 12 | 3 |",
-		"| 3:00 | 20.00 | 30 | 12 | 3 |", "- PASS rss: +0.00 MiB", "- PASS leases-end: 3 leases, 3 leaderd processes running"} {
+	for _, want := range []string{"- machine: ", "| time | RSS MiB | goroutines | fds | leases | r1's phase |", "| 0:00 | 20.00 | 30 | 12 | 3 | - |",
+		"| 3:00 | 20.00 | 30 | 12 | 3 | - |", "- PASS rss: +0.00 MiB", "- PASS leases-end: 3 leases, 3 leaderd processes running"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
