@@ -14,6 +14,7 @@ import (
 // so a run can be judged (and re-judged) after the fact.
 type Record struct {
 	Seed     int64
+	Revision string // the tree's VCS revision, for a replay
 	Started  time.Time
 	Ended    time.Time
 	Replicas []string // every replica id that took part
@@ -21,22 +22,27 @@ type Record struct {
 	// Timeline is the hook timeline: promote/demote start/end per replica,
 	// with fencing tokens, in file order.
 	Timeline []replicas.Event
+	// TimelineErr is set when the timeline could not be read; TimelineSkipped
+	// counts its lines that did not parse. Either makes the run unjudgeable.
+	TimelineErr     string
+	TimelineSkipped int
 	// Samples are the /primary probes, every SampleInterval on every
 	// replica that was running.
 	Samples []Sample
-	// Writes are the fenced store's decisions, in the order it made them.
+	// Writes are the fenced store's decisions, in the order it made them:
+	// writes, and the fence raised by promote hooks.
 	Writes []StoreWrite
-	// Acked are the writes the writer saw acknowledged.
+	// Acked are the writes the writers saw acknowledged.
 	Acked []Ack
 	// Faults are the injected faults, in injection order.
 	Faults []Fault
 	// Frozen are the windows in which a replica could not run: SIGSTOP to
-	// SIGCONT, widened by FrozenGrace after the SIGCONT (its timers fire
-	// late). Overlaps involving them are allowed only when fenced.
+	// SIGCONT, widened by a grace after the SIGCONT (its demote runs then).
+	// Kind "frozen".
 	Frozen []Window
 	// HookFaults are the windows in which a replica's hooks were made to
-	// fail or hang: its demote may not have happened, so overlaps involving
-	// its tenures are allowed only when fenced, as with a frozen process.
+	// misbehave, Kind the mode ("demote-fail", "demote-hang", "promote-fail",
+	// "promote-hang", "flood"), widened by the same grace after the heal.
 	HookFaults []Window
 	// Exits are leaderd process exits; Injected says whether a fault
 	// (SIGKILL, SIGTERM, restart) caused it.
@@ -59,16 +65,20 @@ type Sample struct {
 // StoreWrite is one write the fenced store decided on.
 type StoreWrite struct {
 	At       time.Time
+	Kind     string // "write"; "promote" (a promote hook raising the fence); "demote"
+	Replica  string // whose app sent it
+	Via      string // writes: "lb" (routed by /primary) or "app" (the app's own writes)
 	Token    int64
-	Value    int64 // unique per write attempt
+	Value    int64 // unique per write attempt; 0 for promote and demote
 	Accepted bool  // false: fenced (token below the highest seen)
-	Highest  int64 // the highest token the store had seen before this write
+	Highest  int64 // the highest token the store had seen before this decision
 }
 
 // Ack is one write the writer saw acknowledged, and through which replica.
 type Ack struct {
 	At      time.Time
 	Replica string
+	Via     string // "lb" or "app", as in StoreWrite
 	Token   int64
 	Value   int64
 }
@@ -87,6 +97,10 @@ type Fault struct {
 	// after this fault and every fault overlapping it healed; zero if not
 	// within the wait.
 	Recovered time.Time
+	// InjectErr is set when the fault could not be injected (e.g. an
+	// operator request refused while another was pending): it had no
+	// effect, and does not count toward the campaign's faults.
+	InjectErr string
 	// PrimaryLost is when the primary stopped serving because of this
 	// fault, and NextPrimary when a replica served as primary again (both
 	// zero when the primary was not affected).
@@ -98,6 +112,7 @@ type Fault struct {
 // Window is a time range on one replica.
 type Window struct {
 	Replica    string
+	Kind       string
 	Start, End time.Time
 }
 
@@ -105,8 +120,9 @@ type Window struct {
 type Exit struct {
 	Replica  string
 	At       time.Time
-	Code     int
-	Injected bool
+	Code     int  // -1: killed by a signal
+	Injected bool // a fault (or the end of the run) stopped it
+	Graceful bool // it was stopped with SIGTERM, so it must exit 0
 }
 
 // EndState is what the campaign found at the end, after healing everything.
@@ -115,4 +131,5 @@ type EndState struct {
 	LiveLeases   []int64  // lease ids etcd holds
 	SidecarLease []int64  // lease ids the live sidecars report in /status
 	LeftoverHook []string // hook processes still running (command lines)
+	Down         []string // replica ids not running when the end state was taken
 }
