@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -33,8 +34,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Faults, "faults", 500, "faults to inject")
 	fs.IntVar(&o.Replicas, "replicas", 5, "leaderd replicas, 3 to 5")
 	fs.Float64Var(&o.Overlap, "overlap", 0.3, "chance that a second fault starts while one is held")
-	fs.DurationVar(&o.TTL, "ttl", 2*time.Second, "the replicas' --ttl")
-	fs.DurationVar(&o.DemoteTimeout, "demote-timeout", 500*time.Millisecond, "the replicas' --demote-timeout")
+	fs.DurationVar(&o.TTL, "ttl", 3*time.Second, "the replicas' --ttl")
+	fs.DurationVar(&o.DemoteTimeout, "demote-timeout", time.Second, "the replicas' --demote-timeout")
 	fs.DurationVar(&o.PromoteTimeout, "promote-timeout", 2*time.Second, "the replicas' --promote-timeout")
 	dir := fs.String("dir", "", "working directory, kept (default: a temporary one, removed after a pass)")
 	recordPath := fs.String("record", "", "also write the whole record as JSON to this file")
@@ -93,17 +94,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rec, err := chaos.Run(ctx, o)
 	if err != nil && rec == nil {
 		fmt.Fprintln(stderr, "chaos:", err)
+		fmt.Fprintf(stderr, "chaos: working directory kept for inspection: %s\n", *dir)
 		return 1
 	}
+	rec.Revision = revision()
 	if *recordPath != "" {
 		if b, err := json.Marshal(rec); err == nil {
 			_ = os.WriteFile(*recordPath, b, 0o644)
 		}
 	}
 	v := chaos.Check(rec)
-	chaos.WriteReport(stdout, rec, v, replay(o, *race))
+	if werr := chaos.WriteReport(stdout, rec, v, replay(o, *race)); werr != nil {
+		fmt.Fprintln(stderr, "chaos: writing the report:", werr)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "chaos: interrupted:", err)
+		fmt.Fprintf(stderr, "chaos: working directory kept for inspection: %s\n", *dir)
 		return 1
 	}
 	if !v.OK() {
@@ -173,4 +179,14 @@ func runSoak(ctx context.Context, so chaos.SoakOptions, dir string, keep bool, r
 		_ = os.RemoveAll(dir)
 	}
 	return 0
+}
+
+// revision names the tree the replicas were built from (a seed replays the
+// same faults only with the same fault catalogue).
+func revision() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
 }

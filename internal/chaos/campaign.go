@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -89,8 +90,8 @@ func Run(ctx context.Context, o Options) (*Record, error) {
 	defer c.teardown()
 	c.log.Info("campaign started", "seed", o.Seed, "faults", o.Faults, "replicas", o.Replicas, "bound", c.bound)
 
-	for len(c.faults) < o.Faults && ctx.Err() == nil {
-		c.step()
+	for step := 0; c.injected() < o.Faults && ctx.Err() == nil; step++ {
+		c.step(step)
 	}
 
 	c.conclude(rec)
@@ -169,33 +170,67 @@ func (c *campaign) conclude(rec *Record) {
 	}
 }
 
+// injected counts the faults that took effect (an inject that failed,
+// e.g. a resign refused while another request was pending, does not).
+func (c *campaign) injected() int {
+	n := 0
+	for _, f := range c.faults {
+		if f.InjectErr == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// stepRand is step's own random source, and faultRand a fault's: each
+// makes the same draws whatever the world did, so a seed replays the same
+// kinds, holds and overlaps even when an earlier fault went differently.
+func (c *campaign) stepRand(step int) *rand.Rand {
+	return rand.New(rand.NewPCG(uint64(c.o.Seed), 1<<32|uint64(step)))
+}
+
+func (c *campaign) faultRand(step, which int) *rand.Rand {
+	return rand.New(rand.NewPCG(uint64(c.o.Seed), uint64(step)<<1|uint64(which)))
+}
+
 // step injects one fault, sometimes a second one during it, holds them,
 // heals them and waits for one primary again.
-func (c *campaign) step() {
-	first := c.begin(draw(c.rand, func(*kind) bool { return true }), nil)
+func (c *campaign) step(step int) {
+	r := c.stepRand(step)
+	k1 := draw(r, func(*kind) bool { return true })
+	overlap := r.Float64() < c.o.Overlap
+	delay := r.Float64()
+	k2 := draw(r, func(k *kind) bool {
+		// One etcd fault at a time: two could fight over one member.
+		return !(k.scope == onEtcd && k1.scope == onEtcd)
+	})
+	settle := time.Duration(200+r.IntN(800)) * time.Millisecond
+
+	c.rand = c.faultRand(step, 0)
+	first := c.begin(k1, nil)
 	group := []*active{first}
 	holdEnd := time.Now().Add(first.hold)
-	if len(c.faults) < c.o.Faults && c.rand.Float64() < c.o.Overlap {
-		c.sleep(time.Duration(c.rand.Float64() * float64(first.hold)))
-		second := c.begin(draw(c.rand, func(k *kind) bool {
-			// One etcd fault at a time: two could fight over one member.
-			return !(k.scope == onEtcd && first.kind.scope == onEtcd)
-		}), first)
+	if overlap && c.injected() < c.o.Faults {
+		c.sleep(time.Duration(delay * float64(first.hold)))
+		c.rand = c.faultRand(step, 1)
+		second := c.begin(k2, first)
 		group = append(group, second)
 		if end := time.Now().Add(second.hold); end.After(holdEnd) {
 			holdEnd = end
 		}
 	}
 	c.sleep(time.Until(holdEnd))
-	c.rand.Shuffle(len(group), func(i, j int) { group[i], group[j] = group[j], group[i] })
 	c.settle(group)
-	c.sleep(time.Duration(200+c.rand.IntN(800)) * time.Millisecond)
+	c.sleep(settle)
 }
 
 // settle heals a group of faults, in order, and waits for one primary
 // again, timing the recovery from the last heal (or, for a fault whose
 // effect is the primary moving, from the move).
 func (c *campaign) settle(group []*active) {
+	// etcd first: an operator's resume needs a quorum, and a replica's
+	// restart is judged against a working cluster.
+	slices.SortStableFunc(group, func(a, b *active) int { return int(a.kind.scope.healOrder()) - int(b.kind.scope.healOrder()) })
 	lastHeal := time.Now()
 	for _, a := range group {
 		if a.kind.heal == nil {
@@ -233,6 +268,7 @@ func (c *campaign) begin(k *kind, other *active) *active {
 	if k.scope == onReplica {
 		target = c.pickReplica(primary, other)
 	}
+	// The fault's own draws come after these, from its own source.
 	return c.inject(k, hold, primary, target, other)
 }
 
@@ -258,7 +294,7 @@ func (c *campaign) inject(k *kind, hold time.Duration, primary string, target *n
 	c.faults = append(c.faults, f)
 	f.Injected = time.Now()
 	if err := k.inject(c, a); err != nil {
-		f.Note = joinNote(f.Note, "inject: "+err.Error())
+		f.InjectErr = err.Error()
 		c.log.Warn("inject failed", "fault", f.Seq, "kind", k.name, "err", err)
 	}
 	c.log.Info("fault", "seq", f.Seq, "kind", k.name, "target", f.Target, "primary", f.Primary, "hold", a.hold.Round(time.Millisecond), "note", f.Note)
@@ -274,17 +310,20 @@ func (c *campaign) pickReplica(primary string, other *active) *node {
 			candidates = append(candidates, n)
 		}
 	}
+	// Both draws always happen, so the fault's later draws do not depend
+	// on what the world looked like.
+	toPrimary, pick := c.rand.IntN(2) == 0, c.rand.Uint64()
 	if len(candidates) == 0 {
 		return nil
 	}
-	if primary != "" && c.rand.IntN(2) == 0 {
+	if primary != "" && toPrimary {
 		for _, n := range candidates {
 			if n.id == primary {
 				return n
 			}
 		}
 	}
-	return candidates[c.rand.IntN(len(candidates))]
+	return candidates[pick%uint64(len(candidates))]
 }
 
 func (c *campaign) sleep(d time.Duration) {
@@ -364,15 +403,21 @@ func (c *campaign) finish(rec *Record) {
 		c.sleep(200 * time.Millisecond)
 	}
 	for _, n := range w.nodes {
+		if n.replica() == nil {
+			rec.End.Down = append(rec.End.Down, n.id)
+		}
+	}
+	for _, n := range w.nodes {
 		w.stopReplica(n, 10*time.Second)
 	}
-	rec.End.LeftoverHook = leftoverProcesses(w.dir)
+	rec.End.LeftoverHook = leftoverProcesses(w.dir, true)
 	rec.Ended = time.Now()
 	tl, err := w.set.Timeline()
 	if err != nil {
-		c.log.Warn("reading the timeline", "err", err)
+		rec.TimelineErr = err.Error()
 	}
 	rec.Timeline = tl
+	rec.TimelineSkipped = countLines(w.set.TimelinePath()) - len(tl)
 	w.mu.Lock()
 	rec.Frozen = append(rec.Frozen, w.frozen...)
 	rec.HookFaults = append(rec.HookFaults, w.hookW...)
@@ -424,8 +469,9 @@ func subset(a, b []int64) bool {
 
 // leftoverProcesses are processes still carrying the campaign's
 // CHAOS_DIR in their environment: hooks (or their children) that outlived
-// the leaderd that ran them.
-func leftoverProcesses(dir string) []string {
+// the leaderd that ran them. With kill, they are SIGKILLed once listed,
+// so no run leaves them behind.
+func leftoverProcesses(dir string, kill bool) []string {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -443,6 +489,9 @@ func leftoverProcesses(dir string) []string {
 		}
 		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		out = append(out, fmt.Sprintf("pid %d: %s", pid, bytes.ReplaceAll(bytes.TrimRight(cmd, "\x00"), []byte{0}, []byte{' '})))
+		if kill {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 	return out
 }
@@ -452,4 +501,13 @@ func joinNote(a, b string) string {
 		return b
 	}
 	return a + "; " + b
+}
+
+// countLines counts a file's newline-terminated lines (0 if unreadable).
+func countLines(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	return bytes.Count(b, []byte{'\n'})
 }

@@ -20,6 +20,18 @@ const (
 	onElection              // an operator request to the whole election
 )
 
+// healOrder: etcd heals first (an operator's resume needs a quorum), the
+// operator's request last.
+func (s scope) healOrder() int {
+	switch s {
+	case onEtcd:
+		return 0
+	case onReplica:
+		return 1
+	}
+	return 2
+}
+
 // kind is one sort of fault: how to inject it, how long to hold it, how
 // to undo it. heal is nil for a fault that is over once injected.
 type kind struct {
@@ -98,8 +110,9 @@ var kinds = []*kind{
 		heal:   func(c *campaign, a *active) error { return c.w.setHookMode(a.node, hookOK) }},
 	{name: "stderr-stall", weight: 3, scope: onReplica, hold: between(1, 2.5),
 		inject: func(c *campaign, a *active) error {
-			a.node.stall.set(true)
-			if a.fault.Primary && c.rand.IntN(2) == 0 {
+			c.w.stallStderr(a.node)
+			if a.fault.Primary {
+				// The step-down is what must not wait on the stalled log.
 				a.fault.Note = "and the primary resigned"
 				return c.operator("resign", "--wait", "0")
 			}
@@ -177,7 +190,7 @@ var kinds = []*kind{
 		}},
 	{name: "pause", weight: 2, scope: onElection, hold: between(0.5, 1.5),
 		inject: func(c *campaign, a *active) error { return c.operator("pause") },
-		heal:   func(c *campaign, a *active) error { return c.operator("resume") }},
+		heal:   func(c *campaign, a *active) error { return c.resume() }},
 }
 
 func memberName(m int) string { return fmt.Sprintf("member-%d", m) }
@@ -221,6 +234,7 @@ func (c *campaign) kill(n *node, sig syscall.Signal) error {
 	if err := n.signal(sig, true); err != nil {
 		return err
 	}
+	defer n.exited(rep)
 	if _, err := rep.Wait(15 * time.Second); err != nil {
 		_ = rep.Signal(syscall.SIGKILL)
 		<-rep.Done()
@@ -359,6 +373,20 @@ func (c *campaign) operator(cmd string, args ...string) error {
 		return fmt.Errorf("leaderd %s: %v: %s", cmd, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// resume ends a pause, retrying while etcd cannot take it (an overlapping
+// etcd fault may just have healed): a pause left behind would stop every
+// later failover and be blamed on leaderd.
+func (c *campaign) resume() error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := c.operator("resume")
+		if err == nil || time.Now().After(deadline) || c.ctx.Err() != nil {
+			return err
+		}
+		c.sleep(500 * time.Millisecond)
+	}
 }
 
 // randomStandby is a running replica that is not the primary, or nil.

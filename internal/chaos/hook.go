@@ -6,11 +6,13 @@ import (
 )
 
 // hookScript is both the promote and the demote hook of every replica. It
-// appends to the shared timeline as the example hooks do, raises the
-// store's fence on promote, and misbehaves as the replica's hook-mode file
-// says: "<event>-fail", "<event>-hang" (until leaderd's timeout kills its
-// process group) or "flood" (2 MB of output). The mode is read at each run,
-// so a fault can be switched on and off under a running replica.
+// appends to the shared timeline as the example hooks do, switches the
+// replica's app in the store (promote raises the fence with the token), and
+// misbehaves as the replica's hook-mode file says: "<event>-fail",
+// "<event>-hang" (until leaderd's timeout kills its process group; a day, so
+// a hook that outlives its leaderd is still there at the end) or "flood"
+// (2 MB of output). The mode is read at each run, so a fault can be
+// switched on and off under a running replica.
 const hookScript = `#!/bin/sh
 set -u
 timeline() {
@@ -20,12 +22,13 @@ timeline start
 mode=$(cat "$CHAOS_DIR/hook-mode.$LEADERD_ID" 2>/dev/null || true)
 case "$mode" in
 "$LEADERD_EVENT-fail") echo "chaos: $LEADERD_EVENT hook fails" >&2; exit 1 ;;
-"$LEADERD_EVENT-hang") sleep 600 ;;
+"$LEADERD_EVENT-hang") sleep 86400 ;;
 flood) head -c 2000000 /dev/zero | tr '\0' x | fold -w 200 >&2 ;;
 esac
-if [ "$LEADERD_EVENT" = promote ]; then
-	wget -q -O /dev/null --post-data "" "$STORE_URL/promote?token=$LEADERD_FENCING_TOKEN" || exit 1
-fi
+case "$LEADERD_EVENT" in
+promote) wget -q -O /dev/null --post-data "" "$STORE_URL/promote?id=$LEADERD_ID&token=$LEADERD_FENCING_TOKEN" || exit 1 ;;
+demote) wget -q -O /dev/null --post-data "" "$STORE_URL/demote?id=$LEADERD_ID" || exit 1 ;;
+esac
 timeline end
 `
 

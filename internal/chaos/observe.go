@@ -2,14 +2,11 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/leaderd/leaderd/sidecar"
 )
 
 // SampleInterval is how often every replica's /primary is probed.
@@ -93,20 +90,49 @@ func (o *observer) probe(ctx context.Context, id, addr string) {
 	o.last[id] = s
 }
 
-// primary is the replica whose latest probe answered 200, if exactly one.
+// current is n's latest answered probe, if n runs and the probe was sent
+// to the process running now (not to one that has exited since). Callers
+// hold o.mu.
+func (o *observer) current(n *node) (Sample, bool) {
+	started := n.since()
+	if started.IsZero() || n.replica() == nil {
+		return Sample{}, false
+	}
+	s, ok := o.last[n.id]
+	if !ok || s.Sent.Before(started) {
+		return Sample{}, false
+	}
+	return s, true
+}
+
+// primary is the running replica whose latest probe answered 200, if
+// exactly one.
 func (o *observer) primary() (string, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	found := ""
-	for id, s := range o.last {
-		if s.Code == http.StatusOK {
+	for _, n := range o.w.nodes {
+		if s, ok := o.current(n); ok && s.Code == http.StatusOK {
 			if found != "" {
 				return "", false
 			}
-			found = id
+			found = n.id
 		}
 	}
 	return found, found != ""
+}
+
+// serving are the running replicas whose latest probe answered 200.
+func (o *observer) serving() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for _, n := range o.w.nodes {
+		if s, ok := o.current(n); ok && s.Code == http.StatusOK {
+			out = append(out, n.id)
+		}
+	}
+	return out
 }
 
 // steady reports whether, counting only probes sent after since, exactly
@@ -120,7 +146,7 @@ func (o *observer) steady(since time.Time) (string, bool) {
 		if n.replica() == nil {
 			continue
 		}
-		s, ok := o.last[n.id]
+		s, ok := o.current(n)
 		if !ok || s.Sent.Before(since) || s.Code == 0 {
 			return "", false
 		}
@@ -153,69 +179,61 @@ func (o *observer) waitSteady(ctx context.Context, since time.Time, max time.Dur
 	return time.Time{}
 }
 
-// write keeps writing to the store through the replica answering
-// /primary 200, with the fencing token it reports, until ctx ends.
+// appWriteEvery paces each primary app's own writes; the routed writes go
+// every SampleInterval.
+const appWriteEvery = 100 * time.Millisecond
+
+// write keeps two kinds of writes going until ctx ends, each stamped with
+// the fencing token of the app that sends it (the token its promote hook
+// gave it):
+//   - routed ("lb"): through every replica answering /primary 200, as a
+//     load balancer checking /primary would send them;
+//   - the apps' own ("app"): from every app that is primary, whatever its
+//     leaderd is doing. A frozen or killed leaderd's app keeps writing with
+//     its old token: the store's fence is all that stops it.
 func (o *observer) write(ctx context.Context) {
 	tick := time.NewTicker(SampleInterval)
 	defer tick.Stop()
+	lastApp := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		id, ok := o.primary()
-		if !ok {
-			continue
+		apps := o.w.store.primaryApps()
+		for _, id := range o.serving() {
+			if token, ok := apps[id]; ok {
+				o.post(ctx, id, "lb", token)
+			}
 		}
-		rep := o.w.byID[id].replica()
-		if rep == nil {
-			continue
-		}
-		token, err := o.token(ctx, rep.APIAddr)
-		if err != nil || token == 0 {
-			continue
-		}
-		o.mu.Lock()
-		o.value++
-		v := o.value
-		o.mu.Unlock()
-		if o.post(ctx, token, v) {
-			o.mu.Lock()
-			o.acks = append(o.acks, Ack{At: time.Now(), Replica: id, Token: token, Value: v})
-			o.mu.Unlock()
+		if time.Since(lastApp) >= appWriteEvery {
+			lastApp = time.Now()
+			for id, token := range apps {
+				o.post(ctx, id, "app", token)
+			}
 		}
 	}
 }
 
-// token is the fencing token a replica reports while it says it is the
-// serving primary, else 0.
-func (o *observer) token(ctx context.Context, addr string) (int64, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
-	resp, err := o.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var st sidecar.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return 0, err
-	}
-	if st.Phase != sidecar.PhasePrimary {
-		return 0, nil
-	}
-	return st.FencingToken, nil
-}
-
-func (o *observer) post(ctx context.Context, token, value int64) bool {
-	url := fmt.Sprintf("%s/write?token=%d&value=%d", o.w.store.URL(), token, value)
+// post sends one write and records the ack.
+func (o *observer) post(ctx context.Context, id, via string, token int64) {
+	o.mu.Lock()
+	o.value++
+	v := o.value
+	o.mu.Unlock()
+	url := fmt.Sprintf("%s/write?token=%d&value=%d&id=%s&via=%s", o.w.store.URL(), token, v, id, via)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	resp, err := o.client.Do(req)
 	if err != nil {
-		return false
+		return
 	}
 	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	if resp.StatusCode == http.StatusOK {
+		o.mu.Lock()
+		o.acks = append(o.acks, Ack{At: time.Now(), Replica: id, Via: via, Token: token, Value: v})
+		o.mu.Unlock()
+	}
 }
 
 // sortedSamples returns the samples ordered by send time.

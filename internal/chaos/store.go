@@ -10,10 +10,13 @@ import (
 	"time"
 )
 
-// Store is the fenced store the replicas' app would write to: it accepts a
+// Store is the fenced store the replicas' apps write to: it accepts a
 // write only with a fencing token at least as high as the highest it has
-// seen, and logs every decision. The promote hook raises its fence with the
-// new primary's token, as an app's promote would.
+// seen, and logs every decision. It also plays each replica's app: the
+// promote hook makes a replica's app primary with its token (raising the
+// fence), the demote hook makes it standby. An app stays primary until its
+// demote hook says otherwise, whatever its leaderd does (frozen, killed),
+// as a real one would.
 type Store struct {
 	srv *http.Server
 	ln  net.Listener
@@ -21,7 +24,7 @@ type Store struct {
 	mu      sync.Mutex
 	highest int64
 	writes  []StoreWrite
-	fences  int // promote calls seen
+	apps    map[string]int64 // replica id -> token of its app while primary
 }
 
 // StartStore serves the store on a free loopback port.
@@ -30,10 +33,10 @@ func StartStore() (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{ln: ln}
+	s := &Store{ln: ln, apps: map[string]int64{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /promote", s.handlePromote)
-	mux.HandleFunc("POST /demote", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("POST /demote", s.handleDemote)
 	mux.HandleFunc("POST /write", s.handleWrite)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
@@ -57,22 +60,29 @@ func (s *Store) Writes() []StoreWrite {
 	return append([]StoreWrite(nil), s.writes...)
 }
 
-// handlePromote raises the fence. A token below the fence is refused, so a
-// stale replica's promote hook fails, as a real fenced app's would.
+// handlePromote makes the replica's app primary and raises the fence. A
+// token below the fence is refused, so a stale replica's promote hook
+// fails, as a real fenced app's would.
 func (s *Store) handlePromote(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("id")
 	token, err := strconv.ParseInt(r.URL.Query().Get("token"), 10, 64)
-	if err != nil || token <= 0 {
-		http.Error(w, "bad token", http.StatusBadRequest)
+	if err != nil || token <= 0 || id == "" {
+		http.Error(w, "bad token or id", http.StatusBadRequest)
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fences++
-	if token < s.highest {
+	if !s.decide("promote", id, "", token, 0) {
 		http.Error(w, "fenced: a newer primary promoted", http.StatusConflict)
+	}
+}
+
+// handleDemote makes the replica's app standby.
+func (s *Store) handleDemote(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		http.Error(w, "bad id", http.StatusBadRequest)
 		return
 	}
-	s.highest = token
+	s.decide("demote", id, "", 0, 0)
 }
 
 func (s *Store) handleWrite(w http.ResponseWriter, r *http.Request) {
@@ -83,20 +93,38 @@ func (s *Store) handleWrite(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad token or value", http.StatusBadRequest)
 		return
 	}
-	ok := s.write(token, value)
-	if !ok {
+	if !s.decide("write", q.Get("id"), q.Get("via"), token, value) {
 		http.Error(w, "fenced", http.StatusConflict)
 	}
 }
 
-// write decides and logs one write.
-func (s *Store) write(token, value int64) bool {
+// decide makes and logs one decision: a write or a promote is accepted
+// only with a token at or above the fence, and then raises it.
+func (s *Store) decide(kind, id, via string, token, value int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ok := token >= s.highest
-	s.writes = append(s.writes, StoreWrite{At: time.Now(), Token: token, Value: value, Accepted: ok, Highest: s.highest})
-	if ok {
+	ok := kind == "demote" || token >= s.highest
+	s.writes = append(s.writes, StoreWrite{At: time.Now(), Kind: kind, Replica: id, Via: via,
+		Token: token, Value: value, Accepted: ok, Highest: s.highest})
+	switch {
+	case kind == "demote":
+		delete(s.apps, id)
+	case ok:
 		s.highest = token
+		if kind == "promote" {
+			s.apps[id] = token
+		}
 	}
 	return ok
+}
+
+// apps is a copy of which replicas' apps are primary, with their tokens.
+func (s *Store) primaryApps() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.apps))
+	for id, t := range s.apps {
+		out[id] = t
+	}
+	return out
 }

@@ -50,9 +50,13 @@ type node struct {
 
 	mu        sync.Mutex
 	rep       *replicas.Replica // nil while not running
+	startedAt time.Time         // when rep started
+	stderr    *os.File          // the campaign's copy of rep's stderr pipe (write end)
 	expecting bool              // an injected fault is stopping the process
+	graceful  bool              // ... with SIGTERM: it must exit 0
 	frozenAt  time.Time         // zero unless SIGSTOPped
 	hookAt    time.Time         // zero unless a hook fault is on
+	hookMode  string
 	stall     *stall
 }
 
@@ -135,6 +139,9 @@ func (w *World) start(n *node) error {
 	if err != nil {
 		return err
 	}
+	// A small pipe, so a stalled reader blocks leaderd's writes within a
+	// few lines rather than after 64 KiB of logging.
+	_ = setPipeSize(wr, stderrPipeSize)
 	endpoints := make([]string, len(n.links))
 	for i, p := range n.links {
 		endpoints[i] = p.Endpoint()
@@ -150,13 +157,13 @@ func (w *World) start(n *node) error {
 		"--on-demote", w.hook,
 		"--promote-timeout", w.opts.PromoteTimeout.String(),
 		"--health-cmd", "test ! -e "+unhealthy,
-		"--health-interval", "250ms",
-		"--health-timeout", "250ms",
+		"--health-interval", "1s",
+		"--health-timeout", "1s",
 		"--health-failures", "2",
 		"--log-level", "info",
 	)
-	wr.Close()
 	if err != nil {
+		wr.Close()
 		r.Close()
 		return err
 	}
@@ -166,7 +173,9 @@ func (w *World) start(n *node) error {
 	}
 	go pumpStderr(r, logFile, n.stall)
 	n.mu.Lock()
-	n.rep, n.expecting = rep, false
+	// The campaign keeps the write end until the process exits, to fill
+	// the pipe when it stalls the reader.
+	n.rep, n.startedAt, n.stderr, n.expecting, n.graceful = rep, time.Now(), wr, false, false
 	n.mu.Unlock()
 	go w.watchExit(n, rep)
 	return nil
@@ -195,19 +204,33 @@ func pumpStderr(r *os.File, out *os.File, st *stall) {
 // watchExit records the process's exit, and whether a fault caused it.
 func (w *World) watchExit(n *node, rep *replicas.Replica) {
 	<-rep.Done()
-	code, _ := rep.Wait(0)
+	code := rep.ExitCode()
 	n.mu.Lock()
 	// A data race is never what the fault asked for.
 	injected := n.expecting && code != raceExitCode
-	if n.rep == rep {
-		n.rep = nil
-	}
+	graceful := n.graceful
 	n.mu.Unlock()
+	n.exited(rep)
 	w.mu.Lock()
-	w.exits = append(w.exits, Exit{Replica: n.id, At: time.Now(), Code: code, Injected: injected})
+	w.exits = append(w.exits, Exit{Replica: n.id, At: time.Now(), Code: code, Injected: injected, Graceful: graceful})
 	w.mu.Unlock()
 	if !injected {
 		w.log.Error("leaderd exited on its own", "replica", n.id, "code", code)
+	}
+}
+
+// exited forgets rep once it has exited, so the id can start again. Both
+// the exit watcher and a fault waiting for the exit call it: whichever runs
+// first, a restart right after sees the id free.
+func (n *node) exited(rep *replicas.Replica) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.rep == rep {
+		n.rep = nil
+		if n.stderr != nil {
+			n.stderr.Close()
+			n.stderr = nil
+		}
 	}
 }
 
@@ -215,7 +238,24 @@ func (w *World) watchExit(n *node, rep *replicas.Replica) {
 func (n *node) replica() *replicas.Replica {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.rep != nil {
+		select {
+		case <-n.rep.Done():
+			return nil // exited; the watcher is about to forget it
+		default:
+		}
+	}
 	return n.rep
+}
+
+// since is when the running process started (zero if none).
+func (n *node) since() time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.rep == nil {
+		return time.Time{}
+	}
+	return n.startedAt
 }
 
 func (n *node) frozen() bool {
@@ -231,6 +271,7 @@ func (n *node) signal(sig syscall.Signal, expectExit bool) error {
 	rep := n.rep
 	if rep != nil && expectExit {
 		n.expecting = true
+		n.graceful = sig == syscall.SIGTERM
 	}
 	n.mu.Unlock()
 	if rep == nil {
@@ -262,7 +303,7 @@ func (w *World) thaw(n *node) {
 	}
 	if !at.IsZero() {
 		w.mu.Lock()
-		w.frozen = append(w.frozen, Window{Replica: n.id, Start: at, End: time.Now().Add(w.frozenGrace())})
+		w.frozen = append(w.frozen, Window{Replica: n.id, Kind: "frozen", Start: at, End: time.Now().Add(w.frozenGrace())})
 		w.mu.Unlock()
 	}
 }
@@ -281,14 +322,13 @@ func (w *World) setHookMode(n *node, mode string) error {
 	defer n.mu.Unlock()
 	switch {
 	case mode != hookOK && n.hookAt.IsZero():
-		n.hookAt = time.Now()
+		n.hookAt, n.hookMode = time.Now(), mode
 	case mode == hookOK && !n.hookAt.IsZero():
-		// A hook killed at its timeout may still be ending; its demote
-		// retries after the fault ends are covered by the grace.
+		// A hook killed at its timeout may still be ending: the grace.
 		w.mu.Lock()
-		w.hookW = append(w.hookW, Window{Replica: n.id, Start: n.hookAt, End: time.Now().Add(w.frozenGrace())})
+		w.hookW = append(w.hookW, Window{Replica: n.id, Kind: n.hookMode, Start: n.hookAt, End: time.Now().Add(w.frozenGrace())})
 		w.mu.Unlock()
-		n.hookAt = time.Time{}
+		n.hookAt, n.hookMode = time.Time{}, ""
 	}
 	return nil
 }
@@ -306,13 +346,36 @@ func (w *World) setUnhealthy(n *node, bad bool) error {
 func (w *World) stopReplica(n *node, grace time.Duration) {
 	n.mu.Lock()
 	rep := n.rep
-	n.expecting = true
+	n.expecting, n.graceful = true, true
 	n.mu.Unlock()
 	if rep == nil {
 		return
 	}
 	_ = rep.Signal(syscall.SIGCONT)
 	_ = rep.Stop(grace)
+	n.exited(rep)
+}
+
+// stallStderr stops reading n's stderr and fills the pipe, so leaderd's
+// next write would block; unstall reads again.
+func (w *World) stallStderr(n *node) {
+	n.stall.set(true)
+	n.mu.Lock()
+	wr := n.stderr
+	n.mu.Unlock()
+	if wr == nil {
+		return
+	}
+	// The pump may be inside one last read; the deadline ends the fill
+	// once the pipe is full.
+	_ = wr.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	filler := []byte(strings.Repeat("chaos: stderr stalled\n", 64))
+	for {
+		if _, err := wr.Write(filler); err != nil {
+			break
+		}
+	}
+	_ = wr.SetWriteDeadline(time.Time{})
 }
 
 // close stops everything, bounded.
@@ -337,4 +400,27 @@ func (w *World) close() {
 	if w.etcd != nil {
 		w.etcd.Close()
 	}
+}
+
+// stderrPipeSize is the replicas' stderr pipe capacity (one page; Linux's
+// default is 64 KiB).
+const stderrPipeSize = 4096
+
+// setPipeSize sets a pipe's capacity (Linux F_SETPIPE_SZ).
+func setPipeSize(f *os.File, size int) error {
+	const fSetPipeSz = 1031
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var errno syscall.Errno
+	if err := raw.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_FCNTL, fd, fSetPipeSz, uintptr(size))
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }

@@ -155,8 +155,24 @@ func (r *Replica) Signal(sig syscall.Signal) error { return r.cmd.Process.Signal
 // Done is closed when the process has exited.
 func (r *Replica) Done() <-chan struct{} { return r.done }
 
+// ExitCode is the process's exit code once Done is closed (-1: killed by
+// a signal, or still running).
+func (r *Replica) ExitCode() int {
+	select {
+	case <-r.done:
+		return r.cmd.ProcessState.ExitCode()
+	default:
+		return -1
+	}
+}
+
 // Wait waits up to timeout for the process to exit and returns its exit code.
 func (r *Replica) Wait(timeout time.Duration) (int, error) {
+	select { // an exited process wins over an expired timeout
+	case <-r.done:
+		return r.cmd.ProcessState.ExitCode(), nil
+	default:
+	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
