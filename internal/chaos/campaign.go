@@ -245,13 +245,20 @@ func (c *campaign) settle(group []*active) {
 	}
 	since := lastHeal
 	for _, a := range group {
-		if a.kind.moves && a.primary != "" {
+		if a.kind.moves && a.primary != "" && a.fault.InjectErr == "" {
+			// A request the primary never acted on leaves it serving: then
+			// the recovery is timed from the heal, not from the wait.
 			if moved := c.obs.waitNotServing(c.ctx, a.primary, c.bound); moved.After(since) {
 				since = moved
 			}
 		}
 	}
-	recovered := c.obs.waitSteady(c.ctx, since, c.bound+recoveryCap)
+	var recovered time.Time
+	if p, ok := c.obs.steady(since); ok && since == lastHeal && c.obs.servedSince(p, since) {
+		recovered = since // nothing to recover: the same primary served throughout
+	} else {
+		recovered = c.obs.waitSteady(c.ctx, since, c.bound+recoveryCap)
+	}
 	for _, a := range group {
 		a.fault.Recovered = recovered
 	}

@@ -281,3 +281,25 @@ func (o *observer) waitNotServing(ctx context.Context, id string, max time.Durat
 	}
 	return time.Time{}
 }
+
+// servedSince reports whether replica id answered every probe sent since
+// t with 200 (and at least one).
+func (o *observer) servedSince(id string, t time.Time) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	seen := false
+	for i := len(o.samples) - 1; i >= 0; i-- {
+		s := o.samples[i]
+		if s.Received.Before(t) {
+			break // appended in completion order: nothing older was sent after t
+		}
+		if s.Sent.Before(t) || s.Replica != id {
+			continue
+		}
+		if s.Code != http.StatusOK {
+			return false
+		}
+		seen = true
+	}
+	return seen
+}
