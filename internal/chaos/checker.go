@@ -13,18 +13,20 @@ import (
 
 // Rule names, stable: reports, tests and scripts match on them.
 const (
-	// RuleTenureOverlap: two tenures overlapped and neither replica was
-	// frozen or had its hooks faulted during the overlap.
+	// RuleTenureOverlap: two tenures overlapped and nothing excuses it: the
+	// older primary (A) had no frozen, demote-fail or demote-hang window
+	// that began in its tenure, by the overlap's start, and (frozen) lasted
+	// until the overlap ended.
 	RuleTenureOverlap = "tenure-overlap"
-	// RuleUnfencedOverlap: an overlap involving a frozen or hook-faulted
-	// replica, during which the store accepted the stale token after it had
-	// seen the newer one.
+	// RuleUnfencedOverlap: an overlap such a window excuses, during which
+	// the store accepted the older token after it had seen the newer one
+	// (or the two tokens do not order the tenures).
 	RuleUnfencedOverlap = "unfenced-overlap"
 	// RuleTokenOrder: promote-start tokens, in time order, did not strictly
 	// increase (or a promote had no token).
 	RuleTokenOrder = "token-order"
-	// RuleFencing: the store accepted a token below one it had accepted (or
-	// seen) before.
+	// RuleFencing: the store accepted a write or promote with a token below
+	// the fence: the highest token it had accepted before, by its own log.
 	RuleFencing = "fencing"
 	// RuleLostWrite: the writer saw an ack the store has no accepted write for.
 	RuleLostWrite = "lost-write"
@@ -34,15 +36,31 @@ const (
 	RuleSlowRecovery = "slow-recovery"
 	// RuleNoRecovery: exactly one primary did not come back within the wait.
 	RuleNoRecovery = "no-recovery"
+	// RuleSlowFailover: a fault took the primary away and another served
+	// later than Bound after (judged during the fault's hold, not after
+	// its heal); RuleNoFailover: none served again.
+	RuleSlowFailover = "slow-failover"
+	RuleNoFailover   = "no-failover"
 	// RuleLeftoverLease: etcd holds a lease no live sidecar reports.
 	RuleLeftoverLease = "leftover-lease"
 	// RuleLeftoverHook: a hook process was still running at the end.
 	RuleLeftoverHook = "leftover-hook"
 	// RuleEndPrimaries: not exactly one replica answered /primary 200 at the end.
 	RuleEndPrimaries = "end-primaries"
+	// RuleReplicaDown: a replica was not running when the end state was taken.
+	RuleReplicaDown = "replica-down"
 	// RuleUnexpectedExit: a leaderd process exited without an injected fault.
 	RuleUnexpectedExit = "unexpected-exit"
+	// RuleUncleanExit: a leaderd stopped with SIGTERM exited non-zero.
+	RuleUncleanExit = "unclean-exit"
+	// RuleTimeline: the hook timeline could not be read, or some of its
+	// lines did not parse: tenures and tokens cannot be judged.
+	RuleTimeline = "timeline"
 )
+
+// windowFrozen is the Kind of the Frozen windows (an empty Kind there is
+// read as it, the only kind they have).
+const windowFrozen = "frozen"
 
 // maxDetailed caps the detailed violations of the rules that can fire in
 // bulk (two-primaries episodes, fencing): past it, one summary violation
@@ -68,15 +86,22 @@ func (v Violation) String() string {
 
 // Overlap is two tenures whose intervals intersect.
 type Overlap struct {
-	A, B       replicas.Tenure // A started first
+	A, B       replicas.Tenure // A started first: the older primary
 	Start, End time.Time       // the intersection
-	// Involved says a replica of the two was frozen or had its hooks faulted
-	// during the intersection; Fenced that the store never accepted the
-	// older token after it had seen the newer one. Excused = both.
-	Involved, Fenced, Excused bool
-	// Stale is the first write accepted with the older token after the
-	// newer was seen (when not Fenced and a write is to blame).
+	// Excuse is A's window that explains why A was still primary (nil: none
+	// does, and Unexcused says why); see excuseOverlap.
+	Excuse    *Window
+	Unexcused string
+	// Fenced: A's token is below B's, and once the store's log showed B's
+	// token (or a higher one) it accepted nothing with A's. Excused = an
+	// Excuse and Fenced.
+	Fenced, Excused bool
+	// Stale is the first decision accepted with A's token after B's was
+	// seen (when not Fenced and a write is to blame).
 	Stale *StoreWrite
+	// Refused counts A's writes the store refused after it had seen B's
+	// token: the fencing at work.
+	Refused int
 }
 
 // Recovery is how long exactly-one-primary took to come back after a fault.
@@ -101,9 +126,10 @@ type Percentiles struct {
 // KindFigures are the recovery and failover figures of one fault kind.
 type KindFigures struct {
 	Kind            string // a Fault.Kind, or GroupAll / GroupOverlapping
-	Count           int
-	Overlapping     int // faults with Overlaps non-empty
-	PrimaryTargeted int // Fault.Primary
+	Count           int    // injected faults; the figures are theirs
+	FailedToInject  int    // faults with InjectErr, not in Count (not in GroupOverlapping)
+	Overlapping     int    // faults with Overlaps non-empty
+	PrimaryTargeted int    // Fault.Primary
 	Recovery        Percentiles
 	Slow, Never     int // Never is part of Slow
 	// Failover is NextPrimary - PrimaryLost over the faults where the
@@ -128,13 +154,16 @@ type Verdict struct {
 	// "(exit)", "(next promote)" or "(open at end)" when the checker cut them).
 	Tenures        []replicas.Tenure
 	Overlaps       []Overlap
-	FencedOverlaps int // overlaps excused: frozen or hook-faulted, and fenced
+	FencedOverlaps int // overlaps excused: see Overlap.Excused
 	// TwoPrimaryPairs counts pairs of concurrent 200 samples on different
-	// replicas (not excused); ExcusedPairs those a frozen replica excused.
-	TwoPrimaryPairs, ExcusedPairs int
-	Recoveries                    []Recovery // one per fault, in fault order
-	Slow                          []Recovery // recovered after Bound, or never
-	Figures                       []KindFigures
+	// replicas. Nothing excuses one: a thawed replica answers 503 at once,
+	// and a probe cannot span a freeze (it times out first).
+	TwoPrimaryPairs int
+	// Recoveries has one per injected fault (InjectErr empty), in fault
+	// order; a fault that failed to inject had no effect to recover from.
+	Recoveries []Recovery
+	Slow       []Recovery // recovered after Bound, or never
+	Figures    []KindFigures
 }
 
 // OK is true when the run broke no rule.
@@ -153,18 +182,36 @@ func (v Verdict) ByRule() map[string]int {
 func Check(r *Record) Verdict {
 	var v Verdict
 	v.Tenures = judgedTenures(r)
+	v.Violations = append(v.Violations, checkTimeline(r)...)
 	v.Violations = append(v.Violations, checkOverlaps(r, &v)...)
 	v.Violations = append(v.Violations, checkTokenOrder(r)...)
 	v.Violations = append(v.Violations, checkFencing(r)...)
 	v.Violations = append(v.Violations, checkLostWrites(r)...)
 	v.Violations = append(v.Violations, checkTwoPrimaries(r, &v)...)
 	v.Violations = append(v.Violations, checkRecovery(r, &v)...)
+	v.Violations = append(v.Violations, checkFailover(r)...)
 	v.Violations = append(v.Violations, checkEnd(r)...)
 	slices.SortStableFunc(v.Violations, func(a, b Violation) int {
 		return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Rule, b.Rule))
 	})
-	v.Figures = figures(v.Recoveries)
+	v.Figures = figures(r.Faults, v.Recoveries)
 	return v
+}
+
+// checkTimeline: tenures, overlaps and token order are judged on the
+// timeline, so a timeline that could not be read, or read only in part,
+// leaves the run unjudged, which is a failure, not a pass.
+func checkTimeline(r *Record) []Violation {
+	var out []Violation
+	if r.TimelineErr != "" {
+		out = append(out, Violation{Rule: RuleTimeline, At: r.Started,
+			Detail: "the hook timeline could not be read: " + r.TimelineErr})
+	}
+	if r.TimelineSkipped > 0 {
+		out = append(out, Violation{Rule: RuleTimeline, At: r.Started,
+			Detail: fmt.Sprintf("%d hook timeline lines did not parse: the tenures cannot be trusted", r.TimelineSkipped)})
+	}
+	return out
 }
 
 // sortedTimeline is the timeline in time order: hooks of different
@@ -225,8 +272,8 @@ func nextPromote(evs []replicas.Event, id string, after time.Time) (time.Time, b
 }
 
 // checkOverlaps compares every pair of tenures of different replicas. An
-// overlap is excused only when a frozen or hook-faulted replica explains
-// it (its demote could not run in time) and fencing held, so the stale
+// overlap is excused only when a window of the older primary explains why
+// it was still primary (see excuseOverlap) and fencing held, so the stale
 // primary could do no harm.
 func checkOverlaps(r *Record, v *Verdict) []Violation {
 	var out []Violation
@@ -245,73 +292,127 @@ func checkOverlaps(r *Record, v *Verdict) []Violation {
 				continue
 			}
 			o := Overlap{A: a, B: b, Start: start, End: end}
-			o.Involved = inWindow(r.Frozen, start, end, a.ID, b.ID) || inWindow(r.HookFaults, start, end, a.ID, b.ID)
-			older, newer := a.Token, b.Token
-			if older > newer {
-				older, newer = newer, older
-			}
-			if older != newer {
-				o.Stale = staleWrite(r.Writes, older, newer)
-				o.Fenced = o.Stale == nil
-			}
-			o.Excused = o.Involved && o.Fenced
+			o.Excuse, o.Unexcused = excuseOverlap(r, o)
+			o.Stale, o.Refused, o.Fenced = fenceOverlap(r.Writes, a.Token, b.Token)
+			o.Excused = o.Excuse != nil && o.Fenced
 			v.Overlaps = append(v.Overlaps, o)
 			desc := fmt.Sprintf("%s (token %d, %s..%s) and %s (token %d, %s..%s) overlap for %s",
 				a.ID, a.Token, clock(a.Start), clock(a.End), b.ID, b.Token, clock(b.Start), clock(b.End), end.Sub(start).Round(time.Millisecond))
 			switch {
 			case o.Excused:
 				v.FencedOverlaps++
-			case !o.Involved:
+			case o.Excuse == nil:
 				out = append(out, Violation{Rule: RuleTenureOverlap, At: start, Replicas: []string{a.ID, b.ID},
-					Detail: desc + "; neither was frozen or hook-faulted" + fencingNote(o)})
+					Detail: desc + "; not excused: " + o.Unexcused + fencingNote(o)})
 			default:
 				out = append(out, Violation{Rule: RuleUnfencedOverlap, At: start, Replicas: []string{a.ID, b.ID},
-					Detail: desc + fencingNote(o)})
+					Detail: desc + "; " + excuseNote(o) + fencingNote(o)})
 			}
 		}
 	}
 	return out
 }
 
+// excuseOverlap finds the window of A (the older primary) that explains
+// why A was still primary when B promoted: A frozen (it could not demote;
+// after the thaw it must demote within the grace, so the overlap must end
+// by the window's end), or A's demote hook failing or hanging (its demote
+// is retried with a back-off after the heal, so the overlap may last
+// until A's tenure ends). The window must begin inside A's tenure and no
+// later than the overlap: a fault that came after B promoted did not
+// cause the overlap. B's windows never excuse (a thawed or promote-faulted
+// standby promoting over a live primary is the bug), nor do promote-*
+// and flood windows. It returns nil and why when nothing excuses.
+func excuseOverlap(r *Record, o Overlap) (*Window, string) {
+	why := fmt.Sprintf("%s (the older primary) had no frozen, demote-fail or demote-hang window", o.A.ID)
+	var ws []Window
+	for _, w := range r.Frozen {
+		if w.Kind == "" {
+			w.Kind = windowFrozen
+		}
+		ws = append(ws, w)
+	}
+	ws = append(ws, r.HookFaults...)
+	for _, w := range ws {
+		if w.Replica != o.A.ID {
+			continue
+		}
+		switch w.Kind {
+		case windowFrozen, hookDemoteFail, hookDemoteHang:
+		default:
+			continue
+		}
+		if w.Start.Before(o.A.Start) || w.Start.After(o.Start) {
+			why = fmt.Sprintf("%s's %s window began at %s, not within its tenure by the overlap's start", o.A.ID, w.Kind, clock(w.Start))
+			continue
+		}
+		if w.Kind == windowFrozen && o.End.After(w.End) {
+			why = fmt.Sprintf("%s's frozen window ended at %s (grace included), before the overlap did: thawed, it must demote within the grace", o.A.ID, clock(w.End))
+			continue
+		}
+		return &w, ""
+	}
+	return nil, why
+}
+
+func excuseNote(o Overlap) string {
+	return fmt.Sprintf("%s had a %s window %s..%s", o.A.ID, o.Excuse.Kind, clock(o.Excuse.Start), clock(o.Excuse.End))
+}
+
 func fencingNote(o Overlap) string {
 	switch {
 	case o.Stale != nil:
-		return fmt.Sprintf("; the store accepted stale token %d (value %d) at %s after it had seen a newer one",
-			o.Stale.Token, o.Stale.Value, clock(o.Stale.At))
+		return fmt.Sprintf("; the store accepted stale token %d (%s value %d) at %s after it had seen a newer one",
+			o.Stale.Token, decisionKind(*o.Stale), o.Stale.Value, clock(o.Stale.At))
 	case !o.Fenced:
-		return "; both hold the same token, so fencing cannot tell them apart"
+		return fmt.Sprintf("; the newer tenure's token %d is not above the older's %d, so fencing cannot tell them apart", o.B.Token, o.A.Token)
 	}
-	return "; fencing held"
+	return fmt.Sprintf("; fencing held (%d stale writes refused)", o.Refused)
 }
 
-// staleWrite returns the first write accepted with token older once the
-// store had seen newer or above (by accepting it, or by its Highest), nil
-// if there is none. Writes with older before that are not stale: the
-// store could not have known.
-func staleWrite(ws []StoreWrite, older, newer int64) *StoreWrite {
+// fenceOverlap reads the store's log alone for an overlap of the older
+// token with the newer: from the first decision with the newer token or
+// above (B's promote or first write, or a later tenure's), the store must
+// accept nothing with the older one. It returns the first such accept,
+// the count of older writes refused from then on, and whether fencing
+// held. Equal or inverted tokens cannot be fenced.
+func fenceOverlap(ws []StoreWrite, older, newer int64) (stale *StoreWrite, refused int, fenced bool) {
+	if older >= newer {
+		return nil, 0, false
+	}
 	seen := false
 	for i, w := range ws {
-		if w.Highest >= newer {
-			seen = true
+		if !fencingDecision(w) {
+			continue
 		}
-		if seen && w.Accepted && w.Token == older {
-			return &ws[i]
-		}
-		if w.Accepted && w.Token >= newer {
+		if w.Token >= newer {
 			seen = true
+			continue
+		}
+		if !seen || w.Token != older {
+			continue
+		}
+		switch {
+		case w.Accepted && stale == nil:
+			stale = &ws[i]
+		case !w.Accepted && decisionKind(w) == "write":
+			refused++
 		}
 	}
-	return nil
+	return stale, refused, stale == nil
 }
 
-// inWindow says a window of one of ids intersects [start, end].
-func inWindow(ws []Window, start, end time.Time, ids ...string) bool {
-	for _, w := range ws {
-		if slices.Contains(ids, w.Replica) && !w.Start.After(end) && !w.End.Before(start) {
-			return true
-		}
+// fencingDecision says a store decision takes part in fencing: writes and
+// promotes (a demote is only logged). Unknown kinds count, so a store that
+// mislabels a decision is judged rather than skipped.
+func fencingDecision(w StoreWrite) bool { return w.Kind != "demote" }
+
+// decisionKind is w.Kind, "write" when empty (the log's first format).
+func decisionKind(w StoreWrite) string {
+	if w.Kind == "" {
+		return "write"
 	}
-	return false
+	return w.Kind
 }
 
 // checkTokenOrder: each promote start is one tenure and gets the token of
@@ -341,36 +442,59 @@ func checkTokenOrder(r *Record) []Violation {
 	return out
 }
 
-// checkFencing: the store must never accept a token below the highest it
-// had accepted or seen. Checked on the log itself, not on the store's own
-// Accepted/Highest bookkeeping alone, so a store bug shows too.
+// checkFencing recomputes the fence from the store's log alone: the
+// highest token among the accepted writes and promotes so far. Accepting a
+// write or promote below it is a violation. The store's own Highest is not
+// trusted (it is only shown), so a store bug shows too.
 func checkFencing(r *Record) []Violation {
 	var out []Violation
-	var highest int64
-	var highestAt time.Time
+	var fence int64
+	var raisedBy StoreWrite
 	n := 0
 	for _, w := range r.Writes {
-		bound := max(highest, w.Highest)
-		if w.Accepted && w.Token < bound {
+		if !fencingDecision(w) {
+			continue
+		}
+		if w.Accepted && w.Token < fence {
 			n++
 			if n <= maxDetailed {
-				seen := fmt.Sprintf("accepted token %d at %s", highest, clock(highestAt))
-				if w.Highest > highest {
-					seen = fmt.Sprintf("recorded token %d as the highest seen", w.Highest)
-				}
-				out = append(out, Violation{Rule: RuleFencing, At: w.At,
-					Detail: fmt.Sprintf("store accepted token %d (value %d) after it had %s", w.Token, w.Value, seen)})
+				out = append(out, Violation{Rule: RuleFencing, At: w.At, Replicas: uniq(nonEmpty(w.Replica, raisedBy.Replica)...),
+					Detail: fmt.Sprintf("store accepted %s token %d (value %d%s) below the fence %d, raised by %s's %s at %s (the store recorded highest %d)",
+						decisionKind(w), w.Token, w.Value, via(w.Via, w.Replica), fence, orUnknown(raisedBy.Replica), decisionKind(raisedBy), clock(raisedBy.At), w.Highest)})
 			}
 		}
-		if w.Accepted && w.Token > highest {
-			highest, highestAt = w.Token, w.At
+		if w.Accepted && w.Token > fence {
+			fence, raisedBy = w.Token, w
 		}
 	}
 	if n > maxDetailed {
 		out = append(out, Violation{Rule: RuleFencing, At: out[len(out)-1].At,
-			Detail: fmt.Sprintf("%d more stale writes accepted", n-maxDetailed)})
+			Detail: fmt.Sprintf("%d more decisions accepted below the fence", n-maxDetailed)})
 	}
 	return out
+}
+
+func via(v, replica string) string {
+	switch {
+	case v == "" && replica == "":
+		return ""
+	case v == "":
+		return ", from " + replica
+	case replica == "":
+		return ", via " + v
+	}
+	return fmt.Sprintf(", via %s from %s", v, replica)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
+}
+
+func nonEmpty(ss ...string) []string {
+	return slices.DeleteFunc(ss, func(s string) bool { return s == "" })
 }
 
 // checkLostWrites: every ack must be an accepted write, same value and token.
@@ -378,6 +502,9 @@ func checkLostWrites(r *Record) []Violation {
 	type key struct{ value, token int64 }
 	accepted, rejected := map[key]bool{}, map[key]bool{}
 	for _, w := range r.Writes {
+		if decisionKind(w) != "write" {
+			continue // promotes and demotes carry no value an ack could match
+		}
 		if w.Accepted {
 			accepted[key{w.Value, w.Token}] = true
 		} else {
@@ -395,7 +522,7 @@ func checkLostWrites(r *Record) []Violation {
 			why = "the store rejected it (fenced)"
 		}
 		out = append(out, Violation{Rule: RuleLostWrite, At: a.At, Replicas: []string{a.Replica},
-			Detail: fmt.Sprintf("write value %d token %d acked via %s, but %s", a.Value, a.Token, a.Replica, why)})
+			Detail: fmt.Sprintf("write value %d token %d acked (%s), but %s", a.Value, a.Token, strings.TrimPrefix(via(a.Via, a.Replica), ", "), why)})
 	}
 	return out
 }
@@ -403,9 +530,10 @@ func checkLostWrites(r *Record) []Violation {
 // checkTwoPrimaries: two 200 answers on different replicas whose
 // [Sent, Received] intervals intersect may have been given at the same
 // instant; that is counted as two primaries (conservative: a hand-off
-// faster than the probes' round trips would also show). A replica in a
-// Frozen window during either probe excuses the pair. Pairs of the same
-// replica pair close in time form one episode, one violation.
+// faster than the probes' round trips would also show). Nothing excuses a
+// pair: a thawed replica answers 503 at once, by design, and a probe
+// cannot span a freeze (it times out at 300 ms). Pairs of the same replica
+// pair close in time form one episode, one violation.
 func checkTwoPrimaries(r *Record, v *Verdict) []Violation {
 	var ok []Sample
 	for _, s := range r.Samples {
@@ -430,10 +558,6 @@ func checkTwoPrimaries(r *Record, v *Verdict) []Violation {
 				continue
 			}
 			start, end := s.Sent, later(s.Received, t.Received)
-			if inWindow(r.Frozen, start, end, s.Replica, t.Replica) {
-				v.ExcusedPairs++
-				continue
-			}
 			v.TwoPrimaryPairs++
 			pair := [2]string{min(s.Replica, t.Replica), max(s.Replica, t.Replica)}
 			if e := open[pair]; e != nil && !start.After(e.last.Add(episodeGap)) {
@@ -464,19 +588,21 @@ func checkTwoPrimaries(r *Record, v *Verdict) []Violation {
 	return out
 }
 
-// checkRecovery measures each fault's recovery from the latest heal among
-// it and the faults overlapping it (Recovered waits for all of them).
+// checkRecovery measures each injected fault's recovery from the latest
+// heal among it and the injected faults overlapping it (Recovered waits
+// for all of them); a fault that failed to inject is not judged and does
+// not move the clock.
 // Slower than Bound, or never, is a violation: the bound is documented as
 // the worst case, so exceeding it breaks a promise (and Slow lists them
 // with their fault). A zero Bound cannot be judged: nothing is slow then
 // except never recovering.
 func checkRecovery(r *Record, v *Verdict) []Violation {
-	bySeq := map[int]Fault{}
-	for _, f := range r.Faults {
-		bySeq[f.Seq] = f
-	}
+	bySeq := injectedBySeq(r)
 	var out []Violation
 	for _, f := range r.Faults {
+		if f.InjectErr != "" {
+			continue
+		}
 		rec := Recovery{Fault: f, From: healedAt(f)}
 		for _, s := range f.Overlaps {
 			if o, ok := bySeq[s]; ok {
@@ -501,6 +627,55 @@ func checkRecovery(r *Record, v *Verdict) []Violation {
 			out = append(out, Violation{Rule: RuleSlowRecovery, At: rec.From, Replicas: targetReplicas(r, f),
 				Detail: fmt.Sprintf("%s: single primary again %s after it healed at %s, over the bound %s",
 					faultName(f), rec.Took.Round(time.Millisecond), clock(rec.From), r.Bound)})
+		}
+	}
+	return out
+}
+
+// injectedBySeq indexes the faults that were injected (InjectErr empty).
+func injectedBySeq(r *Record) map[int]Fault {
+	m := map[int]Fault{}
+	for _, f := range r.Faults {
+		if f.InjectErr == "" {
+			m[f.Seq] = f
+		}
+	}
+	return m
+}
+
+// failoverKinds are the faults whose failover the README's timing table
+// promises (primary crashes, is cut off, its hooks or health fail, it is
+// asked to step down): a primary again within Bound of losing it, during
+// the hold. exemptFailover are the faults that may rightly hold every
+// replica back meanwhile (etcd without quorum or leader, campaigns paused):
+// overlapping one, a fault's failover is not judged.
+var (
+	failoverKinds = []string{"sigkill", "sigterm", "restart", "stop-long", "cut-all", "hook-fail", "hook-hang",
+		"hook-flood", "stderr-stall", "health-flap", "resign", "switchover"}
+	exemptFailover = []string{"member-kill", "leader-kill", "member-isolate", "peer-cut", "quorum-short", "quorum-long", "pause"}
+)
+
+// checkFailover judges the time from the primary lost to a primary
+// serving again, for the faults in failoverKinds that took the primary
+// away, were injected, and overlapped no injected exemptFailover fault.
+// A zero Bound judges only a failover that never came.
+func checkFailover(r *Record) []Violation {
+	bySeq := injectedBySeq(r)
+	var out []Violation
+	for _, f := range r.Faults {
+		if f.InjectErr != "" || f.PrimaryLost.IsZero() || !slices.Contains(failoverKinds, f.Kind) ||
+			slices.ContainsFunc(f.Overlaps, func(s int) bool { o, ok := bySeq[s]; return ok && slices.Contains(exemptFailover, o.Kind) }) {
+			continue
+		}
+		if f.NextPrimary.IsZero() {
+			out = append(out, Violation{Rule: RuleNoFailover, At: f.PrimaryLost, Replicas: targetReplicas(r, f),
+				Detail: fmt.Sprintf("%s: the primary stopped serving at %s and no replica served as primary again", faultName(f), clock(f.PrimaryLost))})
+			continue
+		}
+		if took := f.NextPrimary.Sub(f.PrimaryLost); r.Bound > 0 && took > r.Bound {
+			out = append(out, Violation{Rule: RuleSlowFailover, At: f.PrimaryLost, Replicas: targetReplicas(r, f),
+				Detail: fmt.Sprintf("%s: the primary stopped serving at %s, a primary served again %s later, over the bound %s",
+					faultName(f), clock(f.PrimaryLost), took.Round(time.Millisecond), r.Bound)})
 		}
 	}
 	return out
@@ -552,45 +727,65 @@ func checkEnd(r *Record) []Violation {
 		out = append(out, Violation{Rule: RuleEndPrimaries, At: at, Replicas: slices.Clone(r.End.Primaries),
 			Detail: fmt.Sprintf("%d replicas answer /primary 200 at the end, want exactly 1", n)})
 	}
+	for _, id := range r.End.Down {
+		out = append(out, Violation{Rule: RuleReplicaDown, At: at, Replicas: []string{id},
+			Detail: fmt.Sprintf("%s was not running when the end state was taken", id)})
+	}
 	for _, x := range r.Exits {
 		if !x.Injected {
 			out = append(out, Violation{Rule: RuleUnexpectedExit, At: x.At, Replicas: []string{x.Replica},
 				Detail: fmt.Sprintf("%s exited with code %d, not by an injected fault", x.Replica, x.Code)})
+		}
+		if x.Graceful && x.Code != 0 {
+			out = append(out, Violation{Rule: RuleUncleanExit, At: x.At, Replicas: []string{x.Replica},
+				Detail: fmt.Sprintf("%s was stopped with SIGTERM and exited with code %d, want 0 (-1: killed by a signal)", x.Replica, x.Code)})
 		}
 	}
 	return out
 }
 
 // figures groups the recoveries per kind (sorted), then all faults, then
-// the overlapping ones.
-func figures(recs []Recovery) []KindFigures {
+// the overlapping ones; the faults that failed to inject are counted per
+// kind and in GroupAll, apart from the figures.
+func figures(faults []Fault, recs []Recovery) []KindFigures {
 	groups := map[string][]Recovery{}
+	failed := map[string]int{}
 	var kinds []string
-	for _, rec := range recs {
-		if _, ok := groups[rec.Fault.Kind]; !ok {
-			kinds = append(kinds, rec.Fault.Kind)
+	addKind := func(k string) {
+		if !slices.Contains(kinds, k) {
+			kinds = append(kinds, k)
 		}
+	}
+	for _, rec := range recs {
+		addKind(rec.Fault.Kind)
 		groups[rec.Fault.Kind] = append(groups[rec.Fault.Kind], rec)
 		if len(rec.Fault.Overlaps) > 0 {
 			groups[GroupOverlapping] = append(groups[GroupOverlapping], rec)
 		}
 	}
+	for _, f := range faults {
+		if f.InjectErr != "" {
+			addKind(f.Kind)
+			failed[f.Kind]++
+			failed[GroupAll]++
+		}
+	}
 	slices.Sort(kinds)
 	var out []KindFigures
 	for _, k := range kinds {
-		out = append(out, kindFigures(k, groups[k]))
+		out = append(out, kindFigures(k, groups[k], failed[k]))
 	}
-	if len(recs) > 0 {
-		out = append(out, kindFigures(GroupAll, recs))
+	if len(kinds) > 0 {
+		out = append(out, kindFigures(GroupAll, recs, failed[GroupAll]))
 	}
 	if g := groups[GroupOverlapping]; len(g) > 0 {
-		out = append(out, kindFigures(GroupOverlapping, g))
+		out = append(out, kindFigures(GroupOverlapping, g, 0))
 	}
 	return out
 }
 
-func kindFigures(kind string, recs []Recovery) KindFigures {
-	k := KindFigures{Kind: kind, Count: len(recs)}
+func kindFigures(kind string, recs []Recovery, failed int) KindFigures {
+	k := KindFigures{Kind: kind, Count: len(recs), FailedToInject: failed}
 	var recovery, failover []time.Duration
 	for _, rec := range recs {
 		f := rec.Fault

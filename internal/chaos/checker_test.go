@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"testing"
@@ -24,8 +25,9 @@ func sample(id string, s float64, code int) Sample {
 
 // cleanRecord is a run that breaks no rule: a is primary (token 10), is
 // SIGKILLed at 5s and restarted (its startup demote at 6s is not the end
-// of its killed tenure), b takes over with token 12 and stays primary; a
-// cluster-wide cut from 10s to 12s does not touch the primary.
+// of its killed tenure), b takes over with token 12 and stays primary (a's
+// app's late write with token 10 is refused); a cluster-wide cut from 10s
+// to 12s does not touch the primary; a is stopped cleanly at the end.
 func cleanRecord() *Record {
 	return &Record{
 		Seed: 42, Started: t0, Ended: at(20), Replicas: []string{"a", "b", "c"},
@@ -45,22 +47,29 @@ func cleanRecord() *Record {
 			sample("a", 7, 503), sample("b", 7, 200), sample("c", 7, 503),
 		},
 		Writes: []StoreWrite{
-			{At: at(2), Token: 10, Value: 1, Accepted: true},
-			{At: at(3), Token: 10, Value: 2, Accepted: true, Highest: 10},
-			{At: at(7), Token: 12, Value: 3, Accepted: true, Highest: 10},
-			{At: at(7.5), Token: 10, Value: 4, Accepted: false, Highest: 12},
+			{At: at(1.05), Kind: "promote", Replica: "a", Token: 10, Accepted: true},
+			{At: at(2), Kind: "write", Replica: "a", Via: "lb", Token: 10, Value: 1, Accepted: true, Highest: 10},
+			{At: at(3), Kind: "write", Replica: "a", Via: "app", Token: 10, Value: 2, Accepted: true, Highest: 10},
+			{At: at(6.55), Kind: "promote", Replica: "b", Token: 12, Accepted: true, Highest: 10},
+			{At: at(7), Kind: "write", Replica: "b", Via: "lb", Token: 12, Value: 3, Accepted: true, Highest: 12},
+			// a's app, restarted, still writing with its killed tenure's token.
+			{At: at(7.5), Kind: "write", Replica: "a", Via: "app", Token: 10, Value: 4, Accepted: false, Highest: 12},
 		},
 		Acked: []Ack{
-			{At: at(2.01), Replica: "a", Token: 10, Value: 1},
-			{At: at(3.01), Replica: "a", Token: 10, Value: 2},
-			{At: at(7.01), Replica: "b", Token: 12, Value: 3},
+			{At: at(2.01), Replica: "a", Via: "lb", Token: 10, Value: 1},
+			{At: at(3.01), Replica: "a", Via: "app", Token: 10, Value: 2},
+			{At: at(7.01), Replica: "b", Via: "lb", Token: 12, Value: 3},
 		},
 		Faults: []Fault{
 			{Seq: 1, Kind: "sigkill", Target: "a", Primary: true, Injected: at(5),
 				Recovered: at(6.6), PrimaryLost: at(5), NextPrimary: at(6.6)},
 			{Seq: 2, Kind: "cut-all", Injected: at(10), Healed: at(12), Recovered: at(12.5)},
 		},
-		Exits: []Exit{{Replica: "a", At: at(5), Code: -1, Injected: true}},
+		Exits: []Exit{
+			{Replica: "a", At: at(5), Code: -1, Injected: true},
+			// a (restarted, a standby) stopped with SIGTERM at the end of the run.
+			{Replica: "a", At: at(19.9), Code: 0, Injected: true, Graceful: true},
+		},
 		End: EndState{
 			Primaries:    []string{"b"},
 			LiveLeases:   []int64{100, 101},
@@ -109,6 +118,15 @@ func TestCheckEachRuleFiresOnItsViolation(t *testing.T) {
 		{"no primary", RuleEndPrimaries, func(r *Record) { r.End.Primaries = nil }},
 		{"two primaries", RuleEndPrimaries, func(r *Record) { r.End.Primaries = []string{"b", "c"} }},
 		{"exit", RuleUnexpectedExit, func(r *Record) { r.Exits = append(r.Exits, Exit{Replica: "c", At: at(15), Code: 2}) }},
+		{"stale promote", RuleFencing, func(r *Record) {
+			r.Writes = append(r.Writes, StoreWrite{At: at(7.6), Kind: "promote", Replica: "a", Token: 11, Accepted: true, Highest: 12})
+		}},
+		{"timeline unreadable", RuleTimeline, func(r *Record) { r.TimelineErr = "open timeline.log: permission denied" }},
+		{"timeline lines skipped", RuleTimeline, func(r *Record) { r.TimelineSkipped = 3 }},
+		{"replica down", RuleReplicaDown, func(r *Record) { r.End.Down = []string{"c"} }},
+		{"sigterm exits 1", RuleUncleanExit, func(r *Record) { r.Exits[1].Code = 1 }},
+		{"sigterm ends in a kill", RuleUncleanExit, func(r *Record) { r.Exits[1].Code = -1 }},
+		{"slow failover", RuleSlowFailover, func(r *Record) { r.Faults = append(r.Faults, cutPrimary(13.2, 18.5)) }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -129,18 +147,19 @@ func TestCheckEachRuleFiresOnItsViolation(t *testing.T) {
 }
 
 // overlapRecord: b (token 12) is primary when c promotes with token 13 at
-// 8s and demotes at 9s; frozen says whether b was frozen then, and
-// staleAfterNewer whether the store accepted b's token 12 after c's 13.
+// 8s and demotes at 9s; frozen says whether b was frozen from 7.5s (its
+// lease ran out) to 9.5s (thaw plus grace), and staleAfterNewer whether
+// the store accepted b's token 12 after c's 13 (else refused it).
 func overlapRecord(frozen, staleAfterNewer bool) *Record {
 	r := cleanRecord()
 	r.Timeline = append(r.Timeline, ev(8, "promote", "start", "c", 13, "elected"), ev(9, "demote", "end", "c", 13, "lost"))
 	r.Writes = append(r.Writes,
-		StoreWrite{At: at(8.1), Token: 12, Value: 5, Accepted: true, Highest: 12}, // before 13 was seen: fine
-		StoreWrite{At: at(8.2), Token: 13, Value: 6, Accepted: true, Highest: 12},
-		StoreWrite{At: at(8.3), Token: 12, Value: 7, Accepted: staleAfterNewer, Highest: 13},
+		StoreWrite{At: at(8.1), Kind: "write", Replica: "b", Via: "app", Token: 12, Value: 5, Accepted: true, Highest: 12}, // before 13 was seen: fine
+		StoreWrite{At: at(8.2), Kind: "write", Replica: "c", Via: "lb", Token: 13, Value: 6, Accepted: true, Highest: 12},
+		StoreWrite{At: at(8.3), Kind: "write", Replica: "b", Via: "app", Token: 12, Value: 7, Accepted: staleAfterNewer, Highest: 13},
 	)
 	if frozen {
-		r.Frozen = []Window{{Replica: "b", Start: at(7.5), End: at(9.5)}}
+		r.Frozen = []Window{{Replica: "b", Kind: "frozen", Start: at(7.5), End: at(9.5)}}
 	}
 	return r
 }
@@ -153,16 +172,87 @@ func TestCheckOverlapWithFrozenReplicaAndFencingIsExcused(t *testing.T) {
 	if v.FencedOverlaps != 1 || len(v.Overlaps) != 1 || !v.Overlaps[0].Excused {
 		t.Fatalf("fenced overlaps %d, overlaps %+v", v.FencedOverlaps, v.Overlaps)
 	}
-	if o := v.Overlaps[0]; o.A.ID != "b" || o.B.ID != "c" || !o.Start.Equal(at(8)) || !o.End.Equal(at(9)) {
+	o := v.Overlaps[0]
+	if o.A.ID != "b" || o.B.ID != "c" || !o.Start.Equal(at(8)) || !o.End.Equal(at(9)) {
 		t.Fatalf("overlap %+v", o)
+	}
+	if o.Excuse == nil || o.Excuse.Kind != "frozen" || o.Refused != 1 {
+		t.Fatalf("excuse %+v, refused %d", o.Excuse, o.Refused)
 	}
 }
 
-func TestCheckOverlapWithHookFaultAndFencingIsExcused(t *testing.T) {
-	r := overlapRecord(false, false)
-	r.HookFaults = []Window{{Replica: "c", Start: at(8.5), End: at(12)}}
+// TestCheckOverlapWithDemoteHookFaultAndFencingIsExcused: the older
+// primary's demote hook failing or hanging keeps it primary; its demote is
+// retried with a back-off after the heal, so the overlap may outlast the
+// window (here 8..9s, the window ends at 8.6s).
+func TestCheckOverlapWithDemoteHookFaultAndFencingIsExcused(t *testing.T) {
+	for _, kind := range []string{"demote-fail", "demote-hang"} {
+		r := overlapRecord(false, false)
+		r.HookFaults = []Window{{Replica: "b", Kind: kind, Start: at(7.5), End: at(8.6)}}
+		if v := Check(r); !v.OK() || v.FencedOverlaps != 1 {
+			t.Fatalf("%s: violations %v, fenced overlaps %d", kind, v.Violations, v.FencedOverlaps)
+		}
+	}
+}
+
+// TestCheckOverlapExcusedOnlyByTheOlderPrimarysDemoteWindows: a promote
+// or flood window never excuses, and no window of the newer replica does:
+// a standby promoting over a live primary is the bug itself.
+func TestCheckOverlapExcusedOnlyByTheOlderPrimarysDemoteWindows(t *testing.T) {
+	cases := []struct {
+		name   string
+		frozen []Window
+		hooks  []Window
+	}{
+		{"promote-fail on the newer", nil, []Window{{Replica: "c", Kind: "promote-fail", Start: at(7.5), End: at(12)}}},
+		{"promote-hang on the newer", nil, []Window{{Replica: "c", Kind: "promote-hang", Start: at(7.5), End: at(12)}}},
+		{"demote-fail on the newer", nil, []Window{{Replica: "c", Kind: "demote-fail", Start: at(7.5), End: at(12)}}},
+		{"promote-fail on the older", nil, []Window{{Replica: "b", Kind: "promote-fail", Start: at(7.5), End: at(12)}}},
+		{"flood on the older", nil, []Window{{Replica: "b", Kind: "flood", Start: at(7.5), End: at(12)}}},
+		{"a hook window of no kind", nil, []Window{{Replica: "b", Start: at(7.5), End: at(12)}}},
+		// The reviewer's case: a frozen standby thaws and promotes over a
+		// live primary that was never frozen.
+		{"the newer frozen, thawed", []Window{{Replica: "c", Kind: "frozen", Start: at(6), End: at(8.5)}}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := overlapRecord(false, false)
+			r.Frozen, r.HookFaults = c.frozen, c.hooks
+			v := Check(r)
+			if len(v.Violations) != 1 || v.Violations[0].Rule != RuleTenureOverlap || v.FencedOverlaps != 0 {
+				t.Fatalf("violations %v, fenced overlaps %d", v.Violations, v.FencedOverlaps)
+			}
+		})
+	}
+}
+
+// TestCheckOverlapOutlastingFrozenWindowIsViolation: the reviewer's case.
+// b was frozen until 9.5s (grace included) but c's promote over it lasts
+// to the end (20s): thawed, b must demote within the grace. A demote hook
+// fault of the same span excuses it (the demote is retried until it works).
+func TestCheckOverlapOutlastingFrozenWindowIsViolation(t *testing.T) {
+	r := overlapRecord(true, false)
+	r.Timeline = r.Timeline[:len(r.Timeline)-1] // c never demotes
+	v := Check(r)
+	if len(v.Violations) != 1 || v.Violations[0].Rule != RuleTenureOverlap || !v.Overlaps[0].End.Equal(at(20)) {
+		t.Fatalf("violations %v, overlaps %+v", v.Violations, v.Overlaps)
+	}
+	r.Frozen, r.HookFaults = nil, []Window{{Replica: "b", Kind: "demote-hang", Start: at(7.5), End: at(9.5)}}
 	if v := Check(r); !v.OK() || v.FencedOverlaps != 1 {
-		t.Fatalf("violations %v, fenced overlaps %d", v.Violations, v.FencedOverlaps)
+		t.Fatalf("demote-hang: violations %v, fenced overlaps %d", v.Violations, v.FencedOverlaps)
+	}
+}
+
+// TestCheckOverlapWindowMustBeginInTheTenureByTheOverlap: a freeze that
+// began before b's tenure (b promoted after thawing) or after c had
+// already promoted over b explains nothing.
+func TestCheckOverlapWindowMustBeginInTheTenureByTheOverlap(t *testing.T) {
+	for _, start := range []float64{6, 8.5} {
+		r := overlapRecord(true, false)
+		r.Frozen[0].Start = at(start)
+		if v := Check(r); len(v.Violations) != 1 || v.Violations[0].Rule != RuleTenureOverlap {
+			t.Fatalf("frozen from %gs: violations %v", start, v.Violations)
+		}
 	}
 }
 
@@ -184,6 +274,53 @@ func TestCheckOverlapWithFrozenReplicaButStaleTokenAcceptedIsViolation(t *testin
 	}
 	if v.FencedOverlaps != 0 || v.Overlaps[0].Stale == nil || v.Overlaps[0].Stale.Value != 7 {
 		t.Fatalf("overlaps %+v", v.Overlaps)
+	}
+}
+
+// TestCheckOverlapFencingFromTheLogAlone: c's promote decision is where
+// the store first saw token 13; from there b's writes must be refused, and
+// the refusals are counted. The store's Highest is not read.
+func TestCheckOverlapFencingFromTheLogAlone(t *testing.T) {
+	r := overlapRecord(true, false)
+	promoteC := StoreWrite{At: at(8.05), Kind: "promote", Replica: "c", Token: 13, Accepted: true}
+	r.Writes = slices.Insert(r.Writes, len(r.Writes)-3, promoteC)
+	// b's write at 8.1 now comes after c's promote: refused, it is fenced
+	// and counted; accepted (the store's Highest saying 12 or not), stale.
+	r.Writes[len(r.Writes)-3].Accepted = false
+	r.Writes = append(r.Writes,
+		StoreWrite{At: at(8.4), Kind: "write", Replica: "b", Via: "lb", Token: 12, Value: 8, Highest: 13},
+		StoreWrite{At: at(8.5), Kind: "write", Replica: "a", Via: "app", Token: 10, Value: 9, Highest: 13}, // not b's
+	)
+	v := Check(r)
+	if !v.OK() || v.Overlaps[0].Refused != 3 {
+		t.Fatalf("violations %v, overlap %+v", v.Violations, v.Overlaps[0])
+	}
+	r.Writes[len(r.Writes)-5].Accepted = true // b's 8.1 write, with Highest 12
+	v = Check(r)
+	if got := v.ByRule(); got[RuleUnfencedOverlap] != 1 || got[RuleFencing] != 1 || len(v.Violations) != 2 {
+		t.Fatalf("violations %v", v.Violations)
+	}
+	if o := v.Overlaps[0]; o.Fenced || o.Stale == nil || o.Stale.Value != 5 || o.Refused != 2 {
+		t.Fatalf("overlap %+v", o)
+	}
+}
+
+// TestCheckFencingIgnoresTheStoresHighest: the fence is the highest token
+// accepted, by the log; a Highest the log does not back neither hides nor
+// invents a stale accept, and demote decisions are not fenced.
+func TestCheckFencingIgnoresTheStoresHighest(t *testing.T) {
+	r := cleanRecord()
+	r.Writes = append(r.Writes,
+		StoreWrite{At: at(8), Kind: "write", Replica: "b", Via: "lb", Token: 12, Value: 10, Accepted: true, Highest: 99},
+		StoreWrite{At: at(8.5), Kind: "demote", Replica: "a", Token: 10, Accepted: true, Highest: 12},
+	)
+	if v := Check(r); !v.OK() {
+		t.Fatalf("violations %v", v.Violations)
+	}
+	r.Writes = append(r.Writes, StoreWrite{At: at(9), Kind: "write", Replica: "a", Via: "app", Token: 10, Value: 11, Accepted: true, Highest: 0})
+	v := Check(r)
+	if len(v.Violations) != 1 || v.Violations[0].Rule != RuleFencing || !v.Violations[0].At.Equal(at(9)) {
+		t.Fatalf("violations %v", v.Violations)
 	}
 }
 
@@ -232,12 +369,14 @@ func TestJudgedTenures(t *testing.T) {
 	}
 }
 
-func TestCheckTwoPrimariesExcusedByFrozenReplica(t *testing.T) {
+// TestCheckTwoPrimariesNotExcusedByFrozenReplica: a thawed replica
+// answers 503 at once, so a frozen window excuses no 200.
+func TestCheckTwoPrimariesNotExcusedByFrozenReplica(t *testing.T) {
 	r := cleanRecord()
 	r.Samples = append(r.Samples, Sample{Replica: "c", Sent: at(7.001), Received: at(7.003), Code: 200})
-	r.Frozen = []Window{{Replica: "c", Start: at(6.9), End: at(7.5)}}
-	if v := Check(r); !v.OK() || v.ExcusedPairs != 1 || v.TwoPrimaryPairs != 0 {
-		t.Fatalf("violations %v, excused %d, pairs %d", v.Violations, v.ExcusedPairs, v.TwoPrimaryPairs)
+	r.Frozen = []Window{{Replica: "c", Kind: "frozen", Start: at(6.9), End: at(7.5)}}
+	if v := Check(r); len(v.Violations) != 1 || v.Violations[0].Rule != RuleTwoPrimaries || v.TwoPrimaryPairs != 1 {
+		t.Fatalf("violations %v, pairs %d", v.Violations, v.TwoPrimaryPairs)
 	}
 }
 
@@ -382,5 +521,90 @@ func TestPercentileNearestRank(t *testing.T) {
 	Percentile(in, 50)
 	if !slices.Equal(in, ms(3, 1, 2)) {
 		t.Errorf("Percentile reordered its input: %v", in)
+	}
+}
+
+// cutPrimary is fault #3: b, the primary, cut off from etcd from 13s to
+// 19s; it stops serving at lost and a primary serves again at next (zero:
+// never), and one primary serves 0.2s after the heal.
+func cutPrimary(lost, next float64) Fault {
+	f := Fault{Seq: 3, Kind: "cut-all", Target: "b", Primary: true, Injected: at(13), Healed: at(19),
+		Recovered: at(19.2), PrimaryLost: at(lost)}
+	if next > 0 {
+		f.NextPrimary = at(next)
+	}
+	return f
+}
+
+// TestCheckFailoverJudgedDuringTheHold: a failover slower than the bound
+// breaks the README's timing promise even when one primary is back soon
+// after the heal (recovery is fine here: 0.2s).
+func TestCheckFailoverJudgedDuringTheHold(t *testing.T) {
+	member := Fault{Seq: 4, Kind: "member-kill", Target: "member-1", Injected: at(13.5), Healed: at(15), Overlaps: []int{3}, Recovered: at(19.2)}
+	cases := []struct {
+		name  string
+		spoil func(r *Record)
+		want  map[string]int
+	}{
+		{"within the bound", func(r *Record) { r.Faults = append(r.Faults, cutPrimary(13.2, 18.1)) }, map[string]int{}},
+		{"over the bound", func(r *Record) { r.Faults = append(r.Faults, cutPrimary(13.2, 18.5)) }, map[string]int{RuleSlowFailover: 1}},
+		{"never, and never recovered", func(r *Record) {
+			f := cutPrimary(13.2, 0)
+			f.Recovered = time.Time{}
+			r.Faults = append(r.Faults, f)
+		}, map[string]int{RuleNoFailover: 1, RuleNoRecovery: 1}},
+		{"overlapping a member kill: not judged", func(r *Record) {
+			f := cutPrimary(13.2, 18.5)
+			f.Overlaps = []int{4}
+			r.Faults = append(r.Faults, f, member)
+		}, map[string]int{}},
+		{"overlapping a member kill that failed to inject: judged", func(r *Record) {
+			f, m := cutPrimary(13.2, 18.5), member
+			f.Overlaps, m.InjectErr = []int{4}, "no such member"
+			r.Faults = append(r.Faults, f, m)
+		}, map[string]int{RuleSlowFailover: 1}},
+		{"a kind the table does not cover: not judged", func(r *Record) {
+			f := cutPrimary(13.2, 18.5)
+			f.Kind = "cut-one"
+			r.Faults = append(r.Faults, f)
+		}, map[string]int{}},
+		{"failed to inject: not judged at all", func(r *Record) {
+			f := cutPrimary(13.2, 0)
+			f.Recovered, f.InjectErr = time.Time{}, "operator: a request is pending"
+			r.Faults = append(r.Faults, f)
+		}, map[string]int{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := cleanRecord()
+			c.spoil(r)
+			v := Check(r)
+			if got := v.ByRule(); !maps.Equal(got, c.want) {
+				t.Fatalf("violations by rule %v, want %v: %v", got, c.want, v.Violations)
+			}
+		})
+	}
+}
+
+// TestCheckFailedInjectionIsNeitherJudgedNorCounted: a fault that had no
+// effect has no recovery, no figures, and is counted apart.
+func TestCheckFailedInjectionIsNeitherJudgedNorCounted(t *testing.T) {
+	r := cleanRecord()
+	r.Faults = append(r.Faults, Fault{Seq: 3, Kind: "switchover", Target: "c", Injected: at(14), InjectErr: "a request is pending"})
+	v := Check(r)
+	if !v.OK() || len(v.Recoveries) != 2 {
+		t.Fatalf("violations %v, recoveries %+v", v.Violations, v.Recoveries)
+	}
+	for _, k := range v.Figures {
+		switch k.Kind {
+		case "switchover":
+			if k.Count != 0 || k.FailedToInject != 1 || k.Recovery.N != 0 {
+				t.Fatalf("switchover figures %+v", k)
+			}
+		case GroupAll:
+			if k.Count != 2 || k.FailedToInject != 1 {
+				t.Fatalf("all figures %+v", k)
+			}
+		}
 	}
 }

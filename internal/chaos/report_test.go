@@ -17,9 +17,10 @@ func TestWriteReportPassingRun(t *testing.T) {
 	for _, want := range []string{
 		"seed: 42",
 		"`go run ./chaos -seed 42 -faults 2 -replicas 3`",
-		"- faults: 2 (0 overlapping others, 1 on the primary)",
-		"| sigkill | 1 | 0 | 1 |",                                 // faults by kind
-		"| cut-all | 1 | 0 | 0 |",                                 //
+		"- revision: unknown (not recorded)",
+		"- faults: 2 injected (0 more failed to inject); 0 overlapping others, 1 on the primary",
+		"| sigkill | 1 | 0 | 0 | 1 |",                             // faults by kind
+		"| cut-all | 1 | 0 | 0 | 0 |",                             //
 		"| sigkill | 1 | 1.6s | 1.6s | 1.6s | 0 | 0 | 1 | 1.6s |", // figures
 		"| cut-all | 1 | 500ms | 500ms | 500ms | 0 | 0 | 0 | - |", //
 		"| (all) | 2 |", //
@@ -77,5 +78,65 @@ func TestWriteReportReturnsWriteError(t *testing.T) {
 	r := cleanRecord()
 	if err := WriteReport(failingWriter{}, r, Check(r), ""); err == nil || err.Error() != "disk full" {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestWriteReportShowsRevisionSamplingStoreAndOverlaps: the header's
+// revision, failed injections, probe gaps and store decisions per route,
+// and the overlap line with the writes fencing refused.
+func TestWriteReportShowsRevisionSamplingStoreAndOverlaps(t *testing.T) {
+	r := overlapRecord(true, false)
+	r.Revision = "0123abc"
+	r.Faults = append(r.Faults, Fault{Seq: 3, Kind: "switchover", Target: "c", Injected: at(14), InjectErr: "a request is pending"})
+	// b's probes 20 ms apart but one 150 ms gap; a's gap spans its exit
+	// at 5s and is left out.
+	r.Samples = []Sample{
+		sample("b", 10, 503), sample("b", 10.02, 503), sample("b", 10.04, 503), sample("b", 10.19, 503),
+		sample("c", 10, 503), sample("c", 10.02, 503),
+		sample("a", 4.99, 503), sample("a", 6.2, 503),
+	}
+	var b strings.Builder
+	if err := WriteReport(&b, r, Check(r), ""); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"- revision: 0123abc",
+		"- faults: 2 injected (1 more failed to inject); 0 overlapping others, 1 on the primary",
+		"| switchover | 0 | 1 | 0 | 0 |",
+		"| (all) | 2 | 1 | 0 | 1 |",
+		"- fault #3 switchover on c at 16:00:14.000: a request is pending",
+		"- sampling: gaps between a replica's consecutive probes p50 20ms, p99 150ms, max 150ms (4 gaps, 1 over 100ms;",
+		"- store writes via lb: 3 accepted, 0 refused (2 acked); via app: 2 accepted, 2 refused (1 acked); 2 refused in all (fenced); promotes: 2 accepted, 0 refused",
+		"(1 excused: the older primary frozen or its demote hook faulted, and fenced; 1 stale writes refused in them)",
+		"- EXCUSED (b had a frozen window 16:00:07.500..16:00:09.500, fenced): b token 12 and c token 13, 16:00:08.000..16:00:09.000 (1s); 1 stale writes refused",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.HasSuffix(out, "\nRESULT: PASS\n") {
+		t.Errorf("report does not end with RESULT: PASS:\n%s", out)
+	}
+}
+
+// TestWriteReportOverlapViolationSaysWhy: an unexcused overlap's line
+// says why no window excused it.
+func TestWriteReportOverlapViolationSaysWhy(t *testing.T) {
+	r := overlapRecord(false, false)
+	r.HookFaults = []Window{{Replica: "c", Kind: "promote-fail", Start: at(7.5), End: at(12)}}
+	var b strings.Builder
+	if err := WriteReport(&b, r, Check(r), ""); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"- VIOLATION (b (the older primary) had no frozen, demote-fail or demote-hang window): b token 12 and c token 13",
+		"16:00:07.500 hookfault-start c promote-fail",
+		"### 1. tenure-overlap at 16:00:08.000 (b, c)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
 	}
 }
