@@ -200,7 +200,7 @@ func WriteSoakReport(w io.Writer, r *SoakResult, replay string) error {
 		for _, f := range r.Record.Faults {
 			switch {
 			case f.Kind != SoakSwitchover:
-			case strings.Contains(f.Note, "inject:"):
+			case f.InjectErr != "" || strings.Contains(f.Note, "inject: "):
 				refused++
 			case f.Note == noStandby:
 				skipped++
@@ -265,14 +265,18 @@ func WriteSoakReport(w io.Writer, r *SoakResult, replay string) error {
 			p.f("| %s | %d | %s | %s | %s | %d | %d |\n", k.Kind, k.Count,
 				dur(k.Recovery, k.Recovery.P50), dur(k.Recovery, k.Recovery.P99), dur(k.Recovery, k.Recovery.Max), k.Slow, k.Never)
 		}
-		accepted := 0
+		accepted, fenced := 0, 0
 		for _, x := range r.Record.Writes {
-			if x.Accepted {
+			switch {
+			case x.Kind != "" && x.Kind != "write": // a hook raising the fence
+			case x.Accepted:
 				accepted++
+			default:
+				fenced++
 			}
 		}
 		p.f("\n- tenures: %d; overlapping pairs: %d; store writes: %d accepted, %d fenced; acks: %d; concurrent 200 pairs: %d\n",
-			len(v.Tenures), len(v.Overlaps), accepted, len(r.Record.Writes)-accepted, len(r.Record.Acked), v.TwoPrimaryPairs)
+			len(v.Tenures), len(v.Overlaps), accepted, fenced, len(r.Record.Acked), v.TwoPrimaryPairs)
 		p.f("- violations: %d\n", len(v.Violations))
 		for i, x := range v.Violations {
 			if i == 20 {
