@@ -196,24 +196,15 @@ func (c *campaign) faultRand(step, which int) *rand.Rand {
 // step injects one fault, sometimes a second one during it, holds them,
 // heals them and waits for one primary again.
 func (c *campaign) step(step int) {
-	r := c.stepRand(step)
-	k1 := draw(r, func(*kind) bool { return true })
-	overlap := r.Float64() < c.o.Overlap
-	delay := r.Float64()
-	k2 := draw(r, func(k *kind) bool {
-		// One etcd fault at a time: two could fight over one member.
-		return !(k.scope == onEtcd && k1.scope == onEtcd)
-	})
-	settle := time.Duration(200+r.IntN(800)) * time.Millisecond
-
+	p := c.plan(step)
 	c.rand = c.faultRand(step, 0)
-	first := c.begin(k1, nil)
+	first := c.begin(p.first, nil)
 	group := []*active{first}
 	holdEnd := time.Now().Add(first.hold)
-	if overlap && c.injected() < c.o.Faults {
-		c.sleep(time.Duration(delay * float64(first.hold)))
+	if p.second != nil && c.injected() < c.o.Faults {
+		c.sleep(time.Duration(p.delay * float64(first.hold)))
 		c.rand = c.faultRand(step, 1)
-		second := c.begin(k2, first)
+		second := c.begin(p.second, first)
 		group = append(group, second)
 		if end := time.Now().Add(second.hold); end.After(holdEnd) {
 			holdEnd = end
@@ -221,7 +212,32 @@ func (c *campaign) step(step int) {
 	}
 	c.sleep(time.Until(holdEnd))
 	c.settle(group)
-	c.sleep(settle)
+	c.sleep(p.settle)
+}
+
+// stepPlan is what a step will do, drawn before it touches the world.
+type stepPlan struct {
+	first, second *kind   // second is nil unless the step overlaps two faults
+	delay         float64 // when the second starts, as a fraction of the first's hold
+	settle        time.Duration
+}
+
+// plan draws step's plan from its own source: the same seed and step give
+// the same plan, whatever happened before.
+func (c *campaign) plan(step int) stepPlan {
+	r := c.stepRand(step)
+	p := stepPlan{first: draw(r, func(*kind) bool { return true })}
+	overlap := r.Float64() < c.o.Overlap
+	p.delay = r.Float64()
+	second := draw(r, func(k *kind) bool {
+		// One etcd fault at a time: two could fight over one member.
+		return !(k.scope == onEtcd && p.first.scope == onEtcd)
+	})
+	if overlap {
+		p.second = second
+	}
+	p.settle = time.Duration(200+r.IntN(800)) * time.Millisecond
+	return p
 }
 
 // settle heals a group of faults, in order, and waits for one primary
