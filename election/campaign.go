@@ -51,6 +51,14 @@ func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error)
 	if err != nil {
 		return nil, c.ended(ctx, err)
 	}
+	// The value is kept for the campaign and, once won, for the tenure.
+	stopKeeping := startKeeper(c.client, c.key, value, rev, c.lease.ID(), c.lease.logger)
+	won := false
+	defer func() {
+		if !won {
+			stopKeeping()
+		}
+	}()
 	for {
 		if err := c.waitTurn(cctx, rev, o); err != nil {
 			return nil, c.ended(ctx, err)
@@ -64,6 +72,8 @@ func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error)
 		switch {
 		case err == nil:
 			o.answered()
+			won = true
+			go afterDone(t.done, stopKeeping) // the tenure's watch ended: lost, or stopped
 			return t, nil
 		case errors.Is(err, errNoHeadroom):
 		case transient(err) && cctx.Err() == nil:
@@ -302,4 +312,10 @@ func pause(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// afterDone calls fn once done is closed.
+func afterDone(done <-chan struct{}, fn func()) {
+	<-done
+	fn()
 }

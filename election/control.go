@@ -42,6 +42,13 @@ type Request struct {
 // Live reports whether the request has not expired at now.
 func (r *Request) Live(now time.Time) bool { return r != nil && now.Before(r.Expires) }
 
+// For reports whether the request names the tenure of leader (the first
+// candidate): its id and fencing token. Only such a request is acted on;
+// one for any other tenure is stale, however far off it expires.
+func (r *Request) For(leader Candidate) bool {
+	return r != nil && r.From != "" && r.From == leader.ID && r.FencingToken == leader.FencingToken()
+}
+
 // Control is the election's control state.
 type Control struct {
 	Paused     bool
@@ -50,7 +57,8 @@ type Control struct {
 }
 
 // ReadControl reads the control keys. Bounded by ctx.
-func ReadControl(ctx context.Context, client *clientv3.Client, prefix, election string) (Control, int64, error) {
+func ReadControl(ctx context.Context, client *clientv3.Client, prefix, election string, opts ...ReadOption) (Control, int64, error) {
+	cfg := readOptions(opts)
 	pfx := ControlPrefix(prefix, election)
 	resp, err := client.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
@@ -62,28 +70,46 @@ func ReadControl(ctx context.Context, client *clientv3.Client, prefix, election 
 		case controlPaused:
 			c.Paused = true
 		case controlResign:
-			c.Resign = parseRequest(name, kv)
+			c.Resign = parseRequestLogged(name, kv, cfg.ignored)
 		case controlSwitchover:
-			c.Switchover = parseRequest(name, kv)
+			c.Switchover = parseRequestLogged(name, kv, cfg.ignored)
 		}
 	}
 	return c, resp.Header.Revision, nil
 }
 
 // parseRequest reads the request stored under the control key name, or
-// nil when the value is not one: garbage, or a switchover without a target
-// (answering it would clear the resign key instead, and step down for no
-// one in particular).
+// nil when the value is not one: garbage, a request that names no tenure,
+// or a switchover without a target (answering it would clear the resign
+// key instead, and step down for no one in particular).
 func parseRequest(name string, kv *mvccpb.KeyValue) *Request {
+	r, _ := parseRequestWhy(name, kv)
+	return r
+}
+
+func parseRequestLogged(name string, kv *mvccpb.KeyValue, ignored *ignoredLog) *Request {
+	r, why := parseRequestWhy(name, kv)
+	if why != "" {
+		ignored.ignore(kv, why)
+	}
+	return r
+}
+
+// parseRequestWhy is parseRequest, and why the value was ignored ("" when
+// it was not, or there is no kv).
+func parseRequestWhy(name string, kv *mvccpb.KeyValue) (*Request, string) {
 	if kv == nil {
-		return nil
+		return nil, ""
 	}
 	var r Request
 	if json.Unmarshal(kv.Value, &r) != nil {
-		return nil
+		return nil, name + " request is not leaderd's JSON"
+	}
+	if r.From == "" {
+		return nil, name + " request names no tenure (no from)"
 	}
 	if name == controlSwitchover && r.To == "" {
-		return nil
+		return nil, "switchover request names no target (no to)"
 	}
 	if name == controlResign {
 		// A resign names no target; one written with a "to" by another
@@ -92,14 +118,14 @@ func parseRequest(name string, kv *mvccpb.KeyValue) *Request {
 		r.To = ""
 	}
 	r.Revision = kv.ModRevision
-	return &r
+	return &r, ""
 }
 
 // WatchControl calls fn with the control state whenever it may have
 // changed, and with an error when etcd cannot be read, until ctx ends.
-func WatchControl(ctx context.Context, client *clientv3.Client, prefix, election string, fn func(Control, error)) {
+func WatchControl(ctx context.Context, client *clientv3.Client, prefix, election string, fn func(Control, error), opts ...ReadOption) {
 	watchPrefix(ctx, client, ControlPrefix(prefix, election), func(ctx context.Context) (int64, error) {
-		c, rev, err := ReadControl(ctx, client, prefix, election)
+		c, rev, err := ReadControl(ctx, client, prefix, election, opts...)
 		fn(c, err)
 		return rev, err
 	})
@@ -121,7 +147,10 @@ func SetPaused(ctx context.Context, client *clientv3.Client, prefix, election st
 var ErrRequestPending = errors.New("election: another resign or switchover request is pending")
 
 // PutRequest stores a resign request (r.To empty) or a switchover request,
-// unless a live one of either kind exists. The check and the put are one
+// unless one of either kind is pending: live, and for the tenure that
+// leads now. A stale one (its tenure is over, or it never was one; or its
+// value is not a request) is replaced: a hostile request expiring in 9999
+// must not block every later one. The check and the put are one
 // transaction (both keys unchanged since they were read), so of racing
 // requests one wins and the others see it pending. Bounded by ctx.
 func PutRequest(ctx context.Context, client *clientv3.Client, prefix, election string, r Request) error {
@@ -136,14 +165,17 @@ func PutRequest(ctx context.Context, client *clientv3.Client, prefix, election s
 	pfx := ControlPrefix(prefix, election)
 	resignKey, switchoverKey := pfx+controlResign, pfx+controlSwitchover
 	for {
-		read, err := client.Txn(ctx).Then(clientv3.OpGet(resignKey), clientv3.OpGet(switchoverKey)).Commit()
+		read, err := client.Txn(ctx).Then(clientv3.OpGet(resignKey), clientv3.OpGet(switchoverKey),
+			clientv3.OpGet(CandidatesPrefix(prefix, election)+"/", clientv3.WithPrefix(),
+				clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))).Commit()
 		if err != nil {
 			return fmt.Errorf("read the pending requests: %w", err)
 		}
 		resign := firstKV(read.Responses[0].GetResponseRange().GetKvs())
 		switchover := firstKV(read.Responses[1].GetResponseRange().GetKvs())
-		now := time.Now()
-		if parseRequest(controlResign, resign).Live(now) || parseRequest(controlSwitchover, switchover).Live(now) {
+		leader, leads := decodeCandidate(firstCandidate(read.Responses[2].GetResponseRange().GetKvs()))
+		pending := func(r *Request) bool { return leads && r.Live(time.Now()) && r.For(leader) }
+		if pending(parseRequest(controlResign, resign)) || pending(parseRequest(controlSwitchover, switchover)) {
 			return ErrRequestPending
 		}
 		// A missing key's mod revision compares as 0.

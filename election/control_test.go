@@ -13,13 +13,52 @@ import (
 	"github.com/leaderd/leaderd/internal/etcdtest"
 )
 
+// putCandidate puts a candidate key for id on a lease of its own, as a
+// campaign does, and returns it.
+func putCandidate(ctx context.Context, t *testing.T, cli *clientv3.Client, id string) Candidate {
+	t.Helper()
+	lease, err := cli.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := candidateKey("/leaderd", "t", lease.ID)
+	if _, err := cli.Put(ctx, key, `{"id":"`+id+`"}`, clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Get(ctx, key)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	c, ok := decodeCandidate(resp.Kvs[0])
+	if !ok || c.ID != id {
+		t.Fatalf("candidate %+v", c)
+	}
+	return c
+}
+
 // Of many resign and switchover requests racing, exactly one is stored;
-// the others find it pending.
+// the others find it pending. With a stale request in the way (for a
+// tenure that never was, expiring in 9999), still exactly one replaces it.
 func TestPutRequestRacingRequestsOneWins(t *testing.T) {
+	for _, stale := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stale=%v", stale), func(t *testing.T) { testRacingRequests(t, stale) })
+	}
+}
+
+func testRacingRequests(t *testing.T, stale bool) {
 	srv := etcdtest.Start(t)
 	cli := etcdtest.NewClient(t, srv.Endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
+	leader := putCandidate(ctx, t, cli, "a")
+	if stale {
+		for _, name := range []string{"resign", "switchover"} {
+			if _, err := cli.Put(ctx, ControlPrefix("/leaderd", "t")+name,
+				`{"from":"nobody","fencing_token":-1,"to":"ghost","expires":"9999-12-31T23:59:59Z"}`); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	const racers = 16
 	now := time.Now()
 	start := make(chan struct{})
@@ -29,7 +68,7 @@ func TestPutRequestRacingRequestsOneWins(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := Request{From: "a", FencingToken: 7, Requested: now, Expires: now.Add(time.Minute)}
+			r := Request{From: "a", FencingToken: leader.FencingToken(), Requested: now, Expires: now.Add(time.Minute)}
 			if i%2 == 1 {
 				r.To = fmt.Sprintf("b%d", i)
 			}
@@ -56,8 +95,57 @@ func TestPutRequestRacingRequestsOneWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if (c.Resign != nil) == (c.Switchover != nil) {
-		t.Fatalf("control %+v, want exactly one request", c)
+	ours := 0
+	for _, r := range []*Request{c.Resign, c.Switchover} {
+		if r.For(leader) {
+			ours++
+		}
+	}
+	if ours != 1 {
+		t.Fatalf("control %+v %+v, want exactly one request for %s's tenure", c.Resign, c.Switchover, leader.ID)
+	}
+}
+
+// A request is pending only while it is live and names the tenure that
+// leads now: a stale one (another tenure, one that never was, or no
+// request at all) is replaced, however far off it expires; a pending one
+// still refuses the next.
+func TestPutRequestReplacesStaleRequests(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	leader := putCandidate(ctx, t, cli, "a")
+	token := leader.FencingToken()
+	far := "9999-12-31T23:59:59Z"
+	for _, tc := range []struct{ name, key, value string }{
+		{"a tenure that never was", "switchover", `{"from":"nobody","fencing_token":-1,"to":"ghost","expires":"` + far + `"}`},
+		{"the leader's id, another token", "resign", fmt.Sprintf(`{"from":"a","fencing_token":%d,"expires":"%s"}`, token-1, far)},
+		{"another id, the leader's token", "switchover", fmt.Sprintf(`{"from":"b","fencing_token":%d,"to":"c","expires":"%s"}`, token, far)},
+		{"not a request", "resign", `{"from":`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := ControlPrefix("/leaderd", "t") + tc.key
+			if _, err := cli.Put(ctx, key, tc.value); err != nil {
+				t.Fatal(err)
+			}
+			mine := Request{From: "a", FencingToken: token, To: "b", Expires: time.Now().Add(time.Minute)}
+			if err := PutRequest(ctx, cli, "/leaderd", "t", mine); err != nil {
+				t.Fatalf("with %s=%s: PutRequest = %v, want stored", tc.key, tc.value, err)
+			}
+			c, _, err := ReadControl(ctx, cli, "/leaderd", "t")
+			if err != nil || c.Switchover == nil || !c.Switchover.For(leader) || c.Switchover.To != "b" {
+				t.Fatalf("switchover %+v (%v), want the new request", c.Switchover, err)
+			}
+			// Now one is pending: the next is refused.
+			next := Request{From: "a", FencingToken: token, Expires: time.Now().Add(time.Minute)}
+			if err := PutRequest(ctx, cli, "/leaderd", "t", next); !errors.Is(err, ErrRequestPending) {
+				t.Fatalf("second PutRequest = %v, want ErrRequestPending", err)
+			}
+			if _, err := cli.Delete(ctx, ControlPrefix("/leaderd", "t"), clientv3.WithPrefix()); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

@@ -114,8 +114,9 @@ func FuzzCandidate(f *testing.F) {
 }
 
 // FuzzMember: a member record is one of leaderd's only if its value is a
-// JSON record; its id is the key's (a value cannot claim another
-// replica's id), and the lease fields come from etcd, never the value.
+// JSON object and its key names an id (not the prefix itself); its id is
+// the key's (a value cannot claim another replica's id), and the lease
+// fields come from etcd, never the value.
 func FuzzMember(f *testing.F) {
 	good, _ := json.Marshal(Member{ID: "r1", Role: "primary", Phase: "primary", Healthy: true, Since: fuzzTime(1e18), Version: "v1", Addr: "a:1", FencingToken: 12})
 	f.Add("r1", good, int64(0x10))
@@ -133,7 +134,7 @@ func FuzzMember(f *testing.F) {
 		key := MembersPrefix(fuzzPrefix, fuzzElection) + id
 		m := decodeMember(fuzzPrefix, fuzzElection, &mvccpb.KeyValue{Key: []byte(key), Value: value, Lease: lease})
 		var v Member
-		if json.Unmarshal(value, &v) != nil {
+		if json.Unmarshal(value, &v) != nil || id == "" || !bytes.HasPrefix(bytes.TrimLeft(value, " \t\r\n"), []byte("{")) {
 			if m != nil {
 				t.Fatalf("value %q is not a record, decoded as %+v", value, *m)
 			}
@@ -153,7 +154,7 @@ func FuzzMember(f *testing.F) {
 		}
 
 		// A record leaderd publishes round-trips.
-		want := Member{ID: jsonString(id), Role: "primary", Phase: jsonString(string(value)), Healthy: lease%2 == 0,
+		want := Member{ID: "m" + jsonString(id), Role: "primary", Phase: jsonString(string(value)), Healthy: lease%2 == 0,
 			Since: fuzzTime(lease), Version: "v", Addr: jsonString(id), FencingToken: lease}
 		b, err := json.Marshal(want)
 		if err != nil {
@@ -172,7 +173,8 @@ func FuzzMember(f *testing.F) {
 }
 
 // FuzzControlRequest: a resign or switchover request is read only from a
-// JSON request; a switchover needs a target and a resign never has one, so
+// JSON request naming a tenure (from); a switchover needs a target and a
+// resign never has one, so
 // the request read from a key is always cleared from that same key
 // (ClearRequest picks the key by To). The key's revision, not the value,
 // guards the clear.
@@ -195,7 +197,7 @@ func FuzzControlRequest(f *testing.F) {
 		}
 		r := parseRequest(name, &mvccpb.KeyValue{Key: []byte(ControlPrefix(fuzzPrefix, fuzzElection) + name), Value: value, ModRevision: modRev})
 		var v Request
-		if json.Unmarshal(value, &v) != nil || (switchover && v.To == "") {
+		if json.Unmarshal(value, &v) != nil || v.From == "" || (switchover && v.To == "") {
 			if r != nil {
 				t.Fatalf("%s value %q is not a request, parsed as %+v", name, value, *r)
 			}
@@ -218,7 +220,7 @@ func FuzzControlRequest(f *testing.F) {
 		}
 
 		// A request leaderd stores round-trips under its own key.
-		want := Request{From: jsonString(string(value)), FencingToken: modRev, To: "r2",
+		want := Request{From: "r" + jsonString(string(value)), FencingToken: modRev, To: "r2",
 			Requested: fuzzTime(modRev), Expires: fuzzTime(modRev / 2)}
 		if !switchover {
 			want.To = ""

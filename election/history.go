@@ -91,7 +91,8 @@ func RecordTenure(ctx context.Context, client *clientv3.Client, prefix, election
 // History reads the election's tenure records, newest first, at most limit
 // of them (limit <= 0 means HistoryLimit). Open records are returned as
 // they are: the caller knows whether the tenure is still current.
-func History(ctx context.Context, client *clientv3.Client, prefix, election string, limit int) ([]TenureRecord, error) {
+func History(ctx context.Context, client *clientv3.Client, prefix, election string, limit int, opts ...ReadOption) ([]TenureRecord, error) {
+	cfg := readOptions(opts)
 	if limit <= 0 {
 		limit = HistoryLimit
 	}
@@ -104,7 +105,11 @@ func History(ctx context.Context, client *clientv3.Client, prefix, election stri
 	}
 	out := make([]TenureRecord, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		out = append(out, decodeTenure(pfx, kv.Key, kv.Value))
+		rec, why := decodeTenureWhy(pfx, kv.Key, kv.Value)
+		if why != "" {
+			cfg.ignored.ignore(kv, why)
+		}
+		out = append(out, rec)
 	}
 	return out, nil
 }
@@ -112,15 +117,23 @@ func History(ctx context.Context, client *clientv3.Client, prefix, election stri
 // decodeTenure is the tenure record stored under key (inside the history
 // prefix pfx) with value.
 func decodeTenure(pfx string, key, value []byte) TenureRecord {
+	rec, _ := decodeTenureWhy(pfx, key, value)
+	return rec
+}
+
+// decodeTenureWhy is decodeTenure, and why the value was not taken as
+// leaderd's record ("" when it was).
+func decodeTenureWhy(pfx string, key, value []byte) (TenureRecord, string) {
 	var rec TenureRecord
+	why := ""
 	if err := json.Unmarshal(value, &rec); err != nil {
 		// A value written by another tool: show the raw value as the
 		// id, as Candidates does.
-		rec = TenureRecord{ID: string(value)}
+		rec, why = TenureRecord{ID: string(value)}, "history value is not leaderd's JSON: shown raw as the id"
 	}
 	// The key is authoritative for the token: it is what sorts.
 	if token, err := strconv.ParseInt(strings.TrimPrefix(string(key), pfx), 10, 64); err == nil {
 		rec.FencingToken = token
 	}
-	return rec
+	return rec, why
 }

@@ -44,7 +44,8 @@ func (c Candidate) FencingToken() int64 { return c.CreateRevision }
 
 // Candidates reads the candidates in campaign order (oldest key first): the
 // first one is the leader. It returns the response revision too.
-func Candidates(ctx context.Context, client *clientv3.Client, prefix, election string) ([]Candidate, int64, error) {
+func Candidates(ctx context.Context, client *clientv3.Client, prefix, election string, opts ...ReadOption) ([]Candidate, int64, error) {
+	cfg := readOptions(opts)
 	pfx := CandidatesPrefix(prefix, election) + "/"
 	resp, err := client.Get(ctx, pfx, clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
@@ -53,7 +54,11 @@ func Candidates(ctx context.Context, client *clientv3.Client, prefix, election s
 	}
 	out := make([]Candidate, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		if c, ok := decodeCandidate(kv); ok {
+		c, ok, why := decodeCandidateWhy(kv)
+		if why != "" {
+			cfg.ignored.ignore(kv, why)
+		}
+		if ok {
 			out = append(out, c)
 		}
 	}
@@ -63,16 +68,34 @@ func Candidates(ctx context.Context, client *clientv3.Client, prefix, election s
 // decodeCandidate is the candidate in kv; false when kv is not a candidate
 // key (see isCandidateKey).
 func decodeCandidate(kv *mvccpb.KeyValue) (Candidate, bool) {
-	if !isCandidateKey(kv) {
-		return Candidate{}, false
+	c, ok, _ := decodeCandidateWhy(kv)
+	return c, ok
+}
+
+// decodeCandidateWhy is decodeCandidate, and why the value was not taken
+// as leaderd's ("" when it was). A candidate key keeps its place whatever
+// its value: campaigns wait for it, so status must show it where it is.
+// A value without an id (empty, null, {}) is ignored: the candidate is
+// shown with an empty id, which is no replica's (nor a switchover
+// target's).
+func decodeCandidateWhy(kv *mvccpb.KeyValue) (Candidate, bool, string) {
+	if kv == nil || !isCandidateKey(kv) {
+		return Candidate{}, false, ""
 	}
 	c := Candidate{Key: string(kv.Key), LeaseID: kv.Lease, CreateRevision: kv.CreateRevision}
-	if err := json.Unmarshal(kv.Value, &c.CandidateValue); err != nil {
-		// A value written by another tool: show the raw value as the id,
-		// and nothing a partial decode left in the other fields.
-		c.CandidateValue = CandidateValue{ID: string(kv.Value)}
+	why := ""
+	switch err := json.Unmarshal(kv.Value, &c.CandidateValue); {
+	case len(kv.Value) == 0:
+		c.CandidateValue, why = CandidateValue{}, "empty candidate value"
+	case err != nil:
+		// A value written by another tool (etcdctl elect): show the raw
+		// value as the id, and nothing a partial decode left in the other
+		// fields.
+		c.CandidateValue, why = CandidateValue{ID: string(kv.Value)}, "candidate value is not leaderd's JSON: shown raw as the id"
+	case c.ID == "":
+		c.CandidateValue, why = CandidateValue{}, "candidate value has no id"
 	}
-	return c, true
+	return c, true, why
 }
 
 // isCandidateKey reports whether kv is a candidate key as campaigns make

@@ -1,6 +1,7 @@
 package election
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -55,7 +56,8 @@ func PublishMember(ctx context.Context, client *clientv3.Client, prefix, electio
 // folded into its latest state), and with an error when etcd cannot be
 // read, until ctx ends: a read, then a watch of the key from the next
 // revision, read again on each change (no polling).
-func WatchMember(ctx context.Context, client *clientv3.Client, prefix, election, id string, fn func(*Member, error)) {
+func WatchMember(ctx context.Context, client *clientv3.Client, prefix, election, id string, fn func(*Member, error), opts ...ReadOption) {
+	cfg := readOptions(opts)
 	key := MembersPrefix(prefix, election) + id
 	watchReads(ctx, client, key, false, func(ctx context.Context) (int64, error) {
 		resp, err := client.Get(ctx, key)
@@ -67,7 +69,7 @@ func WatchMember(ctx context.Context, client *clientv3.Client, prefix, election,
 		if len(resp.Kvs) > 0 {
 			kv = resp.Kvs[0]
 		}
-		fn(decodeMember(prefix, election, kv), nil)
+		fn(decodeMemberLogged(prefix, election, kv, cfg.ignored), nil)
 		return resp.Header.Revision, nil
 	})
 }
@@ -75,28 +77,56 @@ func WatchMember(ctx context.Context, client *clientv3.Client, prefix, election,
 // decodeMember is the record in kv, nil when there is none or it is not
 // one of ours.
 func decodeMember(prefix, election string, kv *mvccpb.KeyValue) *Member {
+	m, _ := decodeMemberWhy(prefix, election, kv)
+	return m
+}
+
+func decodeMemberLogged(prefix, election string, kv *mvccpb.KeyValue, ignored *ignoredLog) *Member {
+	m, why := decodeMemberWhy(prefix, election, kv)
+	if why != "" {
+		ignored.ignore(kv, why)
+	}
+	return m
+}
+
+// decodeMemberWhy is decodeMember, and why kv was ignored ("" when it was
+// not, or there is no kv). A record is a JSON object under a key that
+// names an id.
+func decodeMemberWhy(prefix, election string, kv *mvccpb.KeyValue) (*Member, string) {
 	if kv == nil {
-		return nil
+		return nil, ""
+	}
+	id := strings.TrimPrefix(string(kv.Key), MembersPrefix(prefix, election)) // the key is the authority
+	if id == "" {
+		return nil, "member key names no id"
 	}
 	var m Member
-	if err := json.Unmarshal(kv.Value, &m); err != nil {
-		return nil
+	if err := json.Unmarshal(kv.Value, &m); err != nil || !jsonObject(kv.Value) {
+		return nil, "member value is not leaderd's JSON record"
 	}
-	m.ID = strings.TrimPrefix(string(kv.Key), MembersPrefix(prefix, election)) // the key is the authority
+	m.ID = id
 	m.LeaseID = kv.Lease
-	return &m
+	return &m, ""
+}
+
+// jsonObject reports whether b, valid JSON, is an object (not null, which
+// decodes into a struct without an error).
+func jsonObject(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
 }
 
 // Members reads the registered members, sorted by id, with the seconds
 // left on each one's lease (one TimeToLive call per member). Bounded by ctx.
-func Members(ctx context.Context, client *clientv3.Client, prefix, election string) ([]Member, error) {
+func Members(ctx context.Context, client *clientv3.Client, prefix, election string, opts ...ReadOption) ([]Member, error) {
+	cfg := readOptions(opts)
 	resp, err := client.Get(ctx, MembersPrefix(prefix, election), clientv3.WithPrefix())
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Member, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		m := decodeMember(prefix, election, kv)
+		m := decodeMemberLogged(prefix, election, kv, cfg.ignored)
 		if m == nil {
 			continue // not ours: skip rather than fail the whole read
 		}
