@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/leaderd/leaderd/election"
@@ -32,14 +33,56 @@ func (s *Sidecar) notReady() string {
 		return PhaseUnhealthy
 	case c.Paused:
 		return PhasePaused
-	case c.Switchover.Live(time.Now()) && c.Switchover.To != s.cfg.ID && c.Switchover.From != s.cfg.ID &&
-		s.isCandidate(c.Switchover.To):
-		// Only while the target campaigns: if it dies or withdraws, the
+	case c.Switchover.Live(time.Now()) && s.leadsNow(c.Switchover) && c.Switchover.To != s.cfg.ID &&
+		c.Switchover.From != s.cfg.ID && s.isCandidate(c.Switchover.To):
+		// Only for the tenure that leads now: a request left from an
+		// earlier one, or for a tenure that never was, would otherwise
+		// stall the election until it expired (a year 9999 one, for ever)
+		// once its target is a campaigner that never takes over. And only
+		// while the target campaigns: if it dies or withdraws, the
 		// bystanders must not leave the election empty until the request
 		// expires.
 		return PhaseYielding
 	}
 	return ""
+}
+
+// leadsNow reports whether r names the tenure that leads now, as the
+// leader watch last saw it: its id and fencing token.
+func (s *Sidecar) leadsNow(r *election.Request) bool {
+	s.state.mu.Lock()
+	defer s.state.mu.Unlock()
+	l := s.state.leader
+	return r != nil && l != nil && r.From != "" && r.From == l.ID && r.FencingToken == l.FencingToken
+}
+
+// logStale logs each live resign or switchover request that names
+// another tenure than the one leading now (it is ignored), once per
+// request: logged holds the revisions logged so far (switchover, resign).
+// Nothing is judged before the leader is known.
+func (s *Sidecar) logStale(logged *[2]int64) {
+	leader := s.state.leaderID()
+	if leader == "" {
+		return
+	}
+	c := s.controlState()
+	now := time.Now()
+	for i, r := range []*election.Request{c.Switchover, c.Resign} {
+		if !r.Live(now) || s.leadsNow(r) || r.Revision == logged[i] {
+			continue
+		}
+		logged[i] = r.Revision
+		s.logger.Warn("ignoring a stale control request: it names no tenure that leads now",
+			"from", clip(r.From), "fencing_token", r.FencingToken, "to", clip(r.To), "expires", r.Expires, "leader", clip(leader))
+	}
+}
+
+// clip quotes s, cut to 64 bytes: request fields may be anything.
+func clip(s string) string {
+	if len(s) <= 64 {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:64]) + "..."
 }
 
 // routineWait reports whether not campaigning for this reason is an
@@ -91,7 +134,9 @@ func (s *Sidecar) isCandidate(id string) bool {
 // It reports false when ctx ended or the lease was lost first.
 func (s *Sidecar) waitReady(ctx context.Context, cand candidacy) bool {
 	logged := ""
+	var staleLogged [2]int64
 	for {
+		s.logStale(&staleLogged)
 		why := s.notReady()
 		if why == "" {
 			if logged != "" {

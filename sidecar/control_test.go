@@ -199,3 +199,47 @@ func httpCodeMethod(sc *Sidecar, method, path string) int {
 	sc.Handler().ServeHTTP(rec, req)
 	return rec.Code
 }
+
+// A switchover request that names no tenure that leads (here one that
+// never was, to a foreign campaigner, expiring in 9999) is stale: the
+// standbys do not yield to it, so when the primary goes another replica
+// takes over at once, not when the foreign lease expires.
+func TestStaleSwitchoverDoesNotStallTheElection(t *testing.T) {
+	c := newCluster(t)
+	first := startThree(t, c)
+	cli, ctx := c.client(t)
+	waitUntil(t, "all three campaigning", func() bool { return len(c.replica(first.ID).sc.state.candidatesSnapshot()) == 3 })
+	ghost, err := cli.Grant(ctx, 120) // never kept alive: it outlives the test
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghostKey := election.CandidatesPrefix("/leaderd", "test") + "/" + election.LeaseHex(int64(ghost.ID))
+	if _, err := cli.Put(ctx, ghostKey, `{"id":"ghost"}`, clientv3.WithLease(ghost.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, election.ControlPrefix("/leaderd", "test")+"switchover",
+		`{"from":"nobody","fencing_token":-1,"to":"ghost","expires":"9999-12-31T23:59:59Z"}`); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the standbys seeing the ghost campaign", func() bool {
+		for _, id := range []string{"a", "b", "c"} {
+			if id != first.ID && !c.replica(id).sc.isCandidate("ghost") {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range []string{"a", "b", "c"} {
+		if st := c.replica(id).sc.Status(); id != first.ID && st.Phase != PhaseCampaigning {
+			t.Fatalf("%s is %s with a stale switchover in etcd, want campaigning", id, st.Phase)
+		}
+	}
+	stopped := time.Now()
+	if err := c.stop(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	next := c.tl.waitFor(t, "the next promote", promoteStartBy(func(id string) bool { return id != first.ID }))
+	if took := next.At.Sub(stopped); took > 2*testTTL {
+		t.Fatalf("the next promote came %s after the primary stopped, want within 2 TTLs", took)
+	}
+}

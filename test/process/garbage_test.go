@@ -30,16 +30,16 @@ const garbageMarker = "GARBAGE"
 // fine, logging it on every read is a flood.
 const maxGarbageLogLines = 40
 
-// requireGarbageLogged: leaderd does not log the values it ignores yet
-// (the decoders drop them silently), so the test only reports how many
-// lines mention garbage. Set it once it does, to assert at least one.
-const requireGarbageLogged = false
+// requireGarbageLogged: every replica logs some of the garbage it
+// ignored (at least its own candidate value, overwritten and put back).
+const requireGarbageLogged = true
 
 // garbageValues are written, in this order, to every key: random bytes,
 // empty, not JSON, JSON of the wrong shape, and leaderd-shaped JSON with
 // hostile values (negative and huge tokens, long ids, ids with newlines,
 // a request from a tenure that never was and expires in 9999), then
-// random bytes again, which stay. hugeValue goes to one key of each kind.
+// random bytes again. hugeValue goes to one key of each kind. Last, each
+// key gets its final value (finalValue), which stays.
 func garbageValues(primaryID string) [][]byte {
 	rng := rand.New(rand.NewPCG(8, 8))
 	random := func() []byte {
@@ -77,7 +77,23 @@ type garbageKey struct {
 	lease clientv3.LeaseID // 0: no lease
 	keep  bool             // the key is a live replica's: keep its lease
 	huge  bool             // gets hugeValue too
+	final []byte           // the value left in place; nil: random bytes
 }
+
+// Final values, which stay for the rest of the test: a foreign campaigner
+// named ghost and a switchover to it from a tenure that never was, a
+// resign from the first primary's id with another token, both expiring
+// in 9999 (stale requests: no standby may yield to them, and they may
+// block no new request), valid member records that are not what the
+// replicas published, and valid candidate values naming another replica
+// (each replica must put its own back, and logs what it found).
+const (
+	finalGhost      = `{"id":"ghost","addr":"` + garbageMarker + `"}`
+	finalSwitchover = `{"from":"nobody","fencing_token":-1,"to":"ghost","expires":"9999-12-31T23:59:59Z"}`
+	finalResign     = `{"from":"%s","fencing_token":-9,"requested":"1970-01-01T00:00:00Z","expires":"9999-12-31T23:59:59Z"}`
+	finalMember     = `{"id":"` + garbageMarker + `","role":"primary","phase":"primary","healthy":true,"fencing_token":9223372036854775807}`
+	finalCandidate  = `{"id":"` + garbageMarker + `","addr":"` + garbageMarker + `"}`
+)
 
 // TestGarbageInEtcd: garbage in every key leaderd reads under its prefix
 // (candidates, members, control requests, history; with no lease and on a
@@ -104,37 +120,42 @@ func TestGarbageInEtcd(t *testing.T) {
 	control := election.ControlPrefix(prefix, name)
 	history := election.HistoryPrefix(prefix, name)
 	keys := []garbageKey{
-		{key: cands + election.LeaseHex(0x7e57)},                                           // a candidate's name, no lease
-		{key: cands + election.LeaseHex(int64(foreign.ID)), lease: foreign.ID, huge: true}, // a foreign campaigner
+		{key: cands + election.LeaseHex(0x7e57)}, // a candidate's name, no lease
+		{key: cands + election.LeaseHex(int64(foreign.ID)), lease: foreign.ID, huge: true, final: []byte(finalGhost)}, // a foreign campaigner
 		{key: cands + "not-hex", lease: foreign.ID},
 		{key: cands + "nested/" + election.LeaseHex(int64(foreign.ID)), lease: foreign.ID},
 		{key: members + "ghost", huge: true},
-		{key: members}, // an empty id
+		{key: members, final: []byte("null")}, // an empty id
 		{key: members + "evil\nid", lease: foreign.ID},
-		{key: control + "resign", huge: true},
-		{key: control + "switchover", lease: foreign.ID},
+		{key: control + "resign", huge: true, final: fmt.Appendf(nil, finalResign, primary.ID)},
+		{key: control + "switchover", lease: foreign.ID, final: []byte(finalSwitchover)},
 		{key: control + "other"},
 		{key: history + "zzz", huge: true},
 		{key: history + "-0000000000000000001"},
 		{key: history + "00000000000000000000"},
 	}
-	// The replicas' own keys: the leader key (its primary is killed
-	// below), the member records and the history records. The standbys'
-	// candidate keys are left alone: leaderd never rewrites a live
-	// candidate value, so a standby whose value is garbled is misnamed
-	// (and no switchover target) until it campaigns again.
-	leader, _, err := election.Candidates(ctx, cli, prefix, name)
-	if err != nil || len(leader) == 0 || leader[0].ID != primary.ID {
-		t.Fatalf("candidates %+v (%v), want %s first", leader, err, primary.ID)
+	// The replicas' own keys: the candidate keys (the leader's, whose
+	// primary is killed below, and the standbys'), the member records and
+	// the history records. Each replica puts its candidate value and its
+	// member record back.
+	cands0, _, err := election.Candidates(ctx, cli, prefix, name)
+	if err != nil || len(cands0) != 3 || cands0[0].ID != primary.ID {
+		t.Fatalf("candidates %+v (%v), want %s first of 3", cands0, err, primary.ID)
 	}
-	keys = append(keys, garbageKey{key: leader[0].Key, keep: true, huge: true})
+	for i, cd := range cands0 {
+		keys = append(keys, garbageKey{key: cd.Key, keep: true, huge: i == 0, final: []byte(finalCandidate)})
+	}
 	for _, pfx := range []string{members, history} {
 		resp, err := cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 		if err != nil {
 			t.Fatalf("get %s: %v", pfx, err)
 		}
 		for _, kv := range resp.Kvs {
-			keys = append(keys, garbageKey{key: string(kv.Key), keep: true})
+			k := garbageKey{key: string(kv.Key), keep: true}
+			if pfx == members {
+				k.final = []byte(finalMember)
+			}
+			keys = append(keys, k)
 		}
 	}
 
@@ -173,6 +194,13 @@ func TestGarbageInEtcd(t *testing.T) {
 		}
 		commit(ops...)
 	}
+	finals := make([]clientv3.Op, 0, len(keys))
+	for _, k := range keys {
+		if k.final != nil {
+			finals = append(finals, put(k, k.final))
+		}
+	}
+	commit(finals...)
 	t.Logf("wrote %d garbage values to %d keys in %s", len(values), len(keys), time.Since(began).Round(time.Millisecond))
 
 	// Every sidecar lives through it and still answers /status: the
@@ -186,6 +214,29 @@ func TestGarbageInEtcd(t *testing.T) {
 		waitStatus(sctx, t, r, want+" after the garbage", ok)
 		scancel()
 	}
+	// Each replica put its candidate value and its member record back:
+	// the election shows the replicas under their names, in their places.
+	waitEtcd(ctx, t, "the replicas' candidate values and member records put back", func(ctx context.Context) bool {
+		cands, _, err := election.Candidates(ctx, cli, prefix, name)
+		if err != nil || len(cands) < 4 {
+			return false
+		}
+		// The nested key on the foreign lease counts too (its name is its
+		// lease's id), after ghost: only the first four are checked.
+		for i, want := range append(cands0[:3:3], election.Candidate{CandidateValue: election.CandidateValue{ID: "ghost"}}) {
+			if cands[i].ID != want.ID || (i < 3 && (cands[i].Key != want.Key || cands[i].CreateRevision != want.CreateRevision)) {
+				return false
+			}
+		}
+		ms, err := election.Members(ctx, cli, prefix, name)
+		own := 0
+		for _, m := range ms {
+			if r := c.byID[m.ID]; r != nil && m.FencingToken != 9223372036854775807 {
+				own++
+			}
+		}
+		return err == nil && own == 3
+	})
 
 	// A crash of the primary is still covered.
 	from := len(c.timeline())
@@ -232,7 +283,8 @@ func TestGarbageInEtcd(t *testing.T) {
 		time.Sleep(pollInterval)
 	}
 
-	// A switchover still hands over, with the garbage still there.
+	// A switchover still hands over, with the garbage still there: the
+	// stale requests expiring in 9999 do not block it.
 	from = len(c.timeline())
 	asked := time.Now()
 	out, err := exec.CommandContext(ctx, binary, "switchover", "--endpoints", c.etcd.Endpoint(), "--election", name, "--to", standby.ID).CombinedOutput()
@@ -276,4 +328,26 @@ func TestGarbageInEtcd(t *testing.T) {
 		}
 	}
 	c.assertSafeTimeline(map[string]time.Time{primary.ID: killed})
+}
+
+// waitEtcd polls etcd (no event to wait on) until ok, for at most 10s.
+func waitEtcd(ctx context.Context, t *testing.T, what string, ok func(context.Context) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		done := ok(rctx)
+		rcancel()
+		if done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
 }
