@@ -63,7 +63,7 @@ func (c *logCapture) ignored(t *testing.T) map[string][]map[string]any {
 }
 
 func (c *logCapture) count(t *testing.T, key string) int {
-	return len(c.ignored(t)[quoted([]byte(key), quotedKeyBytes)])
+	return len(c.ignored(t)[key])
 }
 
 // waitFor polls cond (etcd reads: no event to wait on) until it holds or
@@ -328,7 +328,7 @@ func TestIgnoredValuesAreLoggedOncePerRevision(t *testing.T) {
 				waitCall(t, k.calls)
 			}
 		}
-		recs := logs.ignored(t)[quoted([]byte(k.key), quotedKeyBytes)]
+		recs := logs.ignored(t)[k.key]
 		if len(recs) != 1 {
 			t.Fatalf("%s: logged %d times for one revision, want once: %v", k.key, len(recs), recs)
 		}

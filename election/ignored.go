@@ -33,8 +33,8 @@ func readOptions(opts []ReadOption) readConfig {
 	return c
 }
 
-// Logged values are cut to quotedValueBytes (keys to quotedKeyBytes) and
-// quoted: a hostile value may be 1 MiB of anything.
+// Logged values are cut to quotedValueBytes and quoted, keys cut to
+// quotedKeyBytes: a hostile value may be 1 MiB of anything.
 const (
 	quotedValueBytes = 64
 	quotedKeyBytes   = 256
@@ -76,7 +76,7 @@ func (l *ignoredLog) ignore(kv *mvccpb.KeyValue, why string) {
 	}
 	l.logged[key] = kv.ModRevision
 	l.mu.Unlock()
-	l.logger.Warn("ignoring a value in etcd", "key", quoted(kv.Key, quotedKeyBytes), "why", why,
+	l.logger.Warn("ignoring a value in etcd", "key", cut(kv.Key, quotedKeyBytes), "why", why,
 		"value", quoted(kv.Value, quotedValueBytes), "value_bytes", len(kv.Value), "mod_revision", kv.ModRevision)
 }
 
@@ -87,4 +87,14 @@ func quoted(b []byte, n int) string {
 		return strconv.Quote(string(b))
 	}
 	return strconv.Quote(string(b[:n])) + "..."
+}
+
+// cut is b cut to at most n bytes, with "..." when it was cut. Keys are
+// logged as they are (the log handler escapes them); only values, which
+// are anything, are quoted too.
+func cut(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "..."
 }

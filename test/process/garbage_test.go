@@ -27,8 +27,13 @@ const garbageMarker = "GARBAGE"
 
 // maxGarbageLogLines bounds, per replica, the log lines that quote a
 // garbage value: logging what was ignored once per key and episode is
-// fine, logging it on every read is a flood.
-const maxGarbageLogLines = 40
+// fine, logging it on every read is a flood. At most 6 values per key
+// show the marker in their first 64 bytes (1 MiB, not JSON, two of the
+// wrong shape, a wrong id, the final candidate value), and a replica
+// reads and may log 9 of the keys (5 under candidates, its own candidate
+// key again as it puts it back, its member key, resign, switchover): 54,
+// and a stale request's fields once per term.
+const maxGarbageLogLines = 60
 
 // requireGarbageLogged: every replica logs some of the garbage it
 // ignored (at least its own candidate value, overwritten and put back).
