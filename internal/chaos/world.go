@@ -366,16 +366,44 @@ func (w *World) stallStderr(n *node) {
 	if wr == nil {
 		return
 	}
-	// The pump may be inside one last read; the deadline ends the fill
-	// once the pipe is full.
-	_ = wr.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-	filler := []byte(strings.Repeat("chaos: stderr stalled\n", 64))
-	for {
-		if _, err := wr.Write(filler); err != nil {
-			break
-		}
+	// The write end handed to leaderd is in blocking mode (exec made it
+	// so), and that mode belongs to the shared file description. A fresh
+	// description of the same pipe, opened non-blocking, fills it without
+	// ever blocking the campaign and without changing leaderd's.
+	raw, err := wr.SyscallConn()
+	if err != nil {
+		return
 	}
-	_ = wr.SetWriteDeadline(time.Time{})
+	var path string
+	_ = raw.Control(func(fd uintptr) { path = fmt.Sprintf("/proc/self/fd/%d", fd) })
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fraw, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	filler := []byte(strings.Repeat("chaos: stderr stalled\n", 64))
+	fill := func(fd uintptr) bool {
+		// Writes up to a page are all or nothing: smaller and smaller
+		// ones top the pipe up to the last byte. EAGAIN ends each size.
+		for _, size := range []int{len(filler), 256, 16, 1} {
+			for {
+				if _, err := syscall.Write(int(fd), filler[:size]); err != nil {
+					break
+				}
+			}
+		}
+		return true
+	}
+	// The pump may have been inside a read when the stall began and drain
+	// the first fill; it waits once that read returns, so a second fill
+	// after a moment leaves the pipe full.
+	_ = fraw.Write(fill)
+	time.Sleep(50 * time.Millisecond)
+	_ = fraw.Write(fill)
 }
 
 // close stops everything, bounded.
