@@ -58,8 +58,9 @@ func (s *Sidecar) leadsNow(r *election.Request) bool {
 
 // logStale logs each live resign or switchover request that names
 // another tenure than the one leading now (it is ignored), once per
-// request: logged holds the revisions logged so far (switchover, resign).
-// Nothing is judged before the leader is known.
+// request and caller (waitReady, and the campaign's watcher):
+// logged holds the revisions logged so far (switchover, resign). Nothing
+// is judged before the leader is known.
 func (s *Sidecar) logStale(logged *[2]int64) {
 	leader := s.state.leaderID()
 	if leader == "" {
@@ -172,13 +173,16 @@ func (s *Sidecar) waitReady(ctx context.Context, cand candidacy) bool {
 
 // onNotReady calls withdraw as soon as the replica may no longer campaign,
 // until the returned stop is called; stop waits for the watcher to end, so
-// the state machine stays the only reader of the wake-up channels.
+// the state machine stays the only reader of the wake-up channels. It logs
+// the stale requests it ignores meanwhile.
 func (s *Sidecar) onNotReady(withdraw func()) (stop func()) {
 	done := make(chan struct{})
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
+		var staleLogged [2]int64
 		for {
+			s.logStale(&staleLogged)
 			if s.notReady() != "" {
 				withdraw()
 				return

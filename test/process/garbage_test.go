@@ -219,6 +219,13 @@ func TestGarbageInEtcd(t *testing.T) {
 		waitStatus(sctx, t, r, want+" after the garbage", ok)
 		scancel()
 	}
+	// The standbys ignore the stale requests (to ghost, which campaigns)
+	// and say so.
+	for id, r := range c.byID {
+		if id != primary.ID {
+			c.waitLog(ctx, r, "ignoring a stale control request")
+		}
+	}
 	// Each replica put its candidate value and its member record back:
 	// the election shows the replicas under their names, in their places.
 	waitEtcd(ctx, t, "the replicas' candidate values and member records put back", func(ctx context.Context) bool {
