@@ -163,12 +163,21 @@ func (o *observer) steady(since time.Time) (string, bool) {
 // waitSteady waits until steady, bounded by max; it returns when that
 // first held, or the zero time.
 func (o *observer) waitSteady(ctx context.Context, since time.Time, max time.Duration) time.Time {
+	return poll(ctx, max, func() (time.Time, bool) {
+		_, ok := o.steady(since)
+		return time.Now(), ok
+	})
+}
+
+// poll calls cond every half sample interval until it holds, bounded by
+// max and ctx; it returns the time cond gave, or the zero time.
+func poll(ctx context.Context, max time.Duration, cond func() (time.Time, bool)) time.Time {
 	deadline := time.Now().Add(max)
 	tick := time.NewTicker(SampleInterval / 2)
 	defer tick.Stop()
 	for time.Now().Before(deadline) {
-		if _, ok := o.steady(since); ok {
-			return time.Now()
+		if at, ok := cond(); ok {
+			return at
 		}
 		select {
 		case <-ctx.Done():
@@ -264,22 +273,12 @@ func (o *observer) lastSample(id string) (Sample, bool) {
 // zero time.
 func (o *observer) waitNotServing(ctx context.Context, id string, max time.Duration) time.Time {
 	start := time.Now()
-	tick := time.NewTicker(SampleInterval / 2)
-	defer tick.Stop()
-	for time.Since(start) < max {
+	return poll(ctx, max, func() (time.Time, bool) {
 		if s, ok := o.lastSample(id); ok && s.Sent.After(start) && s.Code != http.StatusOK {
-			return s.Sent
+			return s.Sent, true
 		}
-		if o.w.byID[id].replica() == nil {
-			return time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}
-		case <-tick.C:
-		}
-	}
-	return time.Time{}
+		return time.Now(), o.w.byID[id].replica() == nil
+	})
 }
 
 // servedSince reports whether replica id answered every probe sent since
