@@ -2,12 +2,9 @@ package chaos
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	mathrand "math/rand/v2"
 	"net"
 	"net/url"
@@ -17,12 +14,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
+
+	"github.com/leaderd/leaderd/internal/etcdtest"
 	"google.golang.org/grpc"
 )
 
@@ -108,7 +105,7 @@ type member struct {
 // incarnation is one run of a member, from its start to its kill.
 type incarnation struct {
 	etcd     *embed.Etcd
-	stopping atomic.Bool // read by its etcdLogCore: errors while stopping are expected
+	stopping atomic.Bool // read by its log core: errors while stopping are expected
 
 	mu      sync.Mutex
 	servers []*grpc.Server // its client servers, made once the member is ready
@@ -148,7 +145,7 @@ func StartCluster(ctx context.Context, dir string, n int, logger *slog.Logger) (
 		if err == nil {
 			return c, nil
 		}
-		if !isAddrInUse(err) {
+		if !etcdtest.IsAddrInUse(err) {
 			break
 		}
 		logger.Warn("port taken, restarting the cluster on new ports", "attempt", attempt, "err", err)
@@ -163,7 +160,7 @@ func startCluster(ctx context.Context, dir string, n int, logger *slog.Logger) (
 	}
 	c := &Cluster{
 		logger:   logger.With("component", "chaos-etcd"),
-		token:    "chaos-" + randomSuffix(),
+		token:    "chaos-" + etcdtest.RandomSuffix(),
 		ids:      make(map[string]int),
 		cut:      make([][]bool, n),
 		isolated: make([]bool, n),
@@ -255,7 +252,7 @@ func (c *Cluster) config(m *member, quiet *atomic.Bool) *embed.Config {
 	cfg.InitialCluster = strings.Join(initial, ",")
 	cfg.InitialClusterToken = c.token
 	cfg.LogLevel = "error"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(&etcdLogCore{logger: m.logger, quiet: quiet}))
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(etcdtest.NewSlogCore(m.logger, quiet)))
 	return cfg
 }
 
@@ -488,7 +485,7 @@ func (c *Cluster) startMember(ctx context.Context, m *member) (*incarnation, err
 		if err == nil {
 			break
 		}
-		if !isAddrInUse(err) || time.Now().After(deadline) {
+		if !etcdtest.IsAddrInUse(err) || time.Now().After(deadline) {
 			return nil, fmt.Errorf("chaos: restart member %d: %w", m.index, err)
 		}
 		select { // its ports are fixed: wait for them to be free again
@@ -639,59 +636,4 @@ func stablePortRange() (lo, hi int) {
 	return lowest, first
 }
 
-func loopbackURL(port int) url.URL {
-	return url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", port)}
-}
-
-func isAddrInUse(err error) bool {
-	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
-}
-
-func randomSuffix() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return hex.EncodeToString(b)
-}
-
-// etcdLogCore is a zap core that passes etcd's error-level (and worse)
-// entries to a slog.Logger and drops the rest: a fault campaign makes etcd
-// warn constantly about the peers it cannot reach. Once the member is being
-// stopped its errors (servers closed under their accept loops) are
-// expected, and logged at debug level.
-type etcdLogCore struct {
-	logger *slog.Logger
-	quiet  *atomic.Bool
-	fields []zapcore.Field
-}
-
-func (c *etcdLogCore) Enabled(l zapcore.Level) bool { return l >= zapcore.ErrorLevel }
-
-func (c *etcdLogCore) With(fields []zapcore.Field) zapcore.Core {
-	return &etcdLogCore{logger: c.logger, quiet: c.quiet, fields: append(slices.Clip(c.fields), fields...)}
-}
-
-func (c *etcdLogCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if c.Enabled(ent.Level) {
-		return ce.AddCore(ent, c)
-	}
-	return ce
-}
-
-func (c *etcdLogCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
-	enc := zapcore.NewMapObjectEncoder()
-	for _, f := range append(slices.Clip(c.fields), fields...) {
-		f.AddTo(enc)
-	}
-	attrs := make([]slog.Attr, 0, len(enc.Fields))
-	for _, k := range slices.Sorted(maps.Keys(enc.Fields)) {
-		attrs = append(attrs, slog.Any(k, enc.Fields[k]))
-	}
-	level := slog.LevelError
-	if c.quiet.Load() {
-		level = slog.LevelDebug
-	}
-	c.logger.LogAttrs(context.Background(), level, ent.Message, attrs...)
-	return nil
-}
-
-func (c *etcdLogCore) Sync() error { return nil }
+func loopbackURL(port int) url.URL { return etcdtest.LoopbackURL(port) }

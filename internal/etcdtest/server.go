@@ -247,15 +247,26 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func loopbackURL(port int) url.URL {
+func loopbackURL(port int) url.URL { return LoopbackURL(port) }
+
+func isAddrInUse(err error) bool { return IsAddrInUse(err) }
+
+func randomSuffix() string { return RandomSuffix() }
+
+// LoopbackURL is "http://127.0.0.1:PORT".
+func LoopbackURL(port int) url.URL {
 	return url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", port)}
 }
 
-func isAddrInUse(err error) bool {
+// IsAddrInUse reports whether err is a bind to a port another process
+// took: the caller picks new ports and tries again.
+func IsAddrInUse(err error) bool {
 	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
 
-func randomSuffix() string {
+// RandomSuffix is eight hex digits, for names (cluster tokens, members)
+// that must not clash between runs.
+func RandomSuffix() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
