@@ -132,7 +132,7 @@ func (e *etcdElector) WatchLeader(ctx context.Context, fn func([]election.Candid
 	case <-ctx.Done():
 		return
 	}
-	election.WatchLeader(ctx, e.client, e.opts.Prefix, e.opts.Election, fn)
+	election.WatchLeader(ctx, e.client, e.opts.Prefix, e.opts.Election, fn, election.LogIgnored(e.logger))
 }
 
 func (e *etcdElector) RecordTenure(ctx context.Context, rec election.TenureRecord) error {
@@ -157,7 +157,7 @@ func (e *etcdElector) WatchMember(ctx context.Context, id string, fn func(*elect
 	case <-ctx.Done():
 		return
 	}
-	election.WatchMember(ctx, e.client, e.opts.Prefix, e.opts.Election, id, fn)
+	election.WatchMember(ctx, e.client, e.opts.Prefix, e.opts.Election, id, fn, election.LogIgnored(e.logger))
 }
 
 func (e *etcdElector) WatchControl(ctx context.Context, fn func(election.Control, error)) {
@@ -166,7 +166,7 @@ func (e *etcdElector) WatchControl(ctx context.Context, fn func(election.Control
 	case <-ctx.Done():
 		return
 	}
-	election.WatchControl(ctx, e.client, e.opts.Prefix, e.opts.Election, fn)
+	election.WatchControl(ctx, e.client, e.opts.Prefix, e.opts.Election, fn, election.LogIgnored(e.logger))
 }
 
 func (e *etcdElector) ClearRequest(ctx context.Context, r *election.Request) error {
