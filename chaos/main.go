@@ -40,6 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", "", "working directory, kept (default: a temporary one, removed after a pass)")
 	recordPath := fs.String("record", "", "also write the whole record as JSON to this file")
 	verbose := fs.Bool("v", false, "log each fault as it is injected")
+	judge := fs.String("judge", "", "judge the record a run saved with -record (no run): the checker again, e.g. after changing it")
 	race := fs.Bool("race", false, "build leaderd with the race detector; a data race ends the replica and fails the run")
 	soakFor := fs.Duration("soak", 0, "run the soak for this long instead of the campaign: churn (switchovers, SIGKILLs, health flaps) while sampling each leaderd's RSS, goroutines and descriptors and etcd's leases")
 	if err := fs.Parse(args); err != nil {
@@ -52,6 +53,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := o.Validate(); err != nil {
 		fmt.Fprintln(stderr, "chaos:", err)
 		return 2
+	}
+	if *judge != "" {
+		return rejudge(*judge, stdout, stderr)
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -97,14 +101,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "chaos: working directory kept for inspection: %s\n", *dir)
 		return 1
 	}
-	rec.Revision = revision()
+	rec.Revision, rec.Replay = revision(), replay(o, *race)
 	if *recordPath != "" {
 		if b, err := json.Marshal(rec); err == nil {
 			_ = os.WriteFile(*recordPath, b, 0o644)
 		}
 	}
 	v := chaos.Check(rec)
-	if werr := chaos.WriteReport(stdout, rec, v, replay(o, *race)); werr != nil {
+	if werr := chaos.WriteReport(stdout, rec, v, rec.Replay); werr != nil {
 		fmt.Fprintln(stderr, "chaos: writing the report:", werr)
 	}
 	if err != nil {
@@ -189,4 +193,26 @@ func revision() string {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// rejudge checks a saved record again and prints the report.
+func rejudge(path string, stdout, stderr io.Writer) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(stderr, "chaos:", err)
+		return 2
+	}
+	var rec chaos.Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		fmt.Fprintf(stderr, "chaos: -judge %s: %v\n", path, err)
+		return 2
+	}
+	v := chaos.Check(&rec)
+	if err := chaos.WriteReport(stdout, &rec, v, rec.Replay); err != nil {
+		fmt.Fprintln(stderr, "chaos: writing the report:", err)
+	}
+	if !v.OK() {
+		return 1
+	}
+	return 0
 }

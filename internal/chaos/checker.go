@@ -320,11 +320,13 @@ func checkOverlaps(r *Record, v *Verdict) []Violation {
 // is retried with a back-off after the heal, so the overlap may last
 // until A's tenure ends). The window must begin inside A's tenure and no
 // later than the overlap: a fault that came after B promoted did not
-// cause the overlap. B's windows never excuse (a thawed or promote-faulted
-// standby promoting over a live primary is the bug), nor do promote-*
-// and flood windows. It returns nil and why when nothing excuses.
+// cause the overlap. A flood window counts as a demote fault: 2 MB of
+// output can outlast the demote timeout, which then kills the hook. B's
+// windows never excuse (a thawed or promote-faulted standby promoting over
+// a live primary is the bug), nor do promote-* windows. It returns nil and
+// why when nothing excuses.
 func excuseOverlap(r *Record, o Overlap) (*Window, string) {
-	why := fmt.Sprintf("%s (the older primary) had no frozen, demote-fail or demote-hang window", o.A.ID)
+	why := fmt.Sprintf("%s (the older primary) had no frozen, demote-fail, demote-hang or flood window", o.A.ID)
 	var ws []Window
 	for _, w := range r.Frozen {
 		if w.Kind == "" {
@@ -338,7 +340,7 @@ func excuseOverlap(r *Record, o Overlap) (*Window, string) {
 			continue
 		}
 		switch w.Kind {
-		case windowFrozen, hookDemoteFail, hookDemoteHang:
+		case windowFrozen, hookDemoteFail, hookDemoteHang, hookFlood:
 		default:
 			continue
 		}
@@ -663,8 +665,11 @@ func checkFailover(r *Record) []Violation {
 	bySeq := injectedBySeq(r)
 	var out []Violation
 	for _, f := range r.Faults {
-		if f.InjectErr != "" || f.PrimaryLost.IsZero() || !slices.Contains(failoverKinds, f.Kind) ||
-			slices.ContainsFunc(f.Overlaps, func(s int) bool { o, ok := bySeq[s]; return ok && slices.Contains(exemptFailover, o.Kind) }) {
+		if f.InjectErr != "" || f.PrimaryLost.IsZero() || !slices.Contains(failoverKinds, f.Kind) || holdsFailover(f) ||
+			slices.ContainsFunc(f.Overlaps, func(s int) bool {
+				o, ok := bySeq[s]
+				return ok && (slices.Contains(exemptFailover, o.Kind) || holdsFailover(o))
+			}) {
 			continue
 		}
 		if f.NextPrimary.IsZero() {
@@ -679,6 +684,14 @@ func checkFailover(r *Record) []Violation {
 		}
 	}
 	return out
+}
+
+// holdsFailover: a hook fault on the primary makes its demote fail, and
+// after a voluntary step-down leaderd keeps the leader key until a demote
+// succeeds (README, "How it behaves"), so no failover is due before the
+// fault heals; the recovery after the heal is judged instead.
+func holdsFailover(f Fault) bool {
+	return f.Primary && (f.Kind == "hook-fail" || f.Kind == "hook-hang" || f.Kind == "hook-flood")
 }
 
 func healedAt(f Fault) time.Time {

@@ -182,11 +182,12 @@ func TestCheckOverlapWithFrozenReplicaAndFencingIsExcused(t *testing.T) {
 }
 
 // TestCheckOverlapWithDemoteHookFaultAndFencingIsExcused: the older
-// primary's demote hook failing or hanging keeps it primary; its demote is
-// retried with a back-off after the heal, so the overlap may outlast the
-// window (here 8..9s, the window ends at 8.6s).
+// primary's demote hook failing, hanging or flooding past its timeout
+// keeps it primary; its demote is retried with a back-off after the heal,
+// so the overlap may outlast the window (here 8..9s, the window ends at
+// 8.6s).
 func TestCheckOverlapWithDemoteHookFaultAndFencingIsExcused(t *testing.T) {
-	for _, kind := range []string{"demote-fail", "demote-hang"} {
+	for _, kind := range []string{"demote-fail", "demote-hang", "flood"} {
 		r := overlapRecord(false, false)
 		r.HookFaults = []Window{{Replica: "b", Kind: kind, Start: at(7.5), End: at(8.6)}}
 		if v := Check(r); !v.OK() || v.FencedOverlaps != 1 {
@@ -196,7 +197,7 @@ func TestCheckOverlapWithDemoteHookFaultAndFencingIsExcused(t *testing.T) {
 }
 
 // TestCheckOverlapExcusedOnlyByTheOlderPrimarysDemoteWindows: a promote
-// or flood window never excuses, and no window of the newer replica does:
+// window never excuses, and no window of the newer replica does:
 // a standby promoting over a live primary is the bug itself.
 func TestCheckOverlapExcusedOnlyByTheOlderPrimarysDemoteWindows(t *testing.T) {
 	cases := []struct {
@@ -208,7 +209,7 @@ func TestCheckOverlapExcusedOnlyByTheOlderPrimarysDemoteWindows(t *testing.T) {
 		{"promote-hang on the newer", nil, []Window{{Replica: "c", Kind: "promote-hang", Start: at(7.5), End: at(12)}}},
 		{"demote-fail on the newer", nil, []Window{{Replica: "c", Kind: "demote-fail", Start: at(7.5), End: at(12)}}},
 		{"promote-fail on the older", nil, []Window{{Replica: "b", Kind: "promote-fail", Start: at(7.5), End: at(12)}}},
-		{"flood on the older", nil, []Window{{Replica: "b", Kind: "flood", Start: at(7.5), End: at(12)}}},
+		{"flood on the newer", nil, []Window{{Replica: "c", Kind: "flood", Start: at(7.5), End: at(12)}}},
 		{"a hook window of no kind", nil, []Window{{Replica: "b", Start: at(7.5), End: at(12)}}},
 		// The reviewer's case: a frozen standby thaws and promotes over a
 		// live primary that was never frozen.
@@ -568,6 +569,21 @@ func TestCheckFailoverJudgedDuringTheHold(t *testing.T) {
 			f.Kind = "cut-one"
 			r.Faults = append(r.Faults, f)
 		}, map[string]int{}},
+		{"a demote hook fault on the primary holds the failover: not judged", func(r *Record) {
+			f := cutPrimary(13.2, 18.5)
+			f.Kind = "hook-hang"
+			r.Faults = append(r.Faults, f)
+		}, map[string]int{}},
+		{"overlapping a demote hook fault on the primary: not judged", func(r *Record) {
+			f, h := cutPrimary(13.2, 18.5), cutPrimary(13.2, 18.5)
+			f.Overlaps, h.Seq, h.Kind, h.Overlaps = []int{4}, 4, "hook-fail", []int{3}
+			r.Faults = append(r.Faults, f, h)
+		}, map[string]int{}},
+		{"a hook fault on a standby: judged", func(r *Record) {
+			f := cutPrimary(13.2, 18.5)
+			f.Kind, f.Primary = "hook-hang", false
+			r.Faults = append(r.Faults, f)
+		}, map[string]int{RuleSlowFailover: 1}},
 		{"failed to inject: not judged at all", func(r *Record) {
 			f := cutPrimary(13.2, 0)
 			f.Recovered, f.InjectErr = time.Time{}, "operator: a request is pending"

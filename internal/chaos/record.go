@@ -15,6 +15,7 @@ import (
 type Record struct {
 	Seed     int64
 	Revision string // the tree's VCS revision, for a replay
+	Replay   string // the command that draws the same faults again
 	Started  time.Time
 	Ended    time.Time
 	Replicas []string // every replica id that took part

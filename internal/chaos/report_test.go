@@ -131,7 +131,7 @@ func TestWriteReportOverlapViolationSaysWhy(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"- VIOLATION (b (the older primary) had no frozen, demote-fail or demote-hang window): b token 12 and c token 13",
+		"- VIOLATION (b (the older primary) had no frozen, demote-fail, demote-hang or flood window): b token 12 and c token 13",
 		"16:00:07.500 hookfault-start c promote-fail",
 		"### 1. tenure-overlap at 16:00:08.000 (b, c)",
 	} {
