@@ -123,9 +123,10 @@ func setup(ctx context.Context, o Options) (c *campaign, rec *Record, err error)
 
 	obsCtx, stopObs := context.WithCancel(context.Background())
 	c.stopObs = stopObs
-	c.loops.Add(2)
+	c.loops.Add(3)
 	go func() { defer c.loops.Done(); c.obs.run(obsCtx, &c.probes) }()
 	go func() { defer c.loops.Done(); c.obs.write(obsCtx) }()
+	go func() { defer c.loops.Done(); c.obs.watchStalls(obsCtx, w.frozenGrace()) }()
 	defer func() {
 		if err != nil {
 			c.teardown()
@@ -164,6 +165,7 @@ func (c *campaign) conclude(rec *Record) {
 	rec.Samples = c.obs.sortedSamples()
 	rec.Acked = c.obs.acked()
 	rec.Writes = c.w.store.Writes()
+	rec.Frozen = append(rec.Frozen, c.obs.hostStalls()...)
 	for _, f := range c.faults {
 		c.primaryFigures(f, rec.Samples)
 		rec.Faults = append(rec.Faults, *f)
@@ -395,6 +397,12 @@ func (c *campaign) primaryFigures(f *Fault, samples []Sample) {
 			f.NextPrimary = s.Received
 			return
 		}
+	}
+	// Recovered means one replica served then; the probe that showed it
+	// may have been sent before the one that showed the loss (probes
+	// answer out of order when the host stalls).
+	if !f.PrimaryLost.IsZero() && !f.Recovered.IsZero() {
+		f.NextPrimary = later(f.Recovered, f.PrimaryLost)
 	}
 }
 

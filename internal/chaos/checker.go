@@ -62,6 +62,11 @@ const (
 // read as it, the only kind they have).
 const windowFrozen = "frozen"
 
+// windowStall is the Kind of a host stall (Replica "*"): every process,
+// the older primary's included, was stopped, as by a SIGSTOP of all; it
+// excuses an overlap as a freeze of the older primary does.
+const windowStall = "stall"
+
 // maxDetailed caps the detailed violations of the rules that can fire in
 // bulk (two-primaries episodes, fencing): past it, one summary violation
 // carries the count, so a broken run still gives a readable report.
@@ -336,11 +341,11 @@ func excuseOverlap(r *Record, o Overlap) (*Window, string) {
 	}
 	ws = append(ws, r.HookFaults...)
 	for _, w := range ws {
-		if w.Replica != o.A.ID {
+		if w.Replica != o.A.ID && !(w.Kind == windowStall && w.Replica == "*") {
 			continue
 		}
 		switch w.Kind {
-		case windowFrozen, hookDemoteFail, hookDemoteHang, hookFlood:
+		case windowFrozen, windowStall, hookDemoteFail, hookDemoteHang, hookFlood:
 		default:
 			continue
 		}
@@ -348,7 +353,7 @@ func excuseOverlap(r *Record, o Overlap) (*Window, string) {
 			why = fmt.Sprintf("%s's %s window began at %s, not within its tenure by the overlap's start", o.A.ID, w.Kind, clock(w.Start))
 			continue
 		}
-		if w.Kind == windowFrozen && o.End.After(w.End) {
+		if (w.Kind == windowFrozen || w.Kind == windowStall) && o.End.After(w.End) {
 			why = fmt.Sprintf("%s's frozen window ended at %s (grace included), before the overlap did: thawed, it must demote within the grace", o.A.ID, clock(w.End))
 			continue
 		}

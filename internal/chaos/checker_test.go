@@ -4,6 +4,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -622,5 +623,37 @@ func TestCheckFailedInjectionIsNeitherJudgedNorCounted(t *testing.T) {
 				t.Fatalf("all figures %+v", k)
 			}
 		}
+	}
+}
+
+// TestCheckOverlapDuringAHostStallIsExcusedLikeAFreeze: a stall of the
+// whole machine (every process stopped, the campaign's clock included)
+// excuses an overlap as a freeze of the older primary would, within its
+// grace, and only if fenced; a stall that began after the overlap or ended
+// long before it explains nothing.
+func TestCheckOverlapDuringAHostStallIsExcusedLikeAFreeze(t *testing.T) {
+	stall := func(start, end float64) []Window {
+		return []Window{{Replica: "*", Kind: "stall", Start: at(start), End: at(end)}}
+	}
+	r := overlapRecord(false, false)
+	r.Frozen = stall(7.5, 9.5)
+	if v := Check(r); !v.OK() || v.FencedOverlaps != 1 {
+		t.Fatalf("stall 7.5..9.5: violations %v, fenced overlaps %d", v.Violations, v.FencedOverlaps)
+	}
+	for _, w := range [][2]float64{{8.5, 10}, {7.5, 8.5}} {
+		r := overlapRecord(false, false)
+		r.Frozen = stall(w[0], w[1])
+		if v := Check(r); len(v.Violations) != 1 || v.Violations[0].Rule != RuleTenureOverlap {
+			t.Fatalf("stall %g..%g: violations %v", w[0], w[1], v.Violations)
+		}
+	}
+	r = overlapRecord(false, true)
+	r.Frozen = stall(7.5, 9.5)
+	if v := Check(r); v.ByRule()[RuleUnfencedOverlap] != 1 {
+		t.Fatalf("stall with a stale write accepted: violations %v", v.Violations)
+	}
+	var sb strings.Builder
+	if err := WriteReport(&sb, r, Check(r), "go run ./chaos -seed 1"); err != nil || !strings.Contains(sb.String(), "host stalls") {
+		t.Fatalf("report lacks the host stalls line (err %v)", err)
 	}
 }

@@ -15,6 +15,43 @@ const SampleInterval = 20 * time.Millisecond
 // probeTimeout bounds one probe; a frozen replica answers nothing.
 const probeTimeout = 300 * time.Millisecond
 
+// Host stalls: the campaign's clock checks itself every stallTick; a tick
+// later than stallThreshold means the whole machine (a VM's host, a
+// starved CPU) stopped every process, leaderd's included, as a SIGSTOP of
+// all of them would.
+const (
+	stallTick      = 10 * time.Millisecond
+	stallThreshold = 300 * time.Millisecond
+)
+
+// watchStalls records host stalls as windows of Kind "stall" on every
+// replica ("*"), widened by grace (what a thawed replica does late).
+func (o *observer) watchStalls(ctx context.Context, grace time.Duration) {
+	tick := time.NewTicker(stallTick)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if gap := now.Sub(last); gap > stallThreshold {
+				o.mu.Lock()
+				o.stalls = append(o.stalls, Window{Replica: "*", Kind: "stall", Start: last, End: now.Add(grace)})
+				o.mu.Unlock()
+			}
+			last = now
+		}
+	}
+}
+
+// hostStalls are the stalls seen so far.
+func (o *observer) hostStalls() []Window {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]Window(nil), o.stalls...)
+}
+
 // observer probes /primary on every replica and keeps a writer writing to
 // the store through whichever replica answers 200.
 type observer struct {
@@ -27,6 +64,7 @@ type observer struct {
 	inflight map[string]bool
 	acks     []Ack
 	value    int64
+	stalls   []Window
 }
 
 func newObserver(w *World) *observer {

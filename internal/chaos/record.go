@@ -38,8 +38,9 @@ type Record struct {
 	// Faults are the injected faults, in injection order.
 	Faults []Fault
 	// Frozen are the windows in which a replica could not run: SIGSTOP to
-	// SIGCONT, widened by a grace after the SIGCONT (its demote runs then).
-	// Kind "frozen".
+	// SIGCONT, widened by a grace after the SIGCONT (its demote runs then),
+	// Kind "frozen"; and host stalls the campaign measured on its own clock
+	// (every process stopped at once), Kind "stall", Replica "*".
 	Frozen []Window
 	// HookFaults are the windows in which a replica's hooks were made to
 	// misbehave, Kind the mode ("demote-fail", "demote-hang", "promote-fail",

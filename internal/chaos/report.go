@@ -79,6 +79,18 @@ func WriteReport(w io.Writer, r *Record, v Verdict, replay string) error {
 	p.f("- sampling: gaps between a replica's consecutive probes p50 %s, p99 %s, max %s (%d gaps, %d over %s; "+
 		"two primaries for less than a gap can go unseen; gaps across a process exit left out)\n",
 		dur(pg, pg.P50), dur(pg, pg.P99), dur(pg, pg.Max), pg.N, over, slowSampleGap)
+	var stalls []time.Duration
+	for _, w := range r.Frozen {
+		if w.Kind == windowStall {
+			stalls = append(stalls, w.End.Sub(w.Start))
+		}
+	}
+	if len(stalls) == 0 {
+		p.f("- host stalls (the campaign's own clock stopped for over %s): none\n", stallThreshold)
+	} else {
+		p.f("- host stalls (the campaign's own clock stopped for over %s, grace included): %d, longest %s; an overlap they caused is excused like a freeze, if fenced\n",
+			stallThreshold, len(stalls), slices.Max(stalls).Round(time.Millisecond))
+	}
 
 	p.f("\n## Faults by kind\n\n")
 	p.f("| kind | count | failed to inject | overlapping | on primary |\n|---|---:|---:|---:|---:|\n")
