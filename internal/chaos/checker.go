@@ -623,8 +623,8 @@ func checkRecovery(r *Record, v *Verdict) []Violation {
 			rec.Slow = r.Bound > 0 && rec.Took > r.Bound
 		}
 		v.Recoveries = append(v.Recoveries, rec)
-		if !rec.Slow {
-			continue
+		if !rec.Slow || (!rec.Never && stalledDuring(r, rec.From, f.Recovered)) {
+			continue // a host stall stopped every clock the bound assumes
 		}
 		v.Slow = append(v.Slow, rec)
 		if rec.Never {
@@ -682,13 +682,25 @@ func checkFailover(r *Record) []Violation {
 				Detail: fmt.Sprintf("%s: the primary stopped serving at %s and no replica served as primary again", faultName(f), clock(f.PrimaryLost))})
 			continue
 		}
-		if took := f.NextPrimary.Sub(f.PrimaryLost); r.Bound > 0 && took > r.Bound {
+		if took := f.NextPrimary.Sub(f.PrimaryLost); r.Bound > 0 && took > r.Bound && !stalledDuring(r, f.PrimaryLost, f.NextPrimary) {
 			out = append(out, Violation{Rule: RuleSlowFailover, At: f.PrimaryLost, Replicas: targetReplicas(r, f),
 				Detail: fmt.Sprintf("%s: the primary stopped serving at %s, a primary served again %s later, over the bound %s",
 					faultName(f), clock(f.PrimaryLost), took.Round(time.Millisecond), r.Bound)})
 		}
 	}
 	return out
+}
+
+// stalledDuring reports whether a host stall overlapped [from, to]: the
+// timing bounds assume the machine ran, so a slow recovery or failover
+// across a stall is not judged (its figures still count).
+func stalledDuring(r *Record, from, to time.Time) bool {
+	for _, w := range r.Frozen {
+		if w.Kind == windowStall && w.Start.Before(to) && w.End.After(from) {
+			return true
+		}
+	}
+	return false
 }
 
 // holdsFailover: a hook fault on the primary makes its demote fail, and

@@ -657,3 +657,26 @@ func TestCheckOverlapDuringAHostStallIsExcusedLikeAFreeze(t *testing.T) {
 		t.Fatalf("report lacks the host stalls line (err %v)", err)
 	}
 }
+
+// TestCheckTimingNotJudgedAcrossAHostStall: the bounds assume the machine
+// ran; a slow recovery or failover across a host stall is not a violation,
+// while one beside it still is.
+func TestCheckTimingNotJudgedAcrossAHostStall(t *testing.T) {
+	slow := cutPrimary(13.2, 18.5) // failover 5.3s, over a 5s bound
+	slow.Recovered = at(19 + 8)    // recovery 8s after the heal at 19s
+	r := cleanRecord()
+	r.Bound = 5 * time.Second
+	r.Faults = append(r.Faults, slow)
+	base := Check(r).ByRule()
+	if base[RuleSlowFailover] != 1 || base[RuleSlowRecovery] != 1 {
+		t.Fatalf("without a stall: %v", base)
+	}
+	r.Frozen = append(r.Frozen, Window{Replica: "*", Kind: "stall", Start: at(14), End: at(15)}, Window{Replica: "*", Kind: "stall", Start: at(20), End: at(21)})
+	if got := Check(r).ByRule(); got[RuleSlowFailover] != 0 || got[RuleSlowRecovery] != 0 {
+		t.Fatalf("across stalls: %v", got)
+	}
+	r.Frozen = []Window{{Replica: "*", Kind: "stall", Start: at(40), End: at(41)}}
+	if got := Check(r).ByRule(); got[RuleSlowFailover] != 1 || got[RuleSlowRecovery] != 1 {
+		t.Fatalf("a stall elsewhere excused them: %v", got)
+	}
+}
