@@ -30,6 +30,9 @@ const (
 	bindAttempts = 5
 )
 
+// bcryptMinCost is golang.org/x/crypto/bcrypt's MinCost.
+const bcryptMinCost = 4
+
 // ErrClosed is returned by Restart after Close.
 var ErrClosed = errors.New("etcdtest: server closed")
 
@@ -214,6 +217,10 @@ func (s *Server) config() *embed.Config {
 	cfg.InitialClusterToken = s.name
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(newSlogCore(s.etcdLog)))
+	// bcrypt's cheapest cost: every authenticated client dial hashes the
+	// password, and at the default cost (10) a loaded 2-core machine under
+	// -race let logins run past the clients' 2s dial timeout.
+	cfg.BcryptCost = bcryptMinCost
 	// Small snapshots keep the data dir small in long demos.
 	cfg.SnapshotCount = 1000
 	cfg.SnapshotCatchUpEntries = 100
