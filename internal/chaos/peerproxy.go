@@ -3,7 +3,6 @@ package chaos
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"maps"
@@ -11,16 +10,15 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/leaderd/leaderd/internal/etcdtest"
 )
 
 const (
 	// peerDialTimeout bounds the dial to the member's own peer listener; a
 	// failed dial (the member is down) closes the accepted connection.
 	peerDialTimeout = 2 * time.Second
-	// peerAcceptRetryDelay paces the accept loop after a transient error
-	// (e.g. too many open files) instead of spinning.
-	peerAcceptRetryDelay = 10 * time.Millisecond
-	peerBufSize          = 32 << 10
+	peerBufSize     = 32 << 10
 )
 
 // peerProxy is a TCP proxy in front of one member's peer listener: the
@@ -121,28 +119,12 @@ func (p *peerProxy) close() {
 
 func (p *peerProxy) acceptLoop() {
 	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || p.ctx.Err() != nil {
-				return
-			}
-			select { // transient, e.g. EMFILE
-			case <-p.ctx.Done():
-				return
-			case <-time.After(peerAcceptRetryDelay):
-			}
-			continue
-		}
-		p.wg.Add(1)
-		go p.serve(c)
-	}
+	etcdtest.AcceptLoop(p.ctx, p.ln, &p.wg, p.serve)
 }
 
 // serve forwards one accepted connection, request by request towards the
 // member and as raw bytes back, until either side ends or it is cut.
 func (p *peerProxy) serve(client net.Conn) {
-	defer p.wg.Done()
 	pc := &peerConn{client: client}
 	p.mu.Lock()
 	if p.closed {

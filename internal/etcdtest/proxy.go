@@ -153,29 +153,41 @@ func (p *Proxy) Close() {
 
 func (p *Proxy) acceptLoop() {
 	defer p.wg.Done()
+	AcceptLoop(p.ctx, p.ln, &p.wg, func(c net.Conn) {
+		p.accepted.Add(1)
+		p.serve(c)
+	})
+}
+
+// AcceptLoop accepts on ln until it is closed or ctx ends, handing each
+// connection to serve on its own goroutine counted in wg. A transient
+// error (e.g. too many open files) pauses it briefly instead of spinning.
+// The fault campaign's peer proxy shares it.
+func AcceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitGroup, serve func(net.Conn)) {
 	for {
-		c, err := p.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || p.ctx.Err() != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 				return
 			}
-			select { // transient, e.g. EMFILE
-			case <-p.ctx.Done():
+			select {
+			case <-ctx.Done():
 				return
 			case <-time.After(acceptRetryDelay):
 			}
 			continue
 		}
-		p.accepted.Add(1)
-		p.wg.Add(1)
-		go p.serve(c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serve(c)
+		}()
 	}
 }
 
 // serve forwards one accepted connection until either side ends or the
 // proxy closes it.
 func (p *Proxy) serve(client net.Conn) {
-	defer p.wg.Done()
 	pc := &proxyConn{client: client}
 	p.mu.Lock()
 	if p.closed {
