@@ -12,7 +12,7 @@ import (
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
-	"github.com/leaderd/leaderd/sidecar"
+	"github.com/leaderd/leaderd/role"
 )
 
 const (
@@ -182,12 +182,12 @@ func (c *cluster) steady(ctx context.Context) (*replicas.Replica, string, error)
 		switch {
 		case !st.Healthy || st.Lease == nil || !st.Etcd.Reachable:
 			notYet = id + " not healthy, without a lease or without etcd"
-		case st.Role == sidecar.RolePrimary && st.Phase == sidecar.PhasePrimary:
+		case st.Role == role.Primary && st.Phase == role.PhasePrimary:
 			if primary != nil {
 				notYet = "two primaries"
 			}
 			primary = r
-		case st.Role == sidecar.RoleStandby && st.Phase == sidecar.PhaseCampaigning:
+		case st.Role == role.Standby && st.Phase == role.PhaseCampaigning:
 		default:
 			notYet = id + " in transition"
 		}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/replicas"
-	"github.com/leaderd/leaderd/sidecar"
+	"github.com/leaderd/leaderd/role"
 )
 
 // The operator surface: a switchover on request, and the /metrics scrape.
@@ -109,8 +109,8 @@ func (b *bench) switchoverRound(ctx context.Context, p *phase) error {
 		p.Violations++
 		return fmt.Errorf("%s promoted %s before %s's demote ended", promoted.ID, ms(-handoff), old.ID)
 	}
-	if demoted.Reason != sidecar.ReasonSwitchover {
-		return fmt.Errorf("%s demoted with reason %s, want %s", old.ID, demoted.Reason, sidecar.ReasonSwitchover)
+	if demoted.Reason != role.ReasonSwitchover {
+		return fmt.Errorf("%s demoted with reason %s, want %s", old.ID, demoted.Reason, role.ReasonSwitchover)
 	}
 
 	if err := b.waitRequestCleared(ctx); err != nil {

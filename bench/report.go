@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/internal/replicas"
-	"github.com/leaderd/leaderd/sidecar"
+	"github.com/leaderd/leaderd/role"
 )
 
 // target is what a distribution is held to; the zero value is "none"
@@ -126,7 +126,7 @@ func checkTimeline(evs []replicas.Event) *safety {
 	s := &safety{Tenures: len(ts)}
 	for i := 1; i < len(ts); i++ {
 		prev, next := ts[i-1], ts[i]
-		if !prev.End.IsZero() && prev.EndReason != sidecar.ReasonStartup && next.Start.Before(prev.End) {
+		if !prev.End.IsZero() && prev.EndReason != role.ReasonStartup && next.Start.Before(prev.End) {
 			s.Overlaps = append(s.Overlaps, fmt.Sprintf("%s (token %d) promoted %s before %s (token %d) ended its demote",
 				next.ID, next.Token, ms(prev.End.Sub(next.Start)), prev.ID, prev.Token))
 		}

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/leaderd/leaderd/sidecar"
+	"github.com/leaderd/leaderd/role"
 )
 
 // bench runs rounds on a cluster and records them into phases.
@@ -121,8 +121,8 @@ func (b *bench) gracefulRound(ctx context.Context, p *phase) error {
 	if err != nil {
 		return err
 	}
-	if demoted.Reason != sidecar.ReasonShutdown {
-		return fmt.Errorf("%s demoted with reason %s, want %s", primary.ID, demoted.Reason, sidecar.ReasonShutdown)
+	if demoted.Reason != role.ReasonShutdown {
+		return fmt.Errorf("%s demoted with reason %s, want %s", primary.ID, demoted.Reason, role.ReasonShutdown)
 	}
 	handoff := promoted.At.Sub(demoted.At)
 	p.record(distHandoff, handoff)
@@ -161,7 +161,7 @@ func (b *bench) crashRound(ctx context.Context, p *phase) error {
 	if err != nil {
 		return fmt.Errorf("status of %s: %w", primary.ID, err)
 	}
-	if st.Role != sidecar.RolePrimary || st.Lease == nil {
+	if st.Role != role.Primary || st.Lease == nil {
 		return fmt.Errorf("%s is no longer a primary with a lease (%s/%s)", primary.ID, st.Role, st.Phase)
 	}
 	killAt := time.Now()
@@ -234,8 +234,8 @@ func (b *bench) cutoffRound(ctx context.Context, p *phase) error {
 		p.Violations++
 		return fmt.Errorf("%s promoted %s before cut-off %s's demote ended", promoted.ID, ms(-margin), primary.ID)
 	}
-	if demoted.Reason != sidecar.ReasonEtcdUnreachable {
-		return fmt.Errorf("%s demoted with reason %s, want %s", primary.ID, demoted.Reason, sidecar.ReasonEtcdUnreachable)
+	if demoted.Reason != role.ReasonEtcdUnreachable {
+		return fmt.Errorf("%s demoted with reason %s, want %s", primary.ID, demoted.Reason, role.ReasonEtcdUnreachable)
 	}
 	if !sleepCtx(ctx, jitter()) {
 		return ctx.Err()

@@ -92,7 +92,7 @@ func TestBringUp(t *testing.T) {
 		if r == primary {
 			want = "primary"
 		}
-		if role.Role != want || sst.Role != want || !sst.Healthy {
+		if role.Role != want || string(sst.Role) != want || !sst.Healthy {
 			t.Errorf("%s: app %+v, sidecar role %s healthy %v; want %s", r.ID, role, sst.Role, sst.Healthy, want)
 		}
 		if role.Demotes < 1 {

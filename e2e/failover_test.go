@@ -808,7 +808,7 @@ func (f *failover) promoteAfter(t *testing.T, r Replica, since time.Time) (preci
 	// docker daemon's, taken a few ms later when it reads the line.
 	precise = found
 	if st, err := f.s.Status(t.Context(), r); err == nil {
-		if h, ok := st.Hooks["promote"]; ok && h.Reason == found.Reason && absDur(h.Start.Sub(found.Start)) < time.Second {
+		if h, ok := st.Hooks["promote"]; ok && string(h.Reason) == found.Reason && absDur(h.Start.Sub(found.Start)) < time.Second {
 			f.maxSkew = max(f.maxSkew, absDur(h.Start.Sub(found.Start)), absDur(h.End.Sub(found.End)))
 			precise.Start, precise.End = h.Start, h.End
 		}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/leaderd/leaderd/role"
 )
 
 // Fuzz targets for every value leaderd reads from etcd: candidate keys,
@@ -157,7 +159,7 @@ func FuzzMember(f *testing.F) {
 		}
 
 		// A record leaderd publishes round-trips.
-		want := Member{ID: "m" + jsonString(id), Role: "primary", Phase: jsonString(string(value)), Healthy: lease%2 == 0,
+		want := Member{ID: "m" + jsonString(id), Role: "primary", Phase: role.Phase(jsonString(string(value))), Healthy: lease%2 == 0,
 			Since: fuzzTime(lease), Version: "v", Addr: jsonString(id), FencingToken: lease}
 		b, err := json.Marshal(want)
 		if err != nil {
@@ -282,7 +284,7 @@ func FuzzTenureRecord(f *testing.F) {
 		for _, closed := range []bool{false, true} {
 			want := TenureRecord{ID: jsonString(suffix), FencingToken: max(1, token&(1<<62-1)), Start: fuzzTime(token)}
 			if closed {
-				want.End, want.EndReason = fuzzTime(token/2), jsonString(string(value))
+				want.End, want.EndReason = fuzzTime(token/2), role.Reason(jsonString(string(value)))
 			}
 			b, err := json.Marshal(want)
 			if err != nil {

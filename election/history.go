@@ -10,6 +10,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leaderd/leaderd/role"
 )
 
 // HistoryLimit is how many tenure records an election keeps: each
@@ -30,8 +32,8 @@ type TenureRecord struct {
 	// End is zero while the tenure is open, and stays zero if the primary
 	// crashed or was cut off before it could record the end (EndReason is
 	// then empty too).
-	End       time.Time `json:"end,omitzero"`
-	EndReason string    `json:"end_reason,omitempty"`
+	End       time.Time   `json:"end,omitzero"`
+	EndReason role.Reason `json:"end_reason,omitempty"`
 }
 
 // Open reports whether no end was recorded.

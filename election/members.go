@@ -11,6 +11,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leaderd/leaderd/role"
 )
 
 // MembersPrefix is where replicas publish their presence:
@@ -22,13 +24,13 @@ func MembersPrefix(prefix, election string) string {
 // Member is what a replica publishes about itself. The key lives on the
 // replica's lease, so a replica that is gone disappears with its lease.
 type Member struct {
-	ID      string    `json:"id"`
-	Role    string    `json:"role"`    // primary or standby
-	Phase   string    `json:"phase"`   // as in /status
-	Healthy bool      `json:"healthy"` // the local app's health
-	Since   time.Time `json:"since"`   // when this record's role began
-	Version string    `json:"version"` // leaderd's version
-	Addr    string    `json:"addr"`    // --advertise; may be empty
+	ID      string     `json:"id"`
+	Role    role.Role  `json:"role"`
+	Phase   role.Phase `json:"phase"`   // as in /status
+	Healthy bool       `json:"healthy"` // the local app's health
+	Since   time.Time  `json:"since"`   // when this record's role began
+	Version string     `json:"version"` // leaderd's version
+	Addr    string     `json:"addr"`    // --advertise; may be empty
 	// FencingToken is the tenure's token while the replica is primary: a
 	// record with phase primary and the leader key's token says that
 	// tenure's promote has ended. 0 (absent) otherwise.

@@ -5,20 +5,32 @@ package hooks
 import (
 	"strconv"
 	"time"
+
+	"github.com/leaderd/leaderd/role"
+)
+
+// Event is what a hook is run for: LEADERD_EVENT.
+type Event string
+
+// Events.
+const (
+	Promote      Event = "promote"
+	Demote       Event = "demote"
+	LeaderChange Event = "leader-change" // on a standby, once a new primary has promoted
 )
 
 // Env is what a hook is told, through LEADERD_* environment variables.
 type Env struct {
-	Event        string // LEADERD_EVENT: promote, demote or leader-change
-	Role         string // LEADERD_ROLE: the role after the hook
-	PreviousRole string // LEADERD_PREVIOUS_ROLE
-	Reason       string // LEADERD_REASON: startup, elected, shutdown, ...
-	ID           string // LEADERD_ID
-	Election     string // LEADERD_ELECTION
-	Leader       string // LEADERD_LEADER: the known leader's id, may be empty
-	LeaderAddr   string // LEADERD_LEADER_ADDR: the leader's --advertise, may be empty
-	FencingToken int64  // LEADERD_FENCING_TOKEN: empty when 0
-	LeaseID      int64  // LEADERD_LEASE_ID in hex: empty when 0
+	Event        Event       // LEADERD_EVENT
+	Role         role.Role   // LEADERD_ROLE: the role after the hook
+	PreviousRole role.Role   // LEADERD_PREVIOUS_ROLE
+	Reason       role.Reason // LEADERD_REASON: startup, elected, shutdown, ...
+	ID           string      // LEADERD_ID
+	Election     string      // LEADERD_ELECTION
+	Leader       string      // LEADERD_LEADER: the known leader's id, may be empty
+	LeaderAddr   string      // LEADERD_LEADER_ADDR: the leader's --advertise, may be empty
+	FencingToken int64       // LEADERD_FENCING_TOKEN: empty when 0
+	LeaseID      int64       // LEADERD_LEASE_ID in hex: empty when 0
 }
 
 // Vars returns the variables as KEY=value pairs.
@@ -31,10 +43,10 @@ func (e Env) Vars() []string {
 		lease = strconv.FormatInt(e.LeaseID, 16)
 	}
 	return []string{
-		"LEADERD_EVENT=" + e.Event,
-		"LEADERD_ROLE=" + e.Role,
-		"LEADERD_PREVIOUS_ROLE=" + e.PreviousRole,
-		"LEADERD_REASON=" + e.Reason,
+		"LEADERD_EVENT=" + string(e.Event),
+		"LEADERD_ROLE=" + string(e.Role),
+		"LEADERD_PREVIOUS_ROLE=" + string(e.PreviousRole),
+		"LEADERD_REASON=" + string(e.Reason),
 		"LEADERD_ID=" + e.ID,
 		"LEADERD_ELECTION=" + e.Election,
 		"LEADERD_LEADER=" + e.Leader,
@@ -47,7 +59,7 @@ func (e Env) Vars() []string {
 // Result is how one run of a hook ended.
 type Result struct {
 	Hook     string        `json:"hook"`
-	Reason   string        `json:"reason"`
+	Reason   role.Reason   `json:"reason"`
 	Start    time.Time     `json:"start"`
 	End      time.Time     `json:"end"`
 	Duration time.Duration `json:"-"`

@@ -210,7 +210,7 @@ func TestRunEnv(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			r := &Runner{Name: tc.env.Event, Command: "env > env.txt", Timeout: 10 * time.Second, Dir: dir}
+			r := &Runner{Name: string(tc.env.Event), Command: "env > env.txt", Timeout: 10 * time.Second, Dir: dir}
 			res := runBounded(t, t.Context(), r, tc.env, 15*time.Second)
 			if !res.OK() {
 				t.Fatalf("Run: %v", res.Err)

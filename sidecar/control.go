@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/role"
 )
 
 // wake does a non-blocking send on a buffered(1) wake-up channel.
@@ -20,19 +21,19 @@ func wake(ch chan<- struct{}) {
 
 // notReady says why this replica must not campaign now ("" when it may):
 // the phase to show while it waits.
-func (s *Sidecar) notReady() string {
+func (s *Sidecar) notReady() role.Phase {
 	c, known := s.controlRead()
 	switch {
 	case s.cfg.NoFailover:
-		return PhaseObserving
+		return role.PhaseObserving
 	case !known:
 		// A replica restarted during a pause must not campaign before it
 		// knows of the pause.
-		return PhaseConnecting
+		return role.PhaseConnecting
 	case !s.health.Healthy():
-		return PhaseUnhealthy
+		return role.PhaseUnhealthy
 	case c.Paused:
-		return PhasePaused
+		return role.PhasePaused
 	case c.Switchover.Live(time.Now()) && s.leadsNow(c.Switchover) && c.Switchover.To != s.cfg.ID &&
 		c.Switchover.From != s.cfg.ID && s.isCandidate(c.Switchover.To):
 		// Only for the tenure that leads now: a request left from an
@@ -42,7 +43,7 @@ func (s *Sidecar) notReady() string {
 		// while the target campaigns: if it dies or withdraws, the
 		// bystanders must not leave the election empty until the request
 		// expires.
-		return PhaseYielding
+		return role.PhaseYielding
 	}
 	return ""
 }
@@ -88,9 +89,9 @@ func clip(s string) string {
 
 // routineWait reports whether not campaigning for this reason is an
 // operator's choice (INFO), not a fault to look into (WARN).
-func routineWait(why string) bool {
+func routineWait(why role.Phase) bool {
 	switch why {
-	case PhasePaused, PhaseYielding, PhaseObserving, PhaseConnecting:
+	case role.PhasePaused, role.PhaseYielding, role.PhaseObserving, role.PhaseConnecting:
 		return true
 	}
 	return false
@@ -113,9 +114,9 @@ func (s *Sidecar) controlState() election.Control {
 // by itself. It fires at once if the request expired since notReady read
 // it; it is armed only while yielding, so an expired request left in etcd
 // never spins a paused or unhealthy replica.
-func (s *Sidecar) untilExpiry(why string) (<-chan time.Time, func()) {
+func (s *Sidecar) untilExpiry(why role.Phase) (<-chan time.Time, func()) {
 	sw := s.controlState().Switchover
-	if why != PhaseYielding || sw == nil {
+	if why != role.PhaseYielding || sw == nil {
 		return nil, func() {}
 	}
 	t := time.NewTimer(time.Until(sw.Expires))
@@ -134,7 +135,7 @@ func (s *Sidecar) isCandidate(id string) bool {
 // app, paused election, --no-failover, a switchover to another replica).
 // It reports false when ctx ended or the lease was lost first.
 func (s *Sidecar) waitReady(ctx context.Context, cand candidacy) bool {
-	logged := ""
+	var logged role.Phase
 	var staleLogged [2]int64
 	for {
 		s.logStale(&staleLogged)
@@ -206,7 +207,7 @@ func (s *Sidecar) onNotReady(withdraw func()) (stop func()) {
 // answers (resign, switchover) if any. While the election is paused no
 // role changes but a forced one: resign and switchover requests are
 // ignored, and so is an unhealthy app.
-func (s *Sidecar) serve(ctx context.Context, ten tenure) (string, *election.Request) {
+func (s *Sidecar) serve(ctx context.Context, ten tenure) (role.Reason, *election.Request) {
 	token := ten.FencingToken()
 	var ignored int64 // the control request last logged as ignored
 	for {
@@ -223,25 +224,25 @@ func (s *Sidecar) serve(ctx context.Context, ten tenure) (string, *election.Requ
 			}
 		} else {
 			if !s.health.Healthy() {
-				return ReasonUnhealthy, nil
+				return role.ReasonUnhealthy, nil
 			}
 			if resign {
-				return ReasonResigned, nil
+				return role.ReasonResigned, nil
 			}
 			if r := c.Resign; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token {
-				return ReasonResigned, r
+				return role.ReasonResigned, r
 			}
 			// A switchover waits until the target is next in line: the other
 			// standbys yield, so the target and nobody else takes over.
 			if r := c.Switchover; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token && s.nextCandidate() == r.To {
-				return ReasonSwitchover, r
+				return role.ReasonSwitchover, r
 			}
 		}
 		select {
 		case <-ten.Lost():
 			return lostReason(ten.Err()), nil
 		case <-ctx.Done():
-			return ReasonShutdown, nil
+			return role.ReasonShutdown, nil
 		case <-s.resignRequests:
 		case <-s.health.Changes():
 		case <-s.controlChanged:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
+	"github.com/leaderd/leaderd/role"
 )
 
 func (c *cluster) client(t *testing.T) (*clientv3.Client, context.Context) {
@@ -47,14 +48,14 @@ func TestResignRequestHandsOver(t *testing.T) {
 	c := newCluster(t)
 	first := startThree(t, c)
 	c.request(t, first, "")
-	demote := c.tl.waitFor(t, "the resigning primary's demote", match(0, event{ID: first.ID, Hook: "demote", Phase: "end", Reason: ReasonResigned}))
+	demote := c.tl.waitFor(t, "the resigning primary's demote", match(0, event{ID: first.ID, Hook: "demote", Phase: "end", Reason: role.ReasonResigned}))
 	next := c.tl.waitFor(t, "the next promote", promoteStartBy(func(id string) bool { return id != first.ID }))
 	if !demote.At.Before(next.At) || next.Token <= first.Token {
 		t.Fatalf("resign: demote end %s, next promote %s (token %d after %d)", demote.At, next.At, next.Token, first.Token)
 	}
 	c.waitRequestCleared(t)
 	// The old primary campaigns again, at the back of the queue.
-	waitUntil(t, first.ID+" campaigning", func() bool { return c.replica(first.ID).sc.Status().Phase == PhaseCampaigning })
+	waitUntil(t, first.ID+" campaigning", func() bool { return c.replica(first.ID).sc.Status().Phase == role.PhaseCampaigning })
 }
 
 func TestSwitchoverGoesToTheNamedReplicaOnly(t *testing.T) {
@@ -73,13 +74,13 @@ func TestSwitchoverGoesToTheNamedReplicaOnly(t *testing.T) {
 	if took := promote.At.Sub(asked); took > time.Second {
 		t.Errorf("switchover took %s, want within 1s", took)
 	}
-	demote := c.tl.waitFor(t, "a's demote", match(0, event{ID: "a", Hook: "demote", Phase: "end", Reason: ReasonSwitchover}))
+	demote := c.tl.waitFor(t, "a's demote", match(0, event{ID: "a", Hook: "demote", Phase: "end", Reason: role.ReasonSwitchover}))
 	if !demote.At.Before(promote.At) {
 		t.Fatalf("c promoted before a's demote ended")
 	}
 	c.waitRequestCleared(t)
 	// b yielded meanwhile and comes back as a standby; it never promoted.
-	waitUntil(t, "b campaigning again", func() bool { return c.replica("b").sc.Status().Phase == PhaseCampaigning })
+	waitUntil(t, "b campaigning again", func() bool { return c.replica("b").sc.Status().Phase == role.PhaseCampaigning })
 	evs, _ := c.tl.snapshot()
 	for _, e := range evs {
 		if e.ID == "b" && e.Hook == "promote" {
@@ -97,7 +98,7 @@ func TestPauseFreezesRoles(t *testing.T) {
 	c.start("a", withHealthFile(health))
 	c.tl.waitFor(t, "a's promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
 	c.start("b")
-	waitUntil(t, "b campaigning", func() bool { return c.replica("b").sc.Status().Phase == PhaseCampaigning })
+	waitUntil(t, "b campaigning", func() bool { return c.replica("b").sc.Status().Phase == role.PhaseCampaigning })
 
 	cli, ctx := c.client(t)
 	if err := election.SetPaused(ctx, cli, "/leaderd", "test", true); err != nil {
@@ -105,7 +106,7 @@ func TestPauseFreezesRoles(t *testing.T) {
 	}
 	waitUntil(t, "b paused", func() bool {
 		st := c.replica("b").sc.Status()
-		return st.Phase == PhasePaused && st.Paused && st.Lease != nil
+		return st.Phase == role.PhasePaused && st.Paused && st.Lease != nil
 	})
 	// Paused, an unhealthy primary stays: watch past the health thresholds.
 	writeHealth(t, health, "sick")
@@ -116,7 +117,7 @@ func TestPauseFreezesRoles(t *testing.T) {
 		case <-window:
 			done = true
 		case <-time.After(20 * time.Millisecond):
-			if st := c.replica("a").sc.Status(); st.Phase != PhasePrimary {
+			if st := c.replica("a").sc.Status(); st.Phase != role.PhasePrimary {
 				t.Fatalf("paused, the unhealthy primary left phase primary: %s", st.Phase)
 			}
 		}
@@ -125,7 +126,7 @@ func TestPauseFreezesRoles(t *testing.T) {
 	if err := election.SetPaused(ctx, cli, "/leaderd", "test", false); err != nil {
 		t.Fatal(err)
 	}
-	demote := c.tl.waitFor(t, "a's demote", match(0, event{ID: "a", Hook: "demote", Phase: "end", Reason: ReasonUnhealthy}))
+	demote := c.tl.waitFor(t, "a's demote", match(0, event{ID: "a", Hook: "demote", Phase: "end", Reason: role.ReasonUnhealthy}))
 	next := c.tl.waitFor(t, "b's promote", match(0, event{ID: "b", Hook: "promote", Phase: "start"}))
 	if !demote.At.Before(next.At) {
 		t.Fatalf("b promoted before a's demote ended")
@@ -140,14 +141,14 @@ func TestNoFailoverNeverCampaigns(t *testing.T) {
 	c.tl.waitFor(t, "o follows a", match(0, event{ID: "o", Hook: "leader-change", Phase: "end"}))
 	waitUntil(t, "o observing with a lease", func() bool {
 		st := o.sc.Status()
-		return st.Phase == PhaseObserving && st.Lease != nil
+		return st.Phase == role.PhaseObserving && st.Lease != nil
 	})
 	// The primary goes; the observer does not take over.
 	if err := c.stop("a"); err != nil {
 		t.Fatal(err)
 	}
 	waitMembers(t, c, "o alone", func(ms []election.Member) bool {
-		return len(ms) == 1 && ms[0].ID == "o" && ms[0].Phase == PhaseObserving
+		return len(ms) == 1 && ms[0].ID == "o" && ms[0].Phase == role.PhaseObserving
 	})
 	evs, _ := c.tl.snapshot()
 	for _, e := range evs {
@@ -181,7 +182,7 @@ func TestPostResignNeedsTheToken(t *testing.T) {
 	if code := post("Bearer s3cret"); code != http.StatusAccepted {
 		t.Fatalf("POST /resign = %d, want 202", code)
 	}
-	c.tl.waitFor(t, "a's demote", match(0, event{ID: "a", Hook: "demote", Phase: "end", Reason: ReasonResigned}))
+	c.tl.waitFor(t, "a's demote", match(0, event{ID: "a", Hook: "demote", Phase: "end", Reason: role.ReasonResigned}))
 	next := c.tl.waitFor(t, "b's promote", match(0, event{ID: "b", Hook: "promote", Phase: "start"}))
 	if next.Token <= first.Token {
 		t.Fatalf("token %d after %d", next.Token, first.Token)
@@ -230,7 +231,7 @@ func TestStaleSwitchoverDoesNotStallTheElection(t *testing.T) {
 		return true
 	})
 	for _, id := range []string{"a", "b", "c"} {
-		if st := c.replica(id).sc.Status(); id != first.ID && st.Phase != PhaseCampaigning {
+		if st := c.replica(id).sc.Status(); id != first.ID && st.Phase != role.PhaseCampaigning {
 			t.Fatalf("%s is %s with a stale switchover in etcd, want campaigning", id, st.Phase)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/hooks"
+	"github.com/leaderd/leaderd/role"
 )
 
 // followRecheck is how often the follower looks again without a wake-up.
@@ -106,9 +107,9 @@ func (s *Sidecar) followLeader(ctx context.Context, el elector, changed <-chan s
 // leaderToFollow is the leader this replica should follow now, if any: a
 // new one, while this replica is a settled standby.
 func (s *Sidecar) leaderToFollow(followed LeaderStatus) (LeaderStatus, bool) {
-	leader, role, phase := s.state.followInfo()
+	leader, r, phase := s.state.followInfo()
 	// A primary, or a replica on its way there, follows nobody.
-	standby := role == RoleStandby && phase != PhasePromoting && phase != PhaseDemoting && phase != PhaseStarting
+	standby := r == role.Standby && phase != role.PhasePromoting && phase != role.PhaseDemoting && phase != role.PhaseStarting
 	if leader == nil || leader.ID == s.cfg.ID || !standby || *leader == followed {
 		return LeaderStatus{}, false
 	}
@@ -145,9 +146,9 @@ func (s *Sidecar) followOnce(ctx context.Context, el elector, changed <-chan str
 	stopWatch := s.cancelWhenLeaderMoves(hctx, cancel, changed, leader)
 	res := s.follow.Run(hctx, hooks.Env{
 		Event:        "leader-change",
-		Role:         RoleStandby,
-		PreviousRole: RoleStandby,
-		Reason:       ReasonElected,
+		Role:         role.Standby,
+		PreviousRole: role.Standby,
+		Reason:       role.ReasonElected,
 		ID:           s.cfg.ID,
 		Election:     s.cfg.Election,
 		Leader:       leader.ID,
@@ -223,7 +224,7 @@ func (s *Sidecar) awaitPromoted(ctx context.Context, el elector, leader, followe
 	var last *election.Member
 	pastBound := false
 	serving := func(m *election.Member) bool {
-		if m == nil || m.Role != RolePrimary || m.Phase != PhasePrimary {
+		if m == nil || m.Role != role.Primary || m.Phase != role.PhasePrimary {
 			return false
 		}
 		return m.FencingToken == leader.FencingToken || (pastBound && m.FencingToken == 0)

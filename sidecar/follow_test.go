@@ -10,6 +10,7 @@ import (
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/hooks"
+	"github.com/leaderd/leaderd/role"
 )
 
 func withFollow() replicaOption {
@@ -203,7 +204,7 @@ func TestPromoteKillsARunningLeaderChangeHook(t *testing.T) {
 	cl := newCalls()
 	el := servingLeaderElector{
 		fakeElector: &fakeElector{calls: cl, cands: make(chan *fakeCandidacy, 1)},
-		leader:      election.Member{ID: "a", Role: RolePrimary, Phase: PhasePrimary, FencingToken: 7},
+		leader:      election.Member{ID: "a", Role: role.Primary, Phase: role.PhasePrimary, FencingToken: 7},
 	}
 	promote := &fakeHook{calls: cl}
 	cfg := DefaultConfig()
@@ -211,7 +212,7 @@ func TestPromoteKillsARunningLeaderChangeHook(t *testing.T) {
 	s := newSidecar(cfg, slog.New(slog.DiscardHandler), el, promote, &fakeHook{calls: cl})
 	s.follow = &fakeHook{calls: cl, block: make(chan struct{})} // ends only when killed
 	s.state.setLeader([]election.Candidate{{CandidateValue: election.CandidateValue{ID: "a"}, CreateRevision: 7}})
-	s.state.setPhase(PhaseCampaigning)
+	s.state.setPhase(role.PhaseCampaigning)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	changed := make(chan struct{}, 1)
@@ -227,7 +228,7 @@ func TestPromoteKillsARunningLeaderChangeHook(t *testing.T) {
 	ran := make(chan struct{})
 	go func() {
 		defer close(ran)
-		s.runHook(context.Background(), promote, hooks.Env{Event: "promote", Reason: ReasonElected, FencingToken: 8})
+		s.runHook(context.Background(), promote, hooks.Env{Event: "promote", Reason: role.ReasonElected, FencingToken: 8})
 	}()
 	select {
 	case <-ran:
@@ -287,7 +288,7 @@ func startFollower(t *testing.T, el elector, cl *calls, configure func(*Config))
 	}
 	s := newSidecar(cfg, slog.New(slog.DiscardHandler), el, &fakeHook{calls: cl}, &fakeHook{calls: cl})
 	s.follow = &fakeHook{calls: cl, block: make(chan struct{})}
-	s.state.setPhase(PhaseCampaigning)
+	s.state.setPhase(role.PhaseCampaigning)
 	ctx, cancel := context.WithCancel(context.Background())
 	changed := make(chan struct{}, 1)
 	followed := make(chan struct{})
@@ -307,8 +308,8 @@ func TestLeaderChangeHookKilledWhenTheLeaderMoves(t *testing.T) {
 	el := membersElector{
 		fakeElector: &fakeElector{calls: cl, cands: make(chan *fakeCandidacy, 1)},
 		records: map[string]election.Member{
-			"a": {ID: "a", Role: RolePrimary, Phase: PhasePrimary, FencingToken: 7},
-			"b": {ID: "b", Role: RolePrimary, Phase: PhasePrimary, FencingToken: 9},
+			"a": {ID: "a", Role: role.Primary, Phase: role.PhasePrimary, FencingToken: 7},
+			"b": {ID: "b", Role: role.Primary, Phase: role.PhasePrimary, FencingToken: 9},
 		},
 	}
 	s, changed := startFollower(t, el, cl, nil)
@@ -328,7 +329,7 @@ func TestLeaderChangeHookFollowsAnOlderPrimary(t *testing.T) {
 	cl := newCalls()
 	el := membersElector{
 		fakeElector: &fakeElector{calls: cl, cands: make(chan *fakeCandidacy, 1)},
-		records:     map[string]election.Member{"a": {ID: "a", Role: RolePrimary, Phase: PhasePrimary}},
+		records:     map[string]election.Member{"a": {ID: "a", Role: role.Primary, Phase: role.PhasePrimary}},
 	}
 	s, changed := startFollower(t, el, cl, func(c *Config) { c.PromoteTimeout = 100 * time.Millisecond })
 	s.state.setLeader([]election.Candidate{{CandidateValue: election.CandidateValue{ID: "a"}, CreateRevision: 7}})

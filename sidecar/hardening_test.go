@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/role"
 )
 
 // Tests of the hardening issue's state-machine items, against fakes.
@@ -130,12 +131,12 @@ func hasPrefix(log []string, prefix string) bool {
 func TestMachineWaitsForTheControlKeysBeforeCampaigning(t *testing.T) {
 	m := startMachine(t, func(m *machine) { m.el.control = make(chan election.Control) })
 	m.candidacy(t)
-	waitUntil(t, "phase connecting", func() bool { return m.sc.Status().Phase == PhaseConnecting })
+	waitUntil(t, "phase connecting", func() bool { return m.sc.Status().Phase == role.PhaseConnecting })
 	if log, _ := m.calls.snapshot(); hasPrefix(log, "campaign") {
 		t.Fatalf("campaigned before the control keys were read:\n  %s", strings.Join(log, "\n  "))
 	}
 	m.el.control <- election.Control{Paused: true}
-	waitUntil(t, "phase paused", func() bool { return m.sc.Status().Phase == PhasePaused })
+	waitUntil(t, "phase paused", func() bool { return m.sc.Status().Phase == role.PhasePaused })
 	if log, _ := m.calls.snapshot(); hasPrefix(log, "campaign") {
 		t.Fatalf("campaigned while paused:\n  %s", strings.Join(log, "\n  "))
 	}
@@ -151,7 +152,7 @@ func TestPrimaryEndpointEndsWithTheTenure(t *testing.T) {
 	sc := newSidecar(cfg, slog.New(slog.DiscardHandler), nil, nil, nil)
 	ten := &fakeTenure{token: 3, lost: make(chan struct{})}
 	sc.state.update(func(st *state) {
-		st.running, st.role, st.phase = true, RolePrimary, PhasePrimary
+		st.running, st.role, st.phase = true, role.Primary, role.PhasePrimary
 		st.candidacy = &fakeCandidacy{deadline: time.Now().Add(time.Hour)}
 		st.tenure = ten
 	})
@@ -171,7 +172,7 @@ func TestPrimaryEndpointEndsWithTheTenure(t *testing.T) {
 func TestMachineStaleResignRequestIsDropped(t *testing.T) {
 	m := startMachine(t, nil)
 	ten := m.win(t, m.candidacy(t), 5)
-	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	ten.lose(election.ErrLeaseNotFound)
 	next := m.candidacy(t)
 	// A POST /resign accepted for tenure 5 just as it ended.
@@ -180,7 +181,7 @@ func TestMachineStaleResignRequestIsDropped(t *testing.T) {
 	ten6 := &fakeTenure{calls: m.calls, token: 6, lost: make(chan struct{})}
 	next.win <- ten6
 	m.calls.waitFor(t, "promote elected token=6", 1)
-	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	ten6.lose(election.ErrKeyDeleted)
 	log := m.calls.waitFor(t, "demote key-deleted token=6", 1)
 	if hasPrefix(log, "demote resigned") {
@@ -199,7 +200,7 @@ func TestMachineResignIgnoredWhilePaused(t *testing.T) {
 	})
 	m.el.control <- election.Control{}
 	m.win(t, m.candidacy(t), 7)
-	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	m.el.control <- election.Control{Paused: true}
 	waitUntil(t, "paused", func() bool { return m.sc.Status().Paused })
 	if code := postResign(m.sc, "tok"); code != http.StatusConflict {
@@ -209,7 +210,7 @@ func TestMachineResignIgnoredWhilePaused(t *testing.T) {
 	req := &election.Request{From: "me", FencingToken: 7, Requested: now, Expires: now.Add(time.Minute), Revision: 11}
 	m.el.control <- election.Control{Paused: true, Resign: req}
 	m.logs.waitFor(t, "request ignored: the election is paused")
-	if st := m.sc.Status(); st.Phase != PhasePrimary {
+	if st := m.sc.Status(); st.Phase != role.PhasePrimary {
 		t.Fatalf("phase %s while paused with a resign request", st.Phase)
 	}
 	if log, _ := m.calls.snapshot(); hasPrefix(log, "demote resigned") {
@@ -230,7 +231,7 @@ func TestMachineAbortLeavesTheLeaseToExpire(t *testing.T) {
 		}
 	})
 	m.win(t, m.candidacy(t), 4)
-	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	m.cancel()
 	m.calls.waitFor(t, "demote shutdown", 2)
 	m.sc.Abort()
@@ -270,23 +271,23 @@ func TestStandbyEndpointByPhase(t *testing.T) {
 	standby("while campaigning", http.StatusOK)
 
 	m.el.control <- election.Control{Paused: true}
-	waitUntil(t, "phase paused", func() bool { return m.sc.Status().Phase == PhasePaused })
+	waitUntil(t, "phase paused", func() bool { return m.sc.Status().Phase == role.PhasePaused })
 	standby("while paused", http.StatusOK)
 
 	now := time.Now()
 	m.sc.state.setLeader(candidates("x", "me", "y"))
 	m.el.control <- election.Control{Switchover: &election.Request{From: "x", To: "y", FencingToken: 1, Requested: now, Expires: now.Add(time.Minute)}}
-	waitUntil(t, "phase yielding", func() bool { return m.sc.Status().Phase == PhaseYielding })
+	waitUntil(t, "phase yielding", func() bool { return m.sc.Status().Phase == role.PhaseYielding })
 	standby("while yielding to a switchover", http.StatusOK)
 
 	m.el.control <- election.Control{}
 	h.set(false)
-	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == PhaseUnhealthy })
+	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == role.PhaseUnhealthy })
 	standby("with an unhealthy app", http.StatusServiceUnavailable)
 
 	h.set(true)
 	m.calls.waitFor(t, "campaign", 2)
-	waitUntil(t, "phase campaigning", func() bool { return m.sc.Status().Phase == PhaseCampaigning })
+	waitUntil(t, "phase campaigning", func() bool { return m.sc.Status().Phase == role.PhaseCampaigning })
 	// etcd goes away: the lease is lost and no new one can be had.
 	m.el.mu.Lock()
 	m.el.fail = 1 << 30
@@ -297,7 +298,7 @@ func TestStandbyEndpointByPhase(t *testing.T) {
 	current.loseLease()
 	// At once, before the state machine has reacted.
 	standby("with its lease lost", http.StatusServiceUnavailable)
-	waitUntil(t, "phase connecting", func() bool { return m.sc.Status().Phase == PhaseConnecting })
+	waitUntil(t, "phase connecting", func() bool { return m.sc.Status().Phase == role.PhaseConnecting })
 	standby("without a lease", http.StatusServiceUnavailable)
 }
 
@@ -364,7 +365,7 @@ func TestLivezStaysUpWhileADemoteIsRetried(t *testing.T) {
 		}
 	})
 	ten := m.win(t, m.candidacy(t), 4)
-	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	if code := httpCode(m.sc, "/livez"); code != http.StatusOK {
 		t.Fatalf("/livez = %d while primary", code)
 	}
@@ -393,7 +394,7 @@ func TestLivezStaysUpWhileADemoteIsRetried(t *testing.T) {
 func TestMachineEndRecordRetriedAfterTheOutage(t *testing.T) {
 	m := startMachine(t, func(m *machine) { m.el.failEnds = 2 })
 	ten := m.win(t, m.candidacy(t), 3)
-	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	ten.lose(election.ErrSafeDeadline)
 	log := m.calls.waitFor(t, "record end token=3 reason=etcd-unreachable", 1)
 	after(t, log, "demote etcd-unreachable token=3", "record end failed token=3", "record end failed token=3", "record end token=3")
@@ -410,7 +411,7 @@ func TestMachineYieldEndsWhenTheTargetLeaves(t *testing.T) {
 	now := time.Now()
 	m.sc.state.setLeader(candidates("x", "me", "y"))
 	m.el.control <- election.Control{Switchover: &election.Request{From: "x", To: "y", FencingToken: 1, Requested: now, Expires: now.Add(time.Hour)}}
-	waitUntil(t, "phase yielding", func() bool { return m.sc.Status().Phase == PhaseYielding })
+	waitUntil(t, "phase yielding", func() bool { return m.sc.Status().Phase == role.PhaseYielding })
 	m.sc.state.setLeader(candidates("x"))
 	wake(m.sc.candidatesChanged)
 	m.calls.waitFor(t, "campaign", 2)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/leaderd/leaderd/hooks"
 	"github.com/leaderd/leaderd/internal/etcdtest"
+	"github.com/leaderd/leaderd/role"
 )
 
 // Test timing: TTL 3s leaves 3 - 1 - 0.5 = 1.5s >= 2 x 0.75s, valid.
@@ -26,9 +27,9 @@ const (
 // event is one hook start or end, recorded around the real hook runner.
 type event struct {
 	ID     string
-	Hook   string // promote or demote
+	Hook   hooks.Event
 	Phase  string // start or end
-	Reason string
+	Reason role.Reason
 	Token  int64
 	OK     bool
 	At     time.Time

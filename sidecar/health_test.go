@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/leaderd/leaderd/role"
 )
 
 // fakeHealth is the app's health, set by the test. Like health.Checker, its
@@ -57,7 +59,7 @@ func TestMachineUnhealthyAtStartDoesNotCampaign(t *testing.T) {
 	h := newFakeHealth(false)
 	m := startMachine(t, func(m *machine) { m.health = h })
 	m.calls.waitFor(t, "demote startup", 1)
-	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == PhaseUnhealthy })
+	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == role.PhaseUnhealthy })
 	// It holds a lease (its member record lives on it) but never campaigns.
 	if log, _ := m.calls.snapshot(); slices.Contains(log, "campaign") {
 		t.Fatalf("an unhealthy replica campaigned:\n  %s", strings.Join(log, "\n  "))
@@ -83,7 +85,7 @@ func TestMachineUnhealthyStandbyWithdraws(t *testing.T) {
 	// record, and no campaign runs on it while unhealthy.
 	m.calls.waitFor(t, "close", 1)
 	m.candidacy(t)
-	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == PhaseUnhealthy })
+	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == role.PhaseUnhealthy })
 	log, _ := m.calls.snapshot()
 	if count(log, "campaign") != 1 || count(log, "promote") != 0 {
 		t.Fatalf("campaigned again while unhealthy:\n  %s", strings.Join(log, "\n  "))
@@ -97,13 +99,13 @@ func TestMachineUnhealthyPrimaryStepsDown(t *testing.T) {
 	h := newFakeHealth(true)
 	m := startMachine(t, func(m *machine) { m.health = h })
 	m.win(t, m.candidacy(t), 6)
-	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	h.set(false)
 	log := m.calls.waitFor(t, "close", 1)
 	after(t, log, "promote elected", "demote unhealthy token=6", "resign", "close")
 	m.candidacy(t)
-	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == PhaseUnhealthy })
-	if st := m.sc.Status(); st.Role != RoleStandby || st.LastTransition.Reason != ReasonUnhealthy {
+	waitUntil(t, "phase unhealthy", func() bool { return m.sc.Status().Phase == role.PhaseUnhealthy })
+	if st := m.sc.Status(); st.Role != role.Standby || st.LastTransition.Reason != role.ReasonUnhealthy {
 		t.Fatalf("status %+v", st)
 	}
 	// Healthy again: it campaigns again, at the back of the queue.
@@ -118,7 +120,7 @@ func TestMachineHealthyChangeKeepsTenure(t *testing.T) {
 	h := newFakeHealth(true)
 	m := startMachine(t, func(m *machine) { m.health = h })
 	m.win(t, m.candidacy(t), 2)
-	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	h.set(true)
 	// Nothing must happen: watch a bounded window for a demote.
 	window := time.NewTimer(200 * time.Millisecond)
@@ -169,7 +171,7 @@ func TestUnhealthyPrimaryHandsOver(t *testing.T) {
 	waitUntil(t, other+" campaigning", func() bool { return c.replica(other).sc.Status().Lease != nil })
 
 	writeHealth(t, files[first.ID], "sick")
-	demote := c.tl.waitFor(t, "the unhealthy primary's demote", match(0, event{ID: first.ID, Hook: "demote", Phase: "end", Reason: ReasonUnhealthy}))
+	demote := c.tl.waitFor(t, "the unhealthy primary's demote", match(0, event{ID: first.ID, Hook: "demote", Phase: "end", Reason: role.ReasonUnhealthy}))
 	next := c.tl.waitFor(t, "the healthy replica's promote", match(0, event{ID: other, Hook: "promote", Phase: "start"}))
 	if !demote.At.Before(next.At) {
 		t.Fatalf("promote at %s before the unhealthy primary's demote ended at %s", next.At, demote.At)
@@ -182,7 +184,7 @@ func TestUnhealthyPrimaryHandsOver(t *testing.T) {
 	// lease (and member record) stays.
 	waitUntil(t, first.ID+" withdrawn", func() bool {
 		st := c.replica(first.ID).sc.Status()
-		return st.Phase == PhaseUnhealthy && st.Lease != nil && !slices.Contains(c.replica(other).sc.state.candidatesSnapshot(), first.ID)
+		return st.Phase == role.PhaseUnhealthy && st.Lease != nil && !slices.Contains(c.replica(other).sc.state.candidatesSnapshot(), first.ID)
 	})
 	// Healthy again, it rejoins as a standby; the primary stays.
 	c.tl.waitFor(t, "the new primary's promote end", match(0, event{ID: other, Hook: "promote", Phase: "end"}))
@@ -190,7 +192,7 @@ func TestUnhealthyPrimaryHandsOver(t *testing.T) {
 	writeHealth(t, files[first.ID], "ok")
 	waitUntil(t, first.ID+" campaigning again", func() bool {
 		st := c.replica(first.ID).sc.Status()
-		return st.Phase == PhaseCampaigning && st.Lease != nil && st.AppHealthy
+		return st.Phase == role.PhaseCampaigning && st.Lease != nil && st.AppHealthy
 	})
 	all, _ := c.tl.snapshot()
 	for _, e := range all[len(evs):] {
@@ -220,10 +222,10 @@ func TestFlappingHealthDoesNotFlapTheRole(t *testing.T) {
 	// Watch 20 more checks: any demote would be a role flap.
 	waitUntil(t, "20 more checks", func() bool { return a.sc.Status().HealthCheck.Checks >= start+20 })
 	evs, _ := c.tl.snapshot()
-	if i := match(0, event{ID: "a", Hook: "demote", Reason: ReasonUnhealthy})(evs); i >= 0 {
+	if i := match(0, event{ID: "a", Hook: "demote", Reason: role.ReasonUnhealthy})(evs); i >= 0 {
 		t.Fatalf("a flapping app made the primary step down:\n%s", formatEvents(evs))
 	}
-	if st := a.sc.Status(); st.Phase != PhasePrimary || !st.AppHealthy {
+	if st := a.sc.Status(); st.Phase != role.PhasePrimary || !st.AppHealthy {
 		t.Fatalf("status %s, app healthy %v", st.Phase, st.AppHealthy)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/role"
 )
 
 // A failed history write is tried again after historyRetryMin, doubling up
@@ -23,7 +24,7 @@ const (
 // record gets one attempt. An end record that arrives meanwhile replaces
 // the start record it overwrites anyway. Failures are logged once per
 // outage.
-func (s *Sidecar) recordTenure(ctx context.Context, el elector, token int64, start time.Time) (end func(reason string)) {
+func (s *Sidecar) recordTenure(ctx context.Context, el elector, token int64, start time.Time) (end func(reason role.Reason)) {
 	rec := election.TenureRecord{ID: s.cfg.ID, FencingToken: token, Start: start.UTC()}
 	ended := make(chan election.TenureRecord, 1)
 	s.background.Add(1)
@@ -31,7 +32,7 @@ func (s *Sidecar) recordTenure(ctx context.Context, el elector, token int64, sta
 		defer s.background.Done()
 		s.writeHistory(ctx, el, rec, ended)
 	}()
-	return func(reason string) {
+	return func(reason role.Reason) {
 		done := rec // a copy: the goroutine may still be writing rec
 		done.End, done.EndReason = time.Now().UTC(), reason
 		ended <- done

@@ -9,6 +9,7 @@ import (
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
+	"github.com/leaderd/leaderd/role"
 )
 
 func TestMachineRecordsTenureAfterResign(t *testing.T) {
@@ -37,7 +38,7 @@ func TestHistoryKeptInEtcd(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		recs, err := election.History(ctx, cli, "/leaderd", "test", 0)
 		cancel()
-		if err == nil && len(recs) == 2 && recs[1].EndReason == ReasonShutdown && recs[0].Open() {
+		if err == nil && len(recs) == 2 && recs[1].EndReason == role.ReasonShutdown && recs[0].Open() {
 			if recs[1].ID != first.ID || recs[1].FencingToken != first.Token || recs[0].ID != next.ID || recs[0].FencingToken != next.Token {
 				t.Fatalf("history %+v, want %s/%d ended then %s/%d open", recs, first.ID, first.Token, next.ID, next.Token)
 			}
@@ -94,14 +95,14 @@ func TestHistoryEndRecordWrittenAfterTheOutage(t *testing.T) {
 	end := s.recordTenure(ctx, el, 7, time.Now())
 	waitHistory(t, direct, "the start record", func(r election.TenureRecord) bool { return r.Open() })
 	proxy.CutOff()
-	end(ReasonEtcdUnreachable)
+	end(role.ReasonEtcdUnreachable)
 	select {
 	case <-el.failed:
 	case <-time.After(waitBound):
 		t.Fatal("the end record's write never failed while etcd was cut off")
 	}
 	proxy.Heal()
-	waitHistory(t, direct, "the end record", func(r election.TenureRecord) bool { return r.EndReason == ReasonEtcdUnreachable })
+	waitHistory(t, direct, "the end record", func(r election.TenureRecord) bool { return r.EndReason == role.ReasonEtcdUnreachable })
 }
 
 // The retries end with Run: a stop during the outage is not held up.
@@ -126,7 +127,7 @@ func TestHistoryRetriesEndWithRun(t *testing.T) {
 	case <-time.After(waitBound):
 		t.Fatal("the start record's write never failed while etcd was cut off")
 	}
-	end(ReasonEtcdUnreachable)
+	end(role.ReasonEtcdUnreachable)
 	stop()
 	waitDone(t, "the history writer to give up", s.background.Wait)
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/leaderd/leaderd/role"
 )
 
 func serve(sc *Sidecar, method, path string) *httptest.ResponseRecorder {
@@ -17,14 +19,14 @@ func TestHTTPRoleEndpoints(t *testing.T) {
 	m := startMachine(t, nil)
 	c := m.candidacy(t)
 	m.calls.waitFor(t, "campaign", 1)
-	waitUntil(t, "campaigning", func() bool { return m.sc.Status().Phase == PhaseCampaigning })
+	waitUntil(t, "campaigning", func() bool { return m.sc.Status().Phase == role.PhaseCampaigning })
 	for path, want := range map[string]int{"/primary": 503, "/standby": 200, "/healthz": 200, "/status": 200} {
 		if got := serve(m.sc, http.MethodGet, path).Code; got != want {
 			t.Errorf("standby: GET %s = %d, want %d", path, got, want)
 		}
 	}
 	m.win(t, c, 11)
-	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	for path, want := range map[string]int{"/primary": 200, "/standby": 503, "/healthz": 200} {
 		if got := serve(m.sc, http.MethodGet, path).Code; got != want {
 			t.Errorf("primary: GET %s = %d, want %d", path, got, want)
@@ -42,8 +44,8 @@ func TestHTTPRoleEndpoints(t *testing.T) {
 	if err := json.Unmarshal(serve(m.sc, http.MethodGet, "/status").Body.Bytes(), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.ID != "me" || st.Election != "e" || st.Role != RolePrimary || st.FencingToken != 11 ||
-		st.Lease == nil || st.Lease.TTLSeconds != 15 || st.LastTransition == nil || st.Hooks["promote"].Reason != ReasonElected {
+	if st.ID != "me" || st.Election != "e" || st.Role != role.Primary || st.FencingToken != 11 ||
+		st.Lease == nil || st.Lease.TTLSeconds != 15 || st.LastTransition == nil || st.Hooks["promote"].Reason != role.ReasonElected {
 		t.Errorf("status %+v", st)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
+	"github.com/leaderd/leaderd/role"
 )
 
 // startThree starts a, b and c and returns the first primary's promote.
@@ -27,7 +28,7 @@ func TestFirstElection(t *testing.T) {
 	// Every replica ran its start-up demote before anything else it did.
 	for _, id := range []string{"a", "b", "c"} {
 		i := match(0, event{ID: id})(evs)
-		if i < 0 || evs[i].Hook != "demote" || evs[i].Reason != ReasonStartup {
+		if i < 0 || evs[i].Hook != "demote" || evs[i].Reason != role.ReasonStartup {
 			t.Errorf("%s: first hook is not the start-up demote:\n%s", id, formatEvents(evs))
 		}
 	}
@@ -51,12 +52,12 @@ func TestFirstElection(t *testing.T) {
 			t.Errorf("%s /primary = %d, want %d", id, got, want)
 		}
 		st := c.replica(id).sc.Status()
-		if id != first.ID && st.Role != RoleStandby {
+		if id != first.ID && st.Role != role.Standby {
 			t.Errorf("%s role = %s", id, st.Role)
 		}
 	}
 	st := c.replica(first.ID).sc.Status()
-	if st.Role != RolePrimary || st.FencingToken != first.Token || st.Lease == nil || st.Lease.SecondsToSafeDeadline <= 0 {
+	if st.Role != role.Primary || st.FencingToken != first.Token || st.Lease == nil || st.Lease.SecondsToSafeDeadline <= 0 {
 		t.Errorf("primary status = %+v", st)
 	}
 }
@@ -68,7 +69,7 @@ func TestGracefulHandOff(t *testing.T) {
 		t.Fatalf("graceful stop returned %v", err)
 	}
 	evs, _ := c.tl.snapshot()
-	demoteEnd := match(0, event{ID: first.ID, Hook: "demote", Phase: "end", Reason: ReasonShutdown})(evs)
+	demoteEnd := match(0, event{ID: first.ID, Hook: "demote", Phase: "end", Reason: role.ReasonShutdown})(evs)
 	if demoteEnd < 0 || !evs[demoteEnd].OK {
 		t.Fatalf("no successful shutdown demote:\n%s", formatEvents(evs))
 	}
@@ -118,7 +119,7 @@ func TestCutOffPrimaryDemotesBeforeAnyonePromotes(t *testing.T) {
 	c := newCluster(t)
 	first := startThree(t, c)
 	c.replica(first.ID).proxy.CutOff()
-	demote := c.tl.waitFor(t, "the cut-off primary's demote", match(0, event{ID: first.ID, Hook: "demote", Phase: "end", Reason: ReasonEtcdUnreachable}))
+	demote := c.tl.waitFor(t, "the cut-off primary's demote", match(0, event{ID: first.ID, Hook: "demote", Phase: "end", Reason: role.ReasonEtcdUnreachable}))
 	next := c.tl.waitFor(t, "a promote elsewhere", promoteStartBy(func(id string) bool { return id != first.ID }))
 	if !demote.At.Before(next.At) {
 		t.Fatalf("new promote at %s did not wait for the old demote end at %s", next.At, demote.At)
@@ -130,7 +131,7 @@ func TestCutOffPrimaryDemotesBeforeAnyonePromotes(t *testing.T) {
 	c.replica(first.ID).proxy.Heal()
 	waitUntil(t, "the old primary campaigns again", func() bool {
 		st := c.replica(first.ID).sc.Status()
-		return st.Role == RoleStandby && st.Lease != nil && st.Etcd.Reachable
+		return st.Role == role.Standby && st.Lease != nil && st.Etcd.Reachable
 	})
 	evs, _ := c.tl.snapshot()
 	assertNoOverlap(t, evs)
@@ -143,8 +144,8 @@ func TestEtcdStoppedAndRestarted(t *testing.T) {
 	stopped := time.Now()
 	c.etcd.Stop()
 	demote := c.tl.waitFor(t, "the primary's demote", match(len(before), event{ID: first.ID, Hook: "demote", Phase: "end"}))
-	if demote.Reason != ReasonEtcdUnreachable {
-		t.Errorf("demote reason %q, want %q", demote.Reason, ReasonEtcdUnreachable)
+	if demote.Reason != role.ReasonEtcdUnreachable {
+		t.Errorf("demote reason %q, want %q", demote.Reason, role.ReasonEtcdUnreachable)
 	}
 	// The lease was last renewed before the stop, so the server could
 	// expire it TTL after that at the earliest.
@@ -181,7 +182,7 @@ func TestOwnKeyDeletedByOperator(t *testing.T) {
 	if _, err := cli.Delete(ctx, cands[0].Key); err != nil {
 		t.Fatal(err)
 	}
-	demote := c.tl.waitFor(t, "demote after the key deletion", match(0, event{ID: first.ID, Hook: "demote", Phase: "end", Reason: ReasonKeyDeleted}))
+	demote := c.tl.waitFor(t, "demote after the key deletion", match(0, event{ID: first.ID, Hook: "demote", Phase: "end", Reason: role.ReasonKeyDeleted}))
 	if took := demote.At.Sub(deleted); took > time.Second {
 		t.Errorf("demote ended %s after the deletion, want promptly", took)
 	}
@@ -201,7 +202,7 @@ func TestOwnKeyDeletedByOperator(t *testing.T) {
 func TestPromoteFailureGivesWay(t *testing.T) {
 	c := newCluster(t)
 	c.start("bad", withPromote("exit 7"))
-	c.tl.waitFor(t, "the failed promote's demote", match(0, event{ID: "bad", Hook: "demote", Phase: "end", Reason: ReasonPromoteFailed}))
+	c.tl.waitFor(t, "the failed promote's demote", match(0, event{ID: "bad", Hook: "demote", Phase: "end", Reason: role.ReasonPromoteFailed}))
 	c.start("good")
 	good := c.tl.waitFor(t, "the good replica's promote", match(0, event{ID: "good", Hook: "promote", Phase: "end"}))
 	if !good.OK {
@@ -259,7 +260,7 @@ func TestDemoteTimeoutHoldsLeadershipUntilDemoted(t *testing.T) {
 	var timeouts int
 	var okEnd time.Time
 	for _, e := range evs {
-		if e.ID == "a" && e.Hook == "demote" && e.Phase == "end" && e.Reason == ReasonShutdown {
+		if e.ID == "a" && e.Hook == "demote" && e.Phase == "end" && e.Reason == role.ReasonShutdown {
 			if !e.OK {
 				timeouts++
 			} else if okEnd.IsZero() {
@@ -295,7 +296,7 @@ func TestReplicaRestartRejoinsAsStandby(t *testing.T) {
 	}
 	evs, _ := c.tl.snapshot()
 	c.start(standby)
-	c.tl.waitFor(t, "the restarted replica's start-up demote", match(len(evs), event{ID: standby, Hook: "demote", Phase: "end", Reason: ReasonStartup}))
+	c.tl.waitFor(t, "the restarted replica's start-up demote", match(len(evs), event{ID: standby, Hook: "demote", Phase: "end", Reason: role.ReasonStartup}))
 	waitUntil(t, "the restarted replica campaigns", func() bool { return c.replica(standby).sc.Status().Lease != nil })
 	all, _ := c.tl.snapshot()
 	for _, e := range all[len(evs):] {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/hooks"
+	"github.com/leaderd/leaderd/role"
 )
 
 // The state machine against hand-written fakes: the order of hooks and
@@ -86,7 +87,7 @@ func (h *fakeHook) Run(ctx context.Context, env hooks.Env) hooks.Result {
 	}
 	block := h.block
 	h.mu.Unlock()
-	res := hooks.Result{Hook: env.Event, Reason: env.Reason, Err: err}
+	res := hooks.Result{Hook: string(env.Event), Reason: env.Reason, Err: err}
 	if block != nil {
 		select {
 		case <-block:
@@ -380,11 +381,11 @@ func TestMachinePromoteEnv(t *testing.T) {
 	m.win(t, m.candidacy(t), 42)
 	log, _ := m.calls.snapshot()
 	after(t, log, "promote elected token=42 leader=me role=primary prev=standby")
-	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	if code := httpCode(m.sc, "/primary"); code != http.StatusOK {
 		t.Fatalf("/primary = %d", code)
 	}
-	if st := m.sc.Status(); st.FencingToken != 42 || st.Lease == nil || st.Lease.ID != "abc" || st.LastTransition.Reason != ReasonElected {
+	if st := m.sc.Status(); st.FencingToken != 42 || st.Lease == nil || st.Lease.ID != "abc" || st.LastTransition.Reason != role.ReasonElected {
 		t.Fatalf("status %+v", st)
 	}
 }
@@ -418,22 +419,22 @@ func TestMachineStandbyStopRevokesWithoutHooks(t *testing.T) {
 func TestMachineTenureLossReasons(t *testing.T) {
 	for _, tc := range []struct {
 		err    error
-		reason string
+		reason role.Reason
 	}{
-		{election.ErrKeyDeleted, ReasonKeyDeleted},
-		{election.ErrSafeDeadline, ReasonEtcdUnreachable},
-		{election.ErrLeaseNotFound, ReasonLeaseLost},
-		{election.ErrLeaseExpired, ReasonLeaseLost},
+		{election.ErrKeyDeleted, role.ReasonKeyDeleted},
+		{election.ErrSafeDeadline, role.ReasonEtcdUnreachable},
+		{election.ErrLeaseNotFound, role.ReasonLeaseLost},
+		{election.ErrLeaseExpired, role.ReasonLeaseLost},
 	} {
-		t.Run(tc.reason, func(t *testing.T) {
+		t.Run(string(tc.reason), func(t *testing.T) {
 			m := startMachine(t, nil)
 			c := m.candidacy(t)
 			ten := m.win(t, c, 5)
-			waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+			waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 			ten.lose(tc.err)
 			m.candidacy(t) // campaigns again on a new lease
 			log, _ := m.calls.snapshot()
-			after(t, log, "promote elected", "demote "+tc.reason+" token=5", "close", "grant")
+			after(t, log, "promote elected", "demote "+string(tc.reason)+" token=5", "close", "grant")
 			if slices.Contains(log, "resign") {
 				t.Fatalf("resigned a lost tenure:\n  %s", strings.Join(log, "\n  "))
 			}
@@ -493,7 +494,7 @@ func TestMachinePrimaryEndpointRespectsSafeDeadline(t *testing.T) {
 	m := startMachine(t, nil)
 	c := m.candidacy(t)
 	m.win(t, c, 8)
-	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	st := m.sc.state
 	st.update(func(s *state) { s.candidacy = &fakeCandidacy{deadline: time.Now().Add(-time.Millisecond)} })
 	if code := httpCode(m.sc, "/primary"); code != http.StatusServiceUnavailable {

@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/role"
 )
 
 // memberRefresh is how often the member record is compared with the state
@@ -169,7 +170,7 @@ func (s *Sidecar) memberRecord() (int64, election.Member) {
 		Version: s.cfg.Version,
 		Addr:    s.cfg.Advertise,
 	}
-	if st.role == RolePrimary {
+	if st.role == role.Primary {
 		// With phase primary, this tells followers the promote has ended.
 		m.FencingToken = st.fencingToken
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
+	"github.com/leaderd/leaderd/role"
 )
 
 func withAdvertise(addr string) replicaOption {
@@ -43,7 +44,7 @@ func TestMembersPublished(t *testing.T) {
 	c.tl.waitFor(t, "a's promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
 	c.start("b", withAdvertise("10.0.0.2:5432"))
 	ms := waitMembers(t, c, "a primary, b standby", func(ms []election.Member) bool {
-		return len(ms) == 2 && ms[0].Role == RolePrimary && ms[0].Phase == PhasePrimary && ms[1].Phase == PhaseCampaigning
+		return len(ms) == 2 && ms[0].Role == role.Primary && ms[0].Phase == role.PhasePrimary && ms[1].Phase == role.PhaseCampaigning
 	})
 	for i, want := range []struct{ id, addr string }{{"a", "10.0.0.1:5432"}, {"b", "10.0.0.2:5432"}} {
 		m := ms[i]
@@ -60,7 +61,7 @@ func TestMembersPublished(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMembers(t, c, "b alone, primary", func(ms []election.Member) bool {
-		return len(ms) == 1 && ms[0].ID == "b" && ms[0].Role == RolePrimary
+		return len(ms) == 1 && ms[0].ID == "b" && ms[0].Role == role.Primary
 	})
 }
 
@@ -73,7 +74,7 @@ func TestMemberRecordRepublishedAfterDelete(t *testing.T) {
 	c.tl.waitFor(t, "a's promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
 	c.start("b", withAdvertise("10.0.0.2:5432"))
 	before := waitMembers(t, c, "a primary, b standby", func(ms []election.Member) bool {
-		return len(ms) == 2 && ms[0].Phase == PhasePrimary && ms[1].Phase == PhaseCampaigning
+		return len(ms) == 2 && ms[0].Phase == role.PhasePrimary && ms[1].Phase == role.PhaseCampaigning
 	})
 	cli := etcdtest.NewClient(t, c.etcd.Endpoint())
 	for _, id := range []string{"a", "b"} {
@@ -100,8 +101,8 @@ func TestMemberRecordCarriesTheFencingTokenWhilePrimary(t *testing.T) {
 	first := c.tl.waitFor(t, "a's promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
 	c.start("b")
 	waitMembers(t, c, "a primary with its token, b standby without", func(ms []election.Member) bool {
-		return len(ms) == 2 && ms[0].Phase == PhasePrimary && ms[0].FencingToken == first.Token &&
-			ms[1].Phase == PhaseCampaigning && ms[1].FencingToken == 0
+		return len(ms) == 2 && ms[0].Phase == role.PhasePrimary && ms[0].FencingToken == first.Token &&
+			ms[1].Phase == role.PhaseCampaigning && ms[1].FencingToken == 0
 	})
 }
 
@@ -114,7 +115,7 @@ func TestMemberRecordRepairedAfterOverwrite(t *testing.T) {
 	c.tl.waitFor(t, "a's promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
 	c.start("b", withAdvertise("10.0.0.2:5432"))
 	before := waitMembers(t, c, "a primary, b standby", func(ms []election.Member) bool {
-		return len(ms) == 2 && ms[0].Phase == PhasePrimary && ms[1].Phase == PhaseCampaigning
+		return len(ms) == 2 && ms[0].Phase == role.PhasePrimary && ms[1].Phase == role.PhaseCampaigning
 	})
 	cli := etcdtest.NewClient(t, c.etcd.Endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -148,7 +149,7 @@ func TestMemberRecordRepairBacksOff(t *testing.T) {
 	c := newCluster(t)
 	c.start("a")
 	c.tl.waitFor(t, "a's promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
-	waitMembers(t, c, "a primary", func(ms []election.Member) bool { return len(ms) == 1 && ms[0].Phase == PhasePrimary })
+	waitMembers(t, c, "a primary", func(ms []election.Member) bool { return len(ms) == 1 && ms[0].Phase == role.PhasePrimary })
 	cli := etcdtest.NewClient(t, c.etcd.Endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
@@ -167,7 +168,7 @@ func TestMemberRecordRepairBacksOff(t *testing.T) {
 		}
 		last = resp.Header.Revision
 	}
-	waitMembers(t, c, "a put back", func(ms []election.Member) bool { return len(ms) == 1 && ms[0].Phase == PhasePrimary })
+	waitMembers(t, c, "a put back", func(ms []election.Member) bool { return len(ms) == 1 && ms[0].Phase == role.PhasePrimary })
 	repairs := 0
 	for seen := int64(0); seen < last; {
 		wr, ok := <-events

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/leaderd/leaderd/hooks"
+	"github.com/leaderd/leaderd/role"
 )
 
 // metrics are the sidecar's Prometheus metrics, on a registry of its own so
@@ -68,8 +69,8 @@ func newMetrics(st *state) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	// Reasons exist from the start, so rates work before the first change.
-	for _, r := range []string{ReasonElected, ReasonShutdown, ReasonLeaseLost, ReasonEtcdUnreachable, ReasonKeyDeleted, ReasonPromoteFailed, ReasonUnhealthy, ReasonResigned, ReasonSwitchover} {
-		m.transitions.WithLabelValues(r)
+	for _, r := range []role.Reason{role.ReasonElected, role.ReasonShutdown, role.ReasonLeaseLost, role.ReasonEtcdUnreachable, role.ReasonKeyDeleted, role.ReasonPromoteFailed, role.ReasonUnhealthy, role.ReasonResigned, role.ReasonSwitchover} {
+		m.transitions.WithLabelValues(string(r))
 	}
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/role"
 )
 
 func scrape(t *testing.T, sc *Sidecar) string {
@@ -31,7 +32,7 @@ func TestMetricsFollowTheRole(t *testing.T) {
 	m := startMachine(t, func(m *machine) { m.promote.results = []error{errors.New("exit status 1")} })
 	c := m.candidacy(t)
 	m.calls.waitFor(t, "campaign", 1)
-	waitUntil(t, "campaigning", func() bool { return m.sc.Status().Phase == PhaseCampaigning })
+	waitUntil(t, "campaigning", func() bool { return m.sc.Status().Phase == role.PhaseCampaigning })
 	assertMetric(t, scrape(t, m.sc),
 		"leaderd_is_primary 0",
 		`leaderd_role_transitions_total{reason="elected"} 0`,
@@ -46,7 +47,7 @@ func TestMetricsFollowTheRole(t *testing.T) {
 	// The first promote fails: a transition to primary and back.
 	m.win(t, c, 3)
 	m.win(t, m.candidacy(t), 4)
-	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == PhasePrimary })
+	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
 	assertMetric(t, scrape(t, m.sc),
 		"leaderd_is_primary 1",
 		`leaderd_role_transitions_total{reason="elected"} 2`,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/internal/etcdtest"
+	"github.com/leaderd/leaderd/role"
 )
 
 // Integration tests for TLS and etcd user auth against embedded etcd with
@@ -47,7 +48,7 @@ func TestTLSClientCertificate(t *testing.T) {
 	}
 	waitUntil(t, "good is primary and reachable", func() bool {
 		st := c.replica("good").sc.Status()
-		return st.Role == RolePrimary && st.Phase == PhasePrimary && st.Etcd.Reachable
+		return st.Role == role.Primary && st.Phase == role.PhasePrimary && st.Etcd.Reachable
 	})
 	if n := good.count(); n != 0 {
 		t.Errorf("good: %d failed grants, last %q", n, good.last())
@@ -82,7 +83,7 @@ func TestUserAuth(t *testing.T) {
 	}
 	waitUntil(t, "good is primary and reachable", func() bool {
 		st := c.replica("good").sc.Status()
-		return st.Role == RolePrimary && st.Phase == PhasePrimary && st.Etcd.Reachable
+		return st.Role == role.Primary && st.Phase == role.PhasePrimary && st.Etcd.Reachable
 	})
 	if n := good.count(); n != 0 {
 		t.Errorf("good: %d failed grants, last %q", n, good.last())
@@ -109,7 +110,7 @@ func TestUserAuthEtcdDownAtStart(t *testing.T) {
 
 	f := startCounted(c, "a", withAuth("leaderd", "s3cret"))
 	f.waitAtLeast(t, c.replica("a"), 2)
-	if st := c.replica("a").sc.Status(); st.Role != RoleStandby || st.Etcd.Reachable || st.Etcd.Error == "" {
+	if st := c.replica("a").sc.Status(); st.Role != role.Standby || st.Etcd.Reachable || st.Etcd.Error == "" {
 		t.Fatalf("status while etcd is down: %+v", st)
 	}
 	rctx, rcancel := context.WithTimeout(context.Background(), waitBound)
@@ -136,7 +137,7 @@ func assertKeepsRetrying(t *testing.T, c *cluster, id string, f *grantFailures) 
 	var st Status
 	for time.Now().Before(deadline) {
 		st = r.sc.Status()
-		if st.Role != RoleStandby || st.Etcd.Reachable || st.Etcd.Error == "" || st.Lease != nil || !st.Healthy {
+		if st.Role != role.Standby || st.Etcd.Reachable || st.Etcd.Error == "" || st.Lease != nil || !st.Healthy {
 			t.Fatalf("%s: status %+v, want a healthy standby without a lease, etcd unreachable with an error", id, st)
 		}
 		select {

@@ -21,6 +21,7 @@ import (
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/health"
 	"github.com/leaderd/leaderd/hooks"
+	"github.com/leaderd/leaderd/role"
 )
 
 // Grace constants, with the reason beside each.
@@ -216,7 +217,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 
 	s.state.update(func(st *state) { st.running = true })
-	defer s.state.update(func(st *state) { st.running, st.phase = false, PhaseStopped })
+	defer s.state.update(func(st *state) { st.running, st.phase = false, role.PhaseStopped })
 	return s.loop(ctx, el)
 }
 
@@ -243,7 +244,7 @@ func (s *Sidecar) newClient() (*clientv3.Client, error) {
 // loop is the state machine. Hooks run only from here, one at a time.
 func (s *Sidecar) loop(ctx context.Context, el elector) error {
 	// 1. Bring an app left primary by a crash back to a known state.
-	if !s.runDemote(ctx, ReasonStartup, RoleStandby, 0, 0) {
+	if !s.runDemote(ctx, role.ReasonStartup, role.Standby, 0, 0) {
 		return errors.New("start-up demote hook did not succeed before shutdown")
 	}
 	// Two back-offs: one paces lease grants while etcd is unreachable, the
@@ -263,7 +264,7 @@ func (s *Sidecar) loop(ctx context.Context, el elector) error {
 				return nil
 			}
 			err = s.explain(err)
-			s.state.update(func(st *state) { st.phase = PhaseConnecting })
+			s.state.update(func(st *state) { st.phase = role.PhaseConnecting })
 			s.state.setEtcd(err)
 			wait := grantBackOff.NextBackOff()
 			s.logger.Warn("cannot get a lease; retrying", "err", err, "retry_in", wait)
@@ -316,7 +317,7 @@ func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (out ter
 			out.backOff = true
 		}
 		// Without a lease until the next grant.
-		s.state.setPhase(PhaseConnecting)
+		s.state.setPhase(role.PhaseConnecting)
 		defer s.state.update(func(st *state) { st.candidacy, st.tenure, st.fencingToken = nil, nil, 0 })
 		if abandon {
 			// Stop renewing, never revoke: the app was not demoted, so the
@@ -338,7 +339,7 @@ func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (out ter
 	if !s.waitReady(ctx, cand) {
 		return termOutcome{}, nil
 	}
-	s.state.setPhase(PhaseCampaigning)
+	s.state.setPhase(role.PhaseCampaigning)
 	s.logger.Info("campaigning", "lease", lease)
 	value, _ := json.Marshal(election.CandidateValue{ID: s.cfg.ID, Addr: s.cfg.Advertise, Since: time.Now().UTC()})
 	cctx, withdraw := context.WithCancel(ctx)
@@ -388,8 +389,8 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 	}
 	s.logger.Info("elected", "fencing_token", token)
 	endRecord := s.recordTenure(ctx, el, token, time.Now())
-	s.state.update(func(st *state) { st.phase, st.fencingToken, st.tenure = PhasePromoting, token, ten })
-	s.state.transition(RolePrimary, ReasonElected)
+	s.state.update(func(st *state) { st.phase, st.fencingToken, st.tenure = role.PhasePromoting, token, ten })
+	s.state.transition(role.Primary, role.ReasonElected)
 
 	// A promote still running when the tenure ends is killed.
 	pctx, cancelPromote := context.WithCancel(context.Background())
@@ -402,35 +403,35 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 		}
 		cancelPromote()
 	}()
-	res := s.runHook(pctx, s.promote, s.env("promote", RolePrimary, RoleStandby, ReasonElected, token, cand.LeaseID()))
+	res := s.runHook(pctx, s.promote, s.env(hooks.Promote, role.Primary, role.Standby, role.ReasonElected, token, cand.LeaseID()))
 	close(stopKill)
 	cancelPromote()
 	s.state.recordHook(res)
 
-	var reason string
+	var reason role.Reason
 	var request *election.Request // a resign or switchover request this step-down answers
 	switch {
 	case ten.Err() != nil:
 		reason = lostReason(ten.Err())
 	case ctx.Err() != nil:
-		reason = ReasonShutdown
+		reason = role.ReasonShutdown
 	case !res.OK():
-		reason = ReasonPromoteFailed
+		reason = role.ReasonPromoteFailed
 		out.backOff = true
 		s.logger.Error("promote hook failed; giving way", "err", res.Err)
 	default:
 		out.settled = true
-		s.state.setPhase(PhasePrimary)
+		s.state.setPhase(role.PhasePrimary)
 		s.logger.Info("primary", "fencing_token", token)
 		reason, request = s.serve(ctx, ten)
 	}
 	// /primary stops answering 200 before anything is logged.
-	s.state.setPhase(PhaseDemoting)
+	s.state.setPhase(role.PhaseDemoting)
 	s.logger.Info("stepping down", "reason", reason, "fencing_token", token)
 
 	// Demote before anything else. While a voluntary demote is retried the
 	// key stays ours, so nobody else promotes over a half-demoted app.
-	if !s.runDemote(ctx, reason, RolePrimary, token, cand.LeaseID()) {
+	if !s.runDemote(ctx, reason, role.Primary, token, cand.LeaseID()) {
 		endRecord(reason)
 		return out, true, fmt.Errorf("demote hook did not succeed (reason %s); leaving the lease to expire", reason)
 	}
@@ -458,19 +459,19 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 // attempts and reporting the replica degraded meanwhile. It gives up only
 // on Abort, or on shutdown when there is nothing to step down from; it
 // reports whether a demote succeeded.
-func (s *Sidecar) runDemote(ctx context.Context, reason, previous string, token, lease int64) bool {
-	s.state.setPhase(PhaseDemoting)
-	if reason == ReasonStartup {
-		s.state.setPhase(PhaseStarting)
+func (s *Sidecar) runDemote(ctx context.Context, reason role.Reason, previous role.Role, token, lease int64) bool {
+	s.state.setPhase(role.PhaseDemoting)
+	if reason == role.ReasonStartup {
+		s.state.setPhase(role.PhaseStarting)
 	}
 	bo := s.newBackOff()
 	for attempt := 1; ; attempt++ {
-		res := s.runHook(context.Background(), s.demote, s.env("demote", RoleStandby, previous, reason, token, lease))
+		res := s.runHook(context.Background(), s.demote, s.env(hooks.Demote, role.Standby, previous, reason, token, lease))
 		s.state.recordHook(res)
 		if res.OK() {
 			s.state.update(func(st *state) { st.demoteFailed = false })
-			if previous == RolePrimary {
-				s.state.transition(RoleStandby, reason)
+			if previous == role.Primary {
+				s.state.transition(role.Standby, reason)
 			}
 			return true
 		}
@@ -481,7 +482,7 @@ func (s *Sidecar) runDemote(ctx context.Context, reason, previous string, token,
 		// At start-up there is no tenure to protect, so shutdown ends the
 		// retries; after a tenure only Abort does.
 		var shutdown <-chan struct{}
-		if reason == ReasonStartup {
+		if reason == role.ReasonStartup {
 			shutdown = ctx.Done()
 		}
 		retry := time.NewTimer(wait)
@@ -497,14 +498,14 @@ func (s *Sidecar) runDemote(ctx context.Context, reason, previous string, token,
 	}
 }
 
-func (s *Sidecar) env(event, role, previous, reason string, token, lease int64) hooks.Env {
+func (s *Sidecar) env(event hooks.Event, to, previous role.Role, reason role.Reason, token, lease int64) hooks.Env {
 	leader := s.state.leaderID()
-	if event == "promote" {
+	if event == hooks.Promote {
 		leader = s.cfg.ID
 	}
 	return hooks.Env{
 		Event:        event,
-		Role:         role,
+		Role:         to,
 		PreviousRole: previous,
 		Reason:       reason,
 		ID:           s.cfg.ID,
@@ -574,16 +575,16 @@ func (s *Sidecar) watchFailed(watch string, failing *bool, err error) {
 	}
 }
 
-func lostReason(err error) string {
+func lostReason(err error) role.Reason {
 	switch {
 	case errors.Is(err, election.ErrKeyDeleted):
-		return ReasonKeyDeleted
+		return role.ReasonKeyDeleted
 	case errors.Is(err, election.ErrSafeDeadline):
-		return ReasonEtcdUnreachable
+		return role.ReasonEtcdUnreachable
 	default:
 		// ErrLeaseNotFound, and ErrLeaseExpired: the process was frozen past
 		// its lease (SIGSTOP, a stalled VM), though etcd was reachable.
-		return ReasonLeaseLost
+		return role.ReasonLeaseLost
 	}
 }
 

@@ -7,49 +7,15 @@ import (
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/health"
 	"github.com/leaderd/leaderd/hooks"
-)
-
-// Roles.
-const (
-	RolePrimary = "primary"
-	RoleStandby = "standby"
-)
-
-// Reasons, handed to hooks as LEADERD_REASON and shown in /status.
-const (
-	ReasonStartup         = "startup"
-	ReasonElected         = "elected"
-	ReasonShutdown        = "shutdown"
-	ReasonLeaseLost       = "lease-lost"
-	ReasonEtcdUnreachable = "etcd-unreachable"
-	ReasonKeyDeleted      = "key-deleted"
-	ReasonPromoteFailed   = "promote-failed"
-	ReasonUnhealthy       = "unhealthy"
-	ReasonResigned        = "resigned"
-	ReasonSwitchover      = "switchover"
-)
-
-// Phases refine the role for operators: what the sidecar is doing now.
-const (
-	PhaseStarting    = "starting"    // running the start-up demote
-	PhaseConnecting  = "connecting"  // standby on its way into the election: getting a lease, backing off, or reading the control keys
-	PhaseCampaigning = "campaigning" // standby, waiting to lead
-	PhaseUnhealthy   = "unhealthy"   // standby out of the election: the app is unhealthy
-	PhasePaused      = "paused"      // standby out of the election: the election is paused
-	PhaseObserving   = "observing"   // standby that never campaigns (--no-failover)
-	PhaseYielding    = "yielding"    // standby out of the election during a switchover to another
-	PhasePromoting   = "promoting"   // won; promote hook running
-	PhasePrimary     = "primary"     // promote succeeded; serving as primary
-	PhaseDemoting    = "demoting"    // demote hook running or being retried
-	PhaseStopped     = "stopped"
+	"github.com/leaderd/leaderd/role"
 )
 
 // Status is the JSON body of GET /status.
 type Status struct {
 	ID             string                `json:"id"`
 	Election       string                `json:"election"`
-	Role           string                `json:"role"`
-	Phase          string                `json:"phase"`
+	Role           role.Role             `json:"role"`
+	Phase          role.Phase            `json:"phase"`
 	Healthy        bool                  `json:"healthy"`
 	AppHealthy     bool                  `json:"app_healthy"`
 	HealthCheck    *health.Result        `json:"health_check,omitempty"`
@@ -85,10 +51,10 @@ type EtcdStatus struct {
 
 // Transition is a change of role.
 type Transition struct {
-	Time   time.Time `json:"time"`
-	From   string    `json:"from"`
-	To     string    `json:"to"`
-	Reason string    `json:"reason"`
+	Time   time.Time   `json:"time"`
+	From   role.Role   `json:"from"`
+	To     role.Role   `json:"to"`
+	Reason role.Reason `json:"reason"`
 }
 
 // HookStatus is the last result of one hook.
@@ -101,8 +67,8 @@ type HookStatus struct {
 type state struct {
 	mu             sync.Mutex
 	running        bool
-	role           string
-	phase          string
+	role           role.Role
+	phase          role.Phase
 	demoteFailed   bool
 	candidacy      candidacy // nil while no lease is held
 	tenure         tenure    // the tenure being served; nil while none
@@ -128,7 +94,7 @@ type state struct {
 }
 
 func newState() *state {
-	st := &state{role: RoleStandby, phase: PhaseStarting, hooks: map[string]HookStatus{}, appHealthy: alwaysHealthy{}.Healthy, started: time.Now(), changed: make(chan struct{}, 1)}
+	st := &state{role: role.Standby, phase: role.PhaseStarting, hooks: map[string]HookStatus{}, appHealthy: alwaysHealthy{}.Healthy, started: time.Now(), changed: make(chan struct{}, 1)}
 	st.metrics = newMetrics(st)
 	return st
 }
@@ -140,7 +106,7 @@ func (s *state) update(fn func(*state)) {
 	fn(s)
 }
 
-func (s *state) setPhase(p string) { s.update(func(s *state) { s.phase = p }) }
+func (s *state) setPhase(p role.Phase) { s.update(func(s *state) { s.phase = p }) }
 
 func (s *state) setEtcd(err error) {
 	s.update(func(s *state) {
@@ -165,7 +131,7 @@ func (s *state) setLeader(cands []election.Candidate) {
 }
 
 // followInfo is what the follower needs: the leader, the role and phase.
-func (s *state) followInfo() (*LeaderStatus, string, string) {
+func (s *state) followInfo() (*LeaderStatus, role.Role, role.Phase) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var l *LeaderStatus
@@ -208,8 +174,8 @@ func (s *state) recordHook(r hooks.Result) {
 	s.update(func(s *state) { s.hooks[r.Hook] = h })
 }
 
-func (s *state) transition(to, reason string) {
-	s.metrics.transitions.WithLabelValues(reason).Inc()
+func (s *state) transition(to role.Role, reason role.Reason) {
+	s.metrics.transitions.WithLabelValues(string(reason)).Inc()
 	s.update(func(s *state) {
 		s.lastTransition = &Transition{Time: time.Now(), From: s.role, To: to, Reason: reason}
 		s.role = to
@@ -226,7 +192,7 @@ func (s *state) servingPrimary(now time.Time) bool { return s.servingToken(now) 
 func (s *state) servingToken(now time.Time) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.phase != PhasePrimary || s.candidacy == nil || s.tenure == nil || !now.Before(s.candidacy.SafeDeadline()) {
+	if s.phase != role.PhasePrimary || s.candidacy == nil || s.tenure == nil || !now.Before(s.candidacy.SafeDeadline()) {
 		return 0
 	}
 	select {
@@ -244,7 +210,7 @@ func (s *state) servingToken(now time.Time) int64 {
 func (s *state) readableStandby() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.role != RoleStandby || !s.running || s.demoteFailed || s.candidacy == nil || !s.appHealthy() {
+	if s.role != role.Standby || !s.running || s.demoteFailed || s.candidacy == nil || !s.appHealthy() {
 		return false
 	}
 	select {
@@ -253,7 +219,7 @@ func (s *state) readableStandby() bool {
 	default:
 	}
 	switch s.phase {
-	case PhaseCampaigning, PhasePaused, PhaseYielding, PhaseObserving:
+	case role.PhaseCampaigning, role.PhasePaused, role.PhaseYielding, role.PhaseObserving:
 		return true
 	}
 	return false

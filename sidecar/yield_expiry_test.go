@@ -9,6 +9,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/role"
 )
 
 // slowYieldLog stands for any delay (preemption, a slow log handler)
@@ -22,7 +23,7 @@ type slowYieldLog struct {
 func (h slowYieldLog) Handle(ctx context.Context, r slog.Record) error {
 	if r.Message == "not campaigning" {
 		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "why" && a.Value.String() == PhaseYielding {
+			if a.Key == "why" && a.Value.String() == string(role.PhaseYielding) {
 				// Wait for the clock itself: the condition under test.
 				time.Sleep(time.Until(h.expires) + 50*time.Millisecond)
 			}
@@ -67,7 +68,7 @@ func TestYieldEndsWhenSwitchoverExpiresMidCheck(t *testing.T) {
 	})
 
 	// Control keys not read yet: connecting (the pending wake-up is used up).
-	waitUntil(t, "phase connecting", func() bool { return sc.Status().Phase == PhaseConnecting })
+	waitUntil(t, "phase connecting", func() bool { return sc.Status().Phase == role.PhaseConnecting })
 	// A switchover between two other replicas: this one yields until it expires.
 	sc.state.setLeader(candidates("x", "me", "y"))
 	el.control <- election.Control{Switchover: &election.Request{From: "x", To: "y", FencingToken: 1,

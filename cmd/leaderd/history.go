@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -80,12 +81,12 @@ type historyReport struct {
 }
 
 type historyTenure struct {
-	ID           string     `json:"id"`
-	FencingToken int64      `json:"fencing_token"`
-	Start        time.Time  `json:"start"`
-	End          *time.Time `json:"end"`        // null unless the end was recorded
-	EndReason    string     `json:"end_reason"` // empty unless the end was recorded
-	State        string     `json:"state"`      // ended, current or unrecorded
+	ID           string      `json:"id"`
+	FencingToken int64       `json:"fencing_token"`
+	Start        time.Time   `json:"start"`
+	End          *time.Time  `json:"end"`        // null unless the end was recorded
+	EndReason    role.Reason `json:"end_reason"` // empty unless the end was recorded
+	State        string      `json:"state"`      // ended, current or unrecorded
 }
 
 // buildHistory labels each record. leaderToken is the current leader's
@@ -198,7 +199,7 @@ func printHistory(w io.Writer, r historyReport, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOKEN\tID\tSTART\tEND\tDURATION\tREASON")
 	for _, t := range r.Tenures {
-		end, duration, reason := "-", "-", orDash(t.EndReason)
+		end, duration, reason := "-", "-", orDash(string(t.EndReason))
 		switch t.State {
 		case tenureEnded:
 			end, duration = timeText(*t.End), durationRounded(t.End.Sub(t.Start))

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -126,14 +127,14 @@ type statusCandidate struct {
 // statusMember is one replica's published record under
 // <prefix>/<election>/members/<id>.
 type statusMember struct {
-	ID      string    `json:"id"`
-	Role    string    `json:"role"`
-	Phase   string    `json:"phase"`
-	Healthy bool      `json:"healthy"`
-	Since   time.Time `json:"since"`
-	Version string    `json:"version"`
-	Addr    string    `json:"addr"`
-	LeaseID string    `json:"lease_id"` // hex; "" when the key has no lease
+	ID      string     `json:"id"`
+	Role    role.Role  `json:"role"`
+	Phase   role.Phase `json:"phase"`
+	Healthy bool       `json:"healthy"`
+	Since   time.Time  `json:"since"`
+	Version string     `json:"version"`
+	Addr    string     `json:"addr"`
+	LeaseID string     `json:"lease_id"` // hex; "" when the key has no lease
 	// LeaseSecondsLeft is the TTL etcd reports for the member's lease; -1
 	// when the lease has just expired.
 	LeaseSecondsLeft int64 `json:"lease_seconds_left"`
@@ -507,7 +508,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 		if m.FencingToken != 0 {
 			token = fmt.Sprint(m.FencingToken)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(m.ID), orDash(m.Role), healthy, left, token, orDash(m.Addr))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(m.ID), orDash(string(m.Role)), healthy, left, token, orDash(m.Addr))
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\navailability: %d/%d healthy (%.2f)\n", r.Healthy, r.Registered, r.Availability)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
+	"github.com/leaderd/leaderd/role"
 )
 
 // candidate is a key written as a campaigning replica would write it.
@@ -264,9 +265,9 @@ func publishMember(t *testing.T, c *clientv3.Client, prefix, electionName string
 	return lease.ID
 }
 
-func member(id, role string, healthy bool) election.Member {
+func member(id string, r role.Role, healthy bool) election.Member {
 	return election.Member{
-		ID: id, Role: role, Phase: role, Healthy: healthy,
+		ID: id, Role: r, Phase: role.Phase(r), Healthy: healthy,
 		Since:   time.Now().UTC().Truncate(time.Second),
 		Version: "v9.9.9", Addr: id + ":8008",
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/role"
 )
 
 var t0 = time.Date(2026, 11, 30, 16, 0, 0, 0, time.UTC)
@@ -17,7 +18,7 @@ var t0 = time.Date(2026, 11, 30, 16, 0, 0, 0, time.UTC)
 func at(s float64) time.Time { return t0.Add(time.Duration(math.Round(s * float64(time.Second)))) }
 
 func ev(s float64, hook, phase, id string, token int64, reason string) replicas.Event {
-	return replicas.Event{At: at(s), Hook: hook, Phase: phase, ID: id, Token: token, Reason: reason}
+	return replicas.Event{At: at(s), Hook: hook, Phase: phase, ID: id, Token: token, Reason: role.Reason(reason)}
 }
 
 func sample(id string, s float64, code int) Sample {
@@ -353,7 +354,7 @@ func TestJudgedTenures(t *testing.T) {
 		id     string
 		token  int64
 		end    time.Time
-		reason string
+		reason role.Reason
 	}{
 		{"a", 10, at(5), "(exit)"}, // not the restarted process's startup demote at 6.05s
 		{"b", 12, at(20), "(open at end)"},

@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leaderd/leaderd/internal/etcdtest"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -108,10 +109,10 @@ type ResourceSample struct {
 	At         time.Time
 	Replica    string
 	Pid        int
-	RSS        int64  // bytes, VmRSS
-	Goroutines int    // go_goroutines from /metrics; -1 if it did not answer
-	FDs        int    // entries in /proc/PID/fd
-	Phase      string // its /status phase after the reads ("" if no answer)
+	RSS        int64      // bytes, VmRSS
+	Goroutines int        // go_goroutines from /metrics; -1 if it did not answer
+	FDs        int        // entries in /proc/PID/fd
+	Phase      role.Phase // its /status phase after the reads ("" if no answer)
 }
 
 // LeaseSample is etcd's lease count at one time.
@@ -324,7 +325,7 @@ func (s *soak) campaigningStandby(primary string) *node {
 		if n.id == primary || rep == nil || n.frozen() {
 			continue
 		}
-		if phase, err := s.phase(rep.APIAddr); err == nil && phase == sidecar.PhaseCampaigning {
+		if phase, err := s.phase(rep.APIAddr); err == nil && phase == role.PhaseCampaigning {
 			standbys = append(standbys, n)
 		}
 	}
@@ -336,7 +337,7 @@ func (s *soak) campaigningStandby(primary string) *node {
 
 // phase is a replica's /status phase, asked without keep-alive so the
 // soak holds no connection (a descriptor, a goroutine) open in leaderd.
-func (s *soak) phase(apiAddr string) (string, error) {
+func (s *soak) phase(apiAddr string) (role.Phase, error) {
 	req, err := http.NewRequestWithContext(s.c.ctx, http.MethodGet, "http://"+apiAddr+"/status", nil)
 	if err != nil {
 		return "", err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -79,12 +80,12 @@ func watchReplica(ctx context.Context, p *printer, r *replicas.Replica) {
 // stateLabel names what a replica is doing, in the words of the roles:
 // a campaigning replica is a standby.
 func stateLabel(st sidecar.Status) string {
-	label := st.Phase
+	label := string(st.Phase)
 	switch st.Phase {
-	case sidecar.PhaseCampaigning:
-		label = sidecar.RoleStandby
+	case role.PhaseCampaigning:
+		label = string(role.Standby)
 	case "":
-		label = st.Role
+		label = string(st.Role)
 	}
 	if st.Degraded {
 		label += "(degraded)"
@@ -93,25 +94,26 @@ func stateLabel(st sidecar.Status) string {
 }
 
 // stateDetail explains a new state in a few words.
+// prev is the label stateLabel gave the state before.
 func stateDetail(prev string, st sidecar.Status) string {
 	switch st.Phase {
-	case sidecar.PhaseStarting:
+	case role.PhaseStarting:
 		return " (start-up demote hook)"
-	case sidecar.PhaseConnecting:
+	case role.PhaseConnecting:
 		return " (waiting for etcd)"
-	case sidecar.PhaseCampaigning:
-		if t := st.LastTransition; prev == sidecar.PhaseDemoting && t != nil && t.To == sidecar.RoleStandby {
+	case role.PhaseCampaigning:
+		if t := st.LastTransition; prev == string(role.PhaseDemoting) && t != nil && t.To == role.Standby {
 			return fmt.Sprintf(" (demoted: %s)", t.Reason)
 		}
 		return " (campaigning)"
-	case sidecar.PhasePromoting:
+	case role.PhasePromoting:
 		return fmt.Sprintf(" (elected, fencing token %d; promote hook running)", st.FencingToken)
-	case sidecar.PhasePrimary:
-		if prev == sidecar.PhasePromoting {
+	case role.PhasePrimary:
+		if prev == string(role.PhasePromoting) {
 			return fmt.Sprintf(" (promote hook done, fencing token %d)", st.FencingToken)
 		}
 		return fmt.Sprintf(" (elected, fencing token %d)", st.FencingToken)
-	case sidecar.PhaseDemoting:
+	case role.PhaseDemoting:
 		return " (demote hook running)"
 	}
 	return ""

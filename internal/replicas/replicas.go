@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/examples"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -257,7 +258,7 @@ type Event struct {
 	Phase  string // start or end
 	ID     string
 	Token  int64 // 0 when the hook had none
-	Reason string
+	Reason role.Reason
 }
 
 func (e Event) String() string {
@@ -295,7 +296,7 @@ func ReadTimeline(path string) ([]Event, error) {
 				return nil, fmt.Errorf("timeline: %q: %w", sc.Text(), err)
 			}
 		}
-		evs = append(evs, Event{At: time.Unix(0, ns), Hook: hook, Phase: phase, ID: fields[2], Token: token, Reason: fields[4]})
+		evs = append(evs, Event{At: time.Unix(0, ns), Hook: hook, Phase: phase, ID: fields[2], Token: token, Reason: role.Reason(fields[4])})
 	}
 	return evs, sc.Err()
 }
@@ -306,7 +307,7 @@ type Tenure struct {
 	ID         string
 	Token      int64
 	Start, End time.Time
-	EndReason  string
+	EndReason  role.Reason
 }
 
 // Tenures pairs each promote start with its replica's next demote end.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -109,7 +110,7 @@ mark follow-end
 	if i := replicas.First(0, replicas.Event{Hook: "follow", Phase: "end"})(c.timeline()); i >= 0 {
 		t.Errorf("the leader-change hook ran to its end; it should have been killed")
 	}
-	st := waitStatus(ctx, t, b, "primary serving", func(st sidecar.Status) bool { return st.Phase == sidecar.PhasePrimary })
+	st := waitStatus(ctx, t, b, "primary serving", func(st sidecar.Status) bool { return st.Phase == role.PhasePrimary })
 	if h := st.Hooks["leader-change"]; !h.Canceled {
 		t.Errorf("/status hooks[leader-change] = %+v, want canceled", h)
 	}

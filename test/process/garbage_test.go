@@ -18,6 +18,7 @@ import (
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -213,7 +214,7 @@ func TestGarbageInEtcd(t *testing.T) {
 	for id, r := range c.byID {
 		want, ok := "standby campaigning", isCampaigningStandby
 		if id == primary.ID {
-			want, ok = "primary serving", func(st sidecar.Status) bool { return st.Phase == sidecar.PhasePrimary }
+			want, ok = "primary serving", func(st sidecar.Status) bool { return st.Phase == role.PhasePrimary }
 		}
 		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 		waitStatus(sctx, t, r, want+" after the garbage", ok)
@@ -268,7 +269,7 @@ func TestGarbageInEtcd(t *testing.T) {
 	}
 	newPrimary := c.byID[next.ID]
 	st := waitStatus(ctx, t, newPrimary, "primary serving", func(st sidecar.Status) bool {
-		return st.Role == sidecar.RolePrimary && st.Phase == sidecar.PhasePrimary
+		return st.Role == role.Primary && st.Phase == role.PhasePrimary
 	})
 	var standby *replicas.Replica
 	for id, r := range c.byID {

@@ -13,6 +13,7 @@ import (
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -65,7 +66,7 @@ func TestFailingPromoteBacksOff(t *testing.T) {
 	var demoted time.Time
 	for _, e := range c.timeline() {
 		switch {
-		case e.Hook == "demote" && e.Phase == "end" && e.Reason == sidecar.ReasonPromoteFailed:
+		case e.Hook == "demote" && e.Phase == "end" && e.Reason == role.ReasonPromoteFailed:
 			demoted = e.At
 		case e.Hook == "promote" && e.Phase == "start" && !demoted.IsZero():
 			waits = append(waits, e.At.Sub(demoted))
@@ -93,7 +94,7 @@ func TestPausedElectionIgnoresResign(t *testing.T) {
 	c := newCluster(t, ttl, demoteTimeout)
 	const token = "s3cret-api-token"
 	primary := c.startThreeWith(ctx, func(string) []string { return []string{"--api-token", token} })
-	st := waitStatus(ctx, t, primary, "primary serving", func(st sidecar.Status) bool { return st.Phase == sidecar.PhasePrimary })
+	st := waitStatus(ctx, t, primary, "primary serving", func(st sidecar.Status) bool { return st.Phase == role.PhasePrimary })
 	from := len(c.timeline())
 
 	out, err := exec.CommandContext(ctx, binary, "pause", "--endpoints", c.etcd.Endpoint(), "--election", "process-test").CombinedOutput()
@@ -133,7 +134,7 @@ func TestPausedElectionIgnoresResign(t *testing.T) {
 	if err != nil {
 		t.Fatalf("leaderd resume: %v\n%s", err, out)
 	}
-	demoted := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: sidecar.ReasonResigned}, nil)
+	demoted := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonResigned}, nil)
 	next := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
 	if !demoted.At.Before(next.At) {
 		t.Fatalf("%s promoted before %s's demote ended", next.ID, primary.ID)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -159,7 +160,7 @@ func TestSIGHUPPrimaryStaysPrimary(t *testing.T) {
 	c.start("b")
 	waitStatus(ctx, t, c.byID["b"], "standby campaigning on a lease", isCampaigningStandby)
 	waitStatus(ctx, t, primary, "primary serving", func(st sidecar.Status) bool {
-		return st.Role == sidecar.RolePrimary && st.Phase == sidecar.PhasePrimary
+		return st.Role == role.Primary && st.Phase == role.PhasePrimary
 	})
 	from := len(c.timeline())
 
@@ -200,7 +201,7 @@ func TestSIGHUPPrimaryStaysPrimary(t *testing.T) {
 	if code != 0 {
 		t.Errorf("%s exited %d after SIGTERM, want 0", primary.ID, code)
 	}
-	demoted := c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: sidecar.ReasonShutdown}, nil)
+	demoted := c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonShutdown}, nil)
 	next := c.waitEvent(ctx, ttl+2*time.Second, from, replicas.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
 	if !demoted.At.Before(next.At) {
 		t.Errorf("%s's promote started at %s, before %s's demote ended at %s", next.ID, next.At.Format("15:04:05.000"), primary.ID, demoted.At.Format("15:04:05.000"))
@@ -220,7 +221,7 @@ func TestBrokenStderrKeepsRunning(t *testing.T) {
 	started()
 	c.waitEvent(ctx, electedTimeout, 0, replicas.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
 	waitStatus(ctx, t, a, "primary serving", func(st sidecar.Status) bool {
-		return st.Role == sidecar.RolePrimary && st.Phase == sidecar.PhasePrimary
+		return st.Role == role.Primary && st.Phase == role.PhasePrimary
 	})
 	if code, err := a.Get(ctx, "/primary"); err != nil || code != http.StatusOK {
 		t.Errorf("/primary: %d, %v; want 200", code, err)
@@ -240,7 +241,7 @@ func TestBrokenStderrKeepsRunning(t *testing.T) {
 	if code != 0 {
 		t.Errorf("a exited %d after SIGTERM with stderr broken, want 0", code)
 	}
-	c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: "a", Reason: sidecar.ReasonShutdown}, nil)
+	c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: "a", Reason: role.ReasonShutdown}, nil)
 }
 
 // TestHooksGetNoConfigAndLogsNoCommands: leaderd's own LEADERD_* settings

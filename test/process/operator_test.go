@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -61,14 +62,14 @@ func TestHealthGating(t *testing.T) {
 
 	sick := time.Now()
 	writeFile(t, health(primary.ID), "sick")
-	demoted := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: sidecar.ReasonUnhealthy}, nil)
+	demoted := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonUnhealthy}, nil)
 	next := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
 	t.Logf("sick -> demote end %s -> %s's promote %s", demoted.At.Sub(sick).Round(time.Millisecond), next.ID, next.At.Sub(sick).Round(time.Millisecond))
 	if !demoted.At.Before(next.At) {
 		t.Errorf("%s promoted before the unhealthy primary's demote ended", next.ID)
 	}
 	waitStatus(ctx, t, primary, "the sick replica out of the election", func(st sidecar.Status) bool {
-		return st.Phase == sidecar.PhaseUnhealthy && !st.AppHealthy
+		return st.Phase == role.PhaseUnhealthy && !st.AppHealthy
 	})
 	writeFile(t, health(primary.ID), "ok")
 	waitStatus(ctx, t, primary, "the healed replica campaigning", isCampaigningStandby)
@@ -97,7 +98,7 @@ func TestSwitchoverCLI(t *testing.T) {
 	}
 	t.Logf("leaderd switchover: %s", out)
 	promoted := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "promote", Phase: "start", ID: target}, nil)
-	demoted := c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: sidecar.ReasonSwitchover}, nil)
+	demoted := c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonSwitchover}, nil)
 	if took := promoted.At.Sub(asked); took > time.Second+500*time.Millisecond {
 		t.Errorf("switchover took %s (including the command's start)", took)
 	}

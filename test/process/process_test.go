@@ -21,6 +21,7 @@ import (
 
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -140,7 +141,7 @@ func (c *cluster) startThree(ctx context.Context) *replicas.Replica {
 	}
 	primary := c.byID[ev.ID]
 	waitStatus(ctx, c.t, primary, "primary serving", func(st sidecar.Status) bool {
-		return st.Role == sidecar.RolePrimary && st.Phase == sidecar.PhasePrimary
+		return st.Role == role.Primary && st.Phase == role.PhasePrimary
 	})
 	for id, r := range c.byID {
 		if id != ev.ID {
@@ -151,7 +152,7 @@ func (c *cluster) startThree(ctx context.Context) *replicas.Replica {
 }
 
 func isCampaigningStandby(st sidecar.Status) bool {
-	return st.Role == sidecar.RoleStandby && st.Phase == sidecar.PhaseCampaigning && st.Lease != nil
+	return st.Role == role.Standby && st.Phase == role.PhaseCampaigning && st.Lease != nil
 }
 
 // timeline reads the timeline or fails the test.
@@ -310,7 +311,7 @@ func TestSIGTERMPrimary(t *testing.T) {
 	if code != 0 {
 		t.Errorf("%s exited %d after SIGTERM, want 0", primary.ID, code)
 	}
-	demoted := c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: sidecar.ReasonShutdown}, nil)
+	demoted := c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonShutdown}, nil)
 	next := c.waitEvent(ctx, ttl+2*time.Second, from, replicas.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
 	t.Logf("SIGTERM to exit %s; SIGTERM to %s's promote %s", time.Since(sent).Round(time.Millisecond), next.ID, next.At.Sub(sent).Round(time.Millisecond))
 	if !demoted.At.Before(next.At) {
@@ -362,8 +363,8 @@ func TestCutOffPrimary(t *testing.T) {
 	cut := time.Now()
 	c.proxies[primary.ID].CutOff()
 	demoted := c.waitEvent(ctx, ttl, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID}, nil)
-	if demoted.Reason != sidecar.ReasonEtcdUnreachable {
-		t.Errorf("%s demoted with reason %s, want %s", primary.ID, demoted.Reason, sidecar.ReasonEtcdUnreachable)
+	if demoted.Reason != role.ReasonEtcdUnreachable {
+		t.Errorf("%s demoted with reason %s, want %s", primary.ID, demoted.Reason, role.ReasonEtcdUnreachable)
 	}
 	next := c.waitEvent(ctx, ttl+3*time.Second, from, replicas.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
 	t.Logf("cut-off to %s's demote end %s; to %s's promote %s",
@@ -409,7 +410,7 @@ func TestSIGSTOPPrimary(t *testing.T) {
 	// renew interval since the freeze).
 	next := c.waitEvent(ctx, ttl+3*time.Second, from, replicas.Event{Hook: "promote", Phase: "end"}, otherThan(primary.ID))
 	waitStatus(ctx, t, c.byID[next.ID], "primary serving", func(st sidecar.Status) bool {
-		return st.Role == sidecar.RolePrimary && st.Phase == sidecar.PhasePrimary
+		return st.Role == role.Primary && st.Phase == role.PhasePrimary
 	})
 	if next.Token <= staleToken {
 		t.Errorf("new primary %s has fencing token %d, want more than the frozen primary's %d", next.ID, next.Token, staleToken)
@@ -444,8 +445,8 @@ func TestSIGSTOPPrimary(t *testing.T) {
 		t.Errorf("stale primary's demote has fencing token %d, want its tenure's %d", demoted.Token, staleToken)
 	}
 	// etcd was reachable all along: the lease expired during the freeze.
-	if demoted.Reason != sidecar.ReasonLeaseLost {
-		t.Errorf("stale primary demoted with reason %s, want %s", demoted.Reason, sidecar.ReasonLeaseLost)
+	if demoted.Reason != role.ReasonLeaseLost {
+		t.Errorf("stale primary demoted with reason %s, want %s", demoted.Reason, role.ReasonLeaseLost)
 	}
 	assertTokensIncrease(t, replicas.Tenures(c.timeline()))
 }
@@ -491,7 +492,7 @@ func TestSecondSIGTERMDuringDemote(t *testing.T) {
 	if err := r.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("first SIGTERM: %v", err)
 	}
-	c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "demote", Phase: "start", ID: "a", Reason: sidecar.ReasonShutdown}, nil)
+	c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "demote", Phase: "start", ID: "a", Reason: role.ReasonShutdown}, nil)
 	second := time.Now()
 	if err := r.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("second SIGTERM: %v", err)
@@ -507,7 +508,7 @@ func TestSecondSIGTERMDuringDemote(t *testing.T) {
 	// Had leaderd killed the hook, no end would come; had it exited
 	// without waiting, the hook (its own process group) would still end,
 	// after the exit.
-	ended := c.waitEvent(ctx, 3*time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: "a", Reason: sidecar.ReasonShutdown}, nil).At
+	ended := c.waitEvent(ctx, 3*time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: "a", Reason: role.ReasonShutdown}, nil).At
 	t.Logf("second SIGTERM to demote end %s; demote end to exit %s", ended.Sub(second).Round(time.Millisecond), exit.Sub(ended).Round(time.Millisecond))
 	if !second.Before(ended) {
 		t.Errorf("the demote hook had ended (%s) before the second SIGTERM (%s): the test proved nothing",
