@@ -10,6 +10,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leaderd/leaderd/role"
 )
 
 var (
@@ -17,7 +19,7 @@ var (
 	// another key first, or ours gone.
 	ErrNotLeader = errors.New("election: not leader")
 	// ErrKeyDeleted means the leader key was deleted by someone else.
-	ErrKeyDeleted = errors.New("election: leader key deleted")
+	ErrKeyDeleted error = &lossError{"election: leader key deleted", role.ReasonKeyDeleted}
 )
 
 // callTimeout bounds single etcd requests made outside the lease loop
@@ -97,7 +99,11 @@ func (t *Tenure) Key() string { return t.key }
 
 // Lost is closed when the tenure ended without our consent: the lease was
 // lost, its safe deadline passed or the key was deleted.
-func (t *Tenure) Lost() <-chan struct{} { return t.lost.ch }
+func (t *Tenure) Lost() <-chan struct{} { return t.lost.Done() }
+
+// Context is done when the tenure ends without our consent; its cause
+// (context.Cause) is Err. A step-down reads its reason off that cause.
+func (t *Tenure) Context() context.Context { return t.lost.ctx }
 
 // Err says why Lost is closed; nil while it is not.
 func (t *Tenure) Err() error { return t.lost.Err() }

@@ -10,22 +10,25 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leaderd/leaderd/role"
 )
 
+// Why a lease is lost. Each names the reason a primary steps down for it.
 var (
 	// ErrLeaseNotFound means the server no longer has the lease: it
 	// expired or was revoked.
-	ErrLeaseNotFound = errors.New("election: lease not found")
+	ErrLeaseNotFound error = &lossError{"election: lease not found", role.ReasonLeaseLost}
 	// ErrSafeDeadline means renewals failed for so long that the lease
 	// could expire on the server before a demote hook would end.
-	ErrSafeDeadline = errors.New("election: safe deadline passed")
+	ErrSafeDeadline error = &lossError{"election: safe deadline passed", role.ReasonEtcdUnreachable}
 	// ErrLeaseClosed means the lease was closed by its owner.
-	ErrLeaseClosed = errors.New("election: lease closed")
+	ErrLeaseClosed error = &lossError{"election: lease closed", role.ReasonLeaseLost}
 	// ErrLeaseExpired means the guard found the lease's earliest expiry
 	// already past: the process did not run for longer than the step-down
 	// lead (SIGSTOP, a frozen VM), so the server may well have expired it
 	// although etcd was reachable all along.
-	ErrLeaseExpired = errors.New("election: lease expired while the process was not running")
+	ErrLeaseExpired error = &lossError{"election: lease expired while the process was not running", role.ReasonLeaseLost}
 )
 
 // LeaseOptions sets the lease guard's timing. See DESIGN.md, "Safety".
@@ -130,7 +133,7 @@ func (l *Lease) SafeDeadline() time.Time { return l.Deadline().Add(-l.opts.StepD
 
 // Lost is closed once the lease is gone on the server or its safe deadline
 // passed, or it was closed.
-func (l *Lease) Lost() <-chan struct{} { return l.lost.ch }
+func (l *Lease) Lost() <-chan struct{} { return l.lost.Done() }
 
 // Err says why Lost is closed; nil while it is not.
 func (l *Lease) Err() error { return l.lost.Err() }
@@ -152,7 +155,7 @@ func (l *Lease) loop() {
 		case <-l.stop:
 			l.lost.mark(ErrLeaseClosed)
 			return
-		case <-l.lost.ch:
+		case <-l.lost.Done():
 			if errors.Is(l.lost.Err(), ErrLeaseExpired) {
 				l.logger.Warn("lease expired while the process was not running", "deadline_ago", time.Since(l.Deadline()).Round(time.Millisecond))
 			} else {
@@ -217,7 +220,7 @@ func (l *Lease) awaitHeadroom(ctx context.Context, headroom time.Duration) error
 		}
 		select {
 		case <-renewed:
-		case <-l.lost.ch:
+		case <-l.lost.Done():
 			return l.lost.Err()
 		case <-ctx.Done():
 			return ctx.Err()

@@ -1,31 +1,40 @@
 package election
 
-import "sync"
+import (
+	"context"
 
-// loss is a one-shot "this is over" signal with its reason: a channel
-// closed once, and the error that closed it.
+	"github.com/leaderd/leaderd/role"
+)
+
+// loss is a one-shot "this is over" signal with its reason: a context
+// cancelled once, whose cause is the error that ended it. The first mark
+// wins.
 type loss struct {
-	once sync.Once
-	ch   chan struct{}
-	err  error // written before ch is closed
+	ctx  context.Context
+	mark context.CancelCauseFunc // later calls do nothing
 }
 
-func newLoss() *loss { return &loss{ch: make(chan struct{})} }
-
-// mark closes the channel with err; later calls do nothing.
-func (l *loss) mark(err error) {
-	l.once.Do(func() {
-		l.err = err
-		close(l.ch)
-	})
+func newLoss() *loss {
+	ctx, mark := context.WithCancelCause(context.Background())
+	return &loss{ctx: ctx, mark: mark}
 }
 
-// Err is the reason, or nil while the channel is open.
-func (l *loss) Err() error {
-	select {
-	case <-l.ch:
-		return l.err
-	default:
-		return nil
-	}
+// Done is closed once the loss is marked.
+func (l *loss) Done() <-chan struct{} { return l.ctx.Done() }
+
+// Err is the reason, or nil while it is not marked.
+func (l *loss) Err() error { return context.Cause(l.ctx) }
+
+// lossError is why a lease or a tenure ended without its owner's consent.
+// It names the role.Reason that a primary stepping down for it reports,
+// so that the sidecar reads the reason off the cause instead of decoding
+// it.
+type lossError struct {
+	text   string
+	reason role.Reason
 }
+
+func (e *lossError) Error() string { return e.text }
+
+// StepDownReason is the reason a primary steps down for this loss.
+func (e *lossError) StepDownReason() role.Reason { return e.reason }
