@@ -224,7 +224,7 @@ func TestStaleSwitchoverDoesNotStallTheElection(t *testing.T) {
 	}
 	waitUntil(t, "the standbys seeing the ghost campaign", func() bool {
 		for _, id := range []string{"a", "b", "c"} {
-			if id != first.ID && !c.replica(id).sc.isCandidate("ghost") {
+			if id != first.ID && !c.replica(id).sc.state.isCandidate("ghost") {
 				return false
 			}
 		}

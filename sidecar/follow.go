@@ -2,8 +2,6 @@ package sidecar
 
 import (
 	"context"
-	"errors"
-	"sync"
 	"time"
 
 	"github.com/leaderd/leaderd/election"
@@ -13,66 +11,6 @@ import (
 
 // followRecheck is how often the follower looks again without a wake-up.
 const followRecheck = time.Second
-
-// Why a leader-change hook was cut short: expected, not failures.
-var (
-	errHookLockWanted = errors.New("a promote or demote of this replica needs the hook lock")
-	errLeaderMoved    = errors.New("the leader it follows is no longer the leader")
-)
-
-// runHook runs a promote or demote hook while holding hookMu: no two hooks
-// of a replica ever run at once. A leader-change hook holding hookMu is
-// killed first, so this replica's own promote or demote never waits behind
-// it.
-func (s *Sidecar) runHook(ctx context.Context, r hookRunner, env hooks.Env) hooks.Result {
-	release := s.followGate.claim()
-	defer release()
-	s.hookMu.Lock()
-	defer s.hookMu.Unlock()
-	return r.Run(ctx, env)
-}
-
-// followGate lets runHook cut a running leader-change hook short instead
-// of waiting behind it for hookMu.
-type followGate struct {
-	mu     sync.Mutex
-	wanted int                     // promote and demote runs waiting for or holding hookMu
-	cancel context.CancelCauseFunc // the leader-change hook's; nil when none runs
-}
-
-// claim marks a promote or demote as wanting hookMu and kills a running
-// leader-change hook. release undoes the mark once the hook has run.
-func (g *followGate) claim() (release func()) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.wanted++
-	if g.cancel != nil {
-		g.cancel(errHookLockWanted)
-	}
-	return func() {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		g.wanted--
-	}
-}
-
-// begin gives a leader-change hook its context, unless a promote or demote
-// wants hookMu (ok false). done must be called after the hook.
-func (g *followGate) begin(parent context.Context) (ctx context.Context, cancel context.CancelCauseFunc, done func(), ok bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.wanted > 0 {
-		return nil, nil, nil, false
-	}
-	ctx, cancel = context.WithCancelCause(parent)
-	g.cancel = cancel
-	return ctx, cancel, func() {
-		g.mu.Lock()
-		g.cancel = nil
-		g.mu.Unlock()
-		cancel(nil)
-	}, true
-}
 
 // followLeader runs the leader-change hook on a standby for each new
 // primary (and once for the primary a starting standby finds), so the app
@@ -145,7 +83,7 @@ func (s *Sidecar) followOnce(ctx context.Context, el elector, changed <-chan str
 	}
 	stopWatch := s.cancelWhenLeaderMoves(hctx, cancel, changed, leader)
 	res := s.follow.Run(hctx, hooks.Env{
-		Event:        "leader-change",
+		Event:        hooks.LeaderChange,
 		Role:         role.Standby,
 		PreviousRole: role.Standby,
 		Reason:       role.ReasonElected,

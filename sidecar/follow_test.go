@@ -228,7 +228,7 @@ func TestPromoteKillsARunningLeaderChangeHook(t *testing.T) {
 	ran := make(chan struct{})
 	go func() {
 		defer close(ran)
-		s.runHook(context.Background(), promote, hooks.Env{Event: "promote", Reason: role.ReasonElected, FencingToken: 8})
+		s.runHook(context.Background(), hookRun{event: hooks.Promote, from: role.Standby, to: role.Primary, reason: role.ReasonElected, token: 8})
 	}()
 	select {
 	case <-ran:

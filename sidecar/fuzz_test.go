@@ -64,7 +64,7 @@ func (p *fuzzPrimary) promote(tb testing.TB) {
 		tb.Fatal("no lease was granted")
 	}
 	p.token++
-	c.win <- &fakeTenure{calls: p.calls, token: p.token, lost: make(chan struct{})}
+	c.win <- &fakeTenure{calls: p.calls, token: p.token}
 	deadline := time.Now().Add(waitBound)
 	for !p.sc.state.servingPrimary(time.Now()) {
 		if time.Now().After(deadline) {

@@ -150,7 +150,7 @@ func TestPrimaryEndpointEndsWithTheTenure(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Election, cfg.ID, cfg.APIToken = "e", "me", "tok"
 	sc := newSidecar(cfg, slog.New(slog.DiscardHandler), nil, nil, nil)
-	ten := &fakeTenure{token: 3, lost: make(chan struct{})}
+	ten := &fakeTenure{token: 3}
 	sc.state.update(func(st *state) {
 		st.running, st.role, st.phase = true, role.Primary, role.PhasePrimary
 		st.candidacy = &fakeCandidacy{deadline: time.Now().Add(time.Hour)}
@@ -178,7 +178,7 @@ func TestMachineStaleResignRequestIsDropped(t *testing.T) {
 	// A POST /resign accepted for tenure 5 just as it ended.
 	m.sc.state.update(func(st *state) { st.resignFor = 5 })
 	wake(m.sc.resignRequests)
-	ten6 := &fakeTenure{calls: m.calls, token: 6, lost: make(chan struct{})}
+	ten6 := &fakeTenure{calls: m.calls, token: 6}
 	next.win <- ten6
 	m.calls.waitFor(t, "promote elected token=6", 1)
 	waitUntil(t, "phase primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })

@@ -27,11 +27,7 @@ const (
 func (s *Sidecar) recordTenure(ctx context.Context, el elector, token int64, start time.Time) (end func(reason role.Reason)) {
 	rec := election.TenureRecord{ID: s.cfg.ID, FencingToken: token, Start: start.UTC()}
 	ended := make(chan election.TenureRecord, 1)
-	s.background.Add(1)
-	go func() {
-		defer s.background.Done()
-		s.writeHistory(ctx, el, rec, ended)
-	}()
+	s.actors.spawn("history", func() { s.writeHistory(ctx, el, rec, ended) })
 	return func(reason role.Reason) {
 		done := rec // a copy: the goroutine may still be writing rec
 		done.End, done.EndReason = time.Now().UTC(), reason

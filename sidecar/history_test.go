@@ -88,7 +88,7 @@ func TestHistoryEndRecordWrittenAfterTheOutage(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	defer func() {
 		stop()
-		waitDone(t, "the history writer to stop", s.background.Wait)
+		waitDone(t, "the history writer to stop", s.actors.spawned.Wait)
 	}()
 	direct := etcdtest.NewClient(t, srv.Endpoint())
 
@@ -129,7 +129,7 @@ func TestHistoryRetriesEndWithRun(t *testing.T) {
 	}
 	end(role.ReasonEtcdUnreachable)
 	stop()
-	waitDone(t, "the history writer to give up", s.background.Wait)
+	waitDone(t, "the history writer to give up", s.actors.spawned.Wait)
 }
 
 // waitHistory waits (bounded) until tenure 7's record satisfies ok.

@@ -1,8 +1,12 @@
 package sidecar
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"time"
 )
@@ -61,7 +65,7 @@ func (s *Sidecar) handleResign(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden: POST /resign needs --api-token, sent as 'Authorization: Bearer TOKEN'", http.StatusForbidden)
 		return
 	}
-	if s.controlState().Paused {
+	if c, _ := s.state.controlRead(); c.Paused {
 		http.Error(w, "the election is paused: resume it first (leaderd resume)", http.StatusConflict)
 		return
 	}
@@ -72,7 +76,7 @@ func (s *Sidecar) handleResign(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not the primary", http.StatusConflict)
 		return
 	}
-	s.state.update(func(st *state) { st.resignFor = token })
+	s.state.requestResign(token)
 	wake(s.resignRequests)
 	writeJSON(w, r, http.StatusAccepted, map[string]string{"id": s.cfg.ID, "status": "resigning"})
 }
@@ -116,4 +120,32 @@ func writeJSON(w http.ResponseWriter, r *http.Request, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// httpShutdownTimeout bounds the API server's graceful stop.
+const httpShutdownTimeout = 2 * time.Second
+
+// listen binds --listen and returns the actor that serves the API there
+// until its context ends.
+func (s *Sidecar) listen() (serve func(ctx context.Context), err error) {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	s.logger.Info("HTTP API listening", "addr", ln.Addr().String())
+	return func(ctx context.Context) {
+		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.logger.Error("HTTP API stopped", "err", err)
+			}
+		}()
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-done
+	}, nil
 }

@@ -237,22 +237,27 @@ func (c *fakeCandidacy) Close(ctx context.Context) error {
 type fakeTenure struct {
 	calls *calls
 	token int64
-	lost  chan struct{}
-	err   error
 	once  sync.Once
+	ctx   context.Context
+	lost  context.CancelCauseFunc
 }
 
-func (t *fakeTenure) FencingToken() int64   { return t.token }
-func (t *fakeTenure) Lost() <-chan struct{} { return t.lost }
-func (t *fakeTenure) lose(err error)        { t.once.Do(func() { t.err = err; close(t.lost) }) }
-func (t *fakeTenure) Err() error {
-	select {
-	case <-t.lost:
-		return t.err
-	default:
-		return nil
-	}
+func (t *fakeTenure) init() {
+	t.once.Do(func() { t.ctx, t.lost = context.WithCancelCause(context.Background()) })
 }
+
+func (t *fakeTenure) FencingToken() int64 { return t.token }
+func (t *fakeTenure) Context() context.Context {
+	t.init()
+	return t.ctx
+}
+
+// lose ends the tenure with err as etcd would; the first call wins.
+func (t *fakeTenure) lose(err error) {
+	t.init()
+	t.lost(err)
+}
+
 func (t *fakeTenure) Resign(ctx context.Context) error {
 	t.calls.add("resign")
 	return nil
@@ -332,7 +337,7 @@ func (m *machine) candidacy(t *testing.T) *fakeCandidacy {
 // win makes the candidacy win with token and waits until it is primary.
 func (m *machine) win(t *testing.T, c *fakeCandidacy, token int64) *fakeTenure {
 	t.Helper()
-	ten := &fakeTenure{calls: m.calls, token: token, lost: make(chan struct{})}
+	ten := &fakeTenure{calls: m.calls, token: token}
 	c.win <- ten
 	m.calls.waitFor(t, "promote elected", 1)
 	return ten

@@ -9,7 +9,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/leaderd/leaderd/election"
-	"github.com/leaderd/leaderd/role"
 )
 
 // memberRefresh is how often the member record is compared with the state
@@ -56,7 +55,7 @@ func (s *Sidecar) publishMembers(ctx context.Context, el elector) {
 	var lastRepair, nextRepair time.Time
 	repairGap := memberRepairMin
 	for {
-		lease, m := s.memberRecord()
+		lease, m := s.state.memberRecord(s.cfg.ID, s.cfg.Version, s.cfg.Advertise)
 		own := lease != publishedLease || m != published // this replica's own change
 		repair := false
 		if !own && lease != 0 {
@@ -146,33 +145,4 @@ func sameRecord(st *election.Member, published election.Member, lease int64) boo
 	got := *st
 	got.LeaseID, got.LeaseSeconds, got.Since = 0, 0, published.Since
 	return got == published
-}
-
-// memberRecord is the record the state calls for, and the lease to put it
-// on (0: no lease now).
-func (s *Sidecar) memberRecord() (int64, election.Member) {
-	st := s.state
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.candidacy == nil {
-		return 0, election.Member{}
-	}
-	since := st.started
-	if st.lastTransition != nil {
-		since = st.lastTransition.Time
-	}
-	m := election.Member{
-		ID:      s.cfg.ID,
-		Role:    st.role,
-		Phase:   st.phase,
-		Healthy: st.appHealthy(),
-		Since:   since.UTC().Truncate(time.Second),
-		Version: s.cfg.Version,
-		Addr:    s.cfg.Advertise,
-	}
-	if st.role == role.Primary {
-		// With phase primary, this tells followers the promote has ended.
-		m.FencingToken = st.fencingToken
-	}
-	return st.candidacy.LeaseID(), m
 }

@@ -47,23 +47,13 @@ func newMetrics(st *state) *metrics {
 			return boolFloat(st.servingPrimary(time.Now()))
 		}),
 		gauge("leaderd_lease_seconds_to_deadline", "Seconds until the lease's safe deadline; 0 without a lease.", func() float64 {
-			st.mu.Lock()
-			defer st.mu.Unlock()
-			if st.candidacy == nil {
-				return 0
-			}
-			return time.Until(st.candidacy.SafeDeadline()).Seconds()
+			return st.secondsToSafeDeadline(time.Now())
 		}),
 		gauge("leaderd_etcd_reachable", "1 when etcd answered the last request.", func() float64 {
-			st.mu.Lock()
-			defer st.mu.Unlock()
-			return boolFloat(st.etcdReachable)
+			return boolFloat(st.etcdOK())
 		}),
 		gauge("leaderd_app_healthy", "1 when the local app counts as healthy (always, without a health check).", func() float64 {
-			st.mu.Lock()
-			healthy := st.appHealthy
-			st.mu.Unlock()
-			return boolFloat(healthy == nil || healthy())
+			return boolFloat(st.appHealthy())
 		}),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

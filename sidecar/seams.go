@@ -55,9 +55,9 @@ type candidacy interface {
 
 type tenure interface {
 	FencingToken() int64
-	// Lost is closed when the tenure ends without our consent.
-	Lost() <-chan struct{}
-	Err() error
+	// Context ends when the tenure ends without our consent; its cause
+	// (context.Cause) says why and names the step-down reason.
+	Context() context.Context
 	// Resign deletes the leader key if it is still ours.
 	Resign(ctx context.Context) error
 }

@@ -3,7 +3,6 @@ package sidecar
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"strconv"
 	"time"
 
@@ -22,7 +21,7 @@ func wake(ch chan<- struct{}) {
 // notReady says why this replica must not campaign now ("" when it may):
 // the phase to show while it waits.
 func (s *Sidecar) notReady() role.Phase {
-	c, known := s.controlRead()
+	c, known := s.state.controlRead()
 	switch {
 	case s.cfg.NoFailover:
 		return role.PhaseObserving
@@ -30,12 +29,12 @@ func (s *Sidecar) notReady() role.Phase {
 		// A replica restarted during a pause must not campaign before it
 		// knows of the pause.
 		return role.PhaseConnecting
-	case !s.health.Healthy():
+	case !s.state.appHealthy():
 		return role.PhaseUnhealthy
 	case c.Paused:
 		return role.PhasePaused
-	case c.Switchover.Live(time.Now()) && s.leadsNow(c.Switchover) && c.Switchover.To != s.cfg.ID &&
-		c.Switchover.From != s.cfg.ID && s.isCandidate(c.Switchover.To):
+	case c.Switchover.Live(time.Now()) && s.state.leadsNow(c.Switchover) && c.Switchover.To != s.cfg.ID &&
+		c.Switchover.From != s.cfg.ID && s.state.isCandidate(c.Switchover.To):
 		// Only for the tenure that leads now: a request left from an
 		// earlier one, or for a tenure that never was, would otherwise
 		// stall the election until it expired (a year 9999 one, for ever)
@@ -46,15 +45,6 @@ func (s *Sidecar) notReady() role.Phase {
 		return role.PhaseYielding
 	}
 	return ""
-}
-
-// leadsNow reports whether r names the tenure that leads now, as the
-// leader watch last saw it: its id and fencing token.
-func (s *Sidecar) leadsNow(r *election.Request) bool {
-	s.state.mu.Lock()
-	defer s.state.mu.Unlock()
-	l := s.state.leader
-	return r != nil && l != nil && r.From != "" && r.From == l.ID && r.FencingToken == l.FencingToken
 }
 
 // logStale logs each live resign or switchover request that names
@@ -70,7 +60,7 @@ func (s *Sidecar) logStale(logged *[2]int64) {
 	c := s.controlState()
 	now := time.Now()
 	for i, r := range []*election.Request{c.Switchover, c.Resign} {
-		if !r.Live(now) || s.leadsNow(r) || r.Revision == logged[i] {
+		if !r.Live(now) || s.state.leadsNow(r) || r.Revision == logged[i] {
 			continue
 		}
 		logged[i] = r.Revision
@@ -97,18 +87,6 @@ func routineWait(why role.Phase) bool {
 	return false
 }
 
-// controlRead is the control state and whether it was read at least once.
-func (s *Sidecar) controlRead() (election.Control, bool) {
-	s.state.mu.Lock()
-	defer s.state.mu.Unlock()
-	return s.state.control, s.state.controlKnown
-}
-
-func (s *Sidecar) controlState() election.Control {
-	c, _ := s.controlRead()
-	return c
-}
-
 // untilExpiry is a channel that fires when the switchover a yielding
 // replica yields to expires (nil when not yielding), so that it comes back
 // by itself. It fires at once if the request expired since notReady read
@@ -121,14 +99,6 @@ func (s *Sidecar) untilExpiry(why role.Phase) (<-chan time.Time, func()) {
 	}
 	t := time.NewTimer(time.Until(sw.Expires))
 	return t.C, func() { t.Stop() }
-}
-
-// isCandidate reports whether id campaigns now, as the leader watch last
-// saw.
-func (s *Sidecar) isCandidate(id string) bool {
-	s.state.mu.Lock()
-	defer s.state.mu.Unlock()
-	return slices.Contains(s.state.candidates, id)
 }
 
 // waitReady holds the lease while the replica may not campaign (unhealthy
@@ -163,7 +133,7 @@ func (s *Sidecar) waitReady(ctx context.Context, cand candidacy) bool {
 		case <-cand.Lost():
 			stop()
 			return false
-		case <-s.health.Changes():
+		case <-s.state.health.Changes():
 		case <-s.controlChanged:
 		case <-s.candidatesChanged:
 		case <-expiry:
@@ -191,7 +161,7 @@ func (s *Sidecar) onNotReady(withdraw func()) (stop func()) {
 			select {
 			case <-done:
 				return
-			case <-s.health.Changes():
+			case <-s.state.health.Changes():
 			case <-s.controlChanged:
 			case <-s.candidatesChanged:
 			}
@@ -203,83 +173,8 @@ func (s *Sidecar) onNotReady(withdraw func()) (stop func()) {
 	}
 }
 
-// serve holds the tenure until it ends and says why, with the request it
-// answers (resign, switchover) if any. While the election is paused no
-// role changes but a forced one: resign and switchover requests are
-// ignored, and so is an unhealthy app.
-func (s *Sidecar) serve(ctx context.Context, ten tenure) (role.Reason, *election.Request) {
-	token := ten.FencingToken()
-	var ignored int64 // the control request last logged as ignored
-	for {
-		c := s.controlState()
-		now := time.Now()
-		resign := s.takeResignRequest(token)
-		if c.Paused {
-			if r := liveRequest(c, now); r != nil && r.Revision != ignored {
-				s.logger.Info("request ignored: the election is paused", "from", r.From, "to", r.To)
-				ignored = r.Revision
-			}
-			if resign {
-				s.logger.Info("POST /resign ignored: the election is paused")
-			}
-		} else {
-			if !s.health.Healthy() {
-				return role.ReasonUnhealthy, nil
-			}
-			if resign {
-				return role.ReasonResigned, nil
-			}
-			if r := c.Resign; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token {
-				return role.ReasonResigned, r
-			}
-			// A switchover waits until the target is next in line: the other
-			// standbys yield, so the target and nobody else takes over.
-			if r := c.Switchover; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token && s.nextCandidate() == r.To {
-				return role.ReasonSwitchover, r
-			}
-		}
-		select {
-		case <-ten.Lost():
-			return lostReason(ten.Err()), nil
-		case <-ctx.Done():
-			return role.ReasonShutdown, nil
-		case <-s.resignRequests:
-		case <-s.health.Changes():
-		case <-s.controlChanged:
-		case <-s.candidatesChanged:
-		}
-	}
-}
-
-// takeResignRequest clears a pending POST /resign and reports whether it
-// was made for the tenure with this fencing token; one made for an earlier
-// tenure is dropped.
-func (s *Sidecar) takeResignRequest(token int64) bool {
-	s.state.mu.Lock()
-	defer s.state.mu.Unlock()
-	pending := s.state.resignFor
-	s.state.resignFor = 0
-	return pending != 0 && pending == token
-}
-
-// liveRequest is the live resign or switchover request, if any.
-func liveRequest(c election.Control, now time.Time) *election.Request {
-	if c.Resign.Live(now) {
-		return c.Resign
-	}
-	if c.Switchover.Live(now) {
-		return c.Switchover
-	}
-	return nil
-}
-
-// nextCandidate is the id second in campaign order: who wins if the
-// leader resigns.
-func (s *Sidecar) nextCandidate() string {
-	s.state.mu.Lock()
-	defer s.state.mu.Unlock()
-	if len(s.state.candidates) < 2 {
-		return ""
-	}
-	return s.state.candidates[1]
+// controlState is the control state as last read.
+func (s *Sidecar) controlState() election.Control {
+	c, _ := s.state.controlRead()
+	return c
 }

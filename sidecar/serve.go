@@ -1,0 +1,83 @@
+package sidecar
+
+import (
+	"context"
+	"time"
+
+	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/role"
+)
+
+// stepDownCause ends a tenure's context when the sidecar ends the tenure
+// itself: a stop, a failed promote, or a reason found while serving. A
+// resign or switchover request it answers goes with it, to be cleared once
+// handled.
+type stepDownCause struct {
+	reason  role.Reason
+	request *election.Request // nil: none
+}
+
+func (c *stepDownCause) Error() string { return "stepping down: " + string(c.reason) }
+
+// StepDownReason is the reason the step-down reports.
+func (c *stepDownCause) StepDownReason() role.Reason { return c.reason }
+
+// stepDownFor is the cause for reason, answering no request.
+func stepDownFor(reason role.Reason) error { return &stepDownCause{reason: reason} }
+
+// serve holds the tenure until tctx ends (the tenure was lost, or the
+// sidecar stops), or until it finds a reason to step down, which it
+// returns as a *stepDownCause. While the election is paused no role
+// changes but a forced one: resign and switchover requests are ignored,
+// and so is an unhealthy app.
+func (s *Sidecar) serve(tctx context.Context, token int64) error {
+	var ignored int64 // the control request last logged as ignored
+	for {
+		c := s.controlState()
+		now := time.Now()
+		resign := s.state.takeResign(token)
+		if c.Paused {
+			if r := liveRequest(c, now); r != nil && r.Revision != ignored {
+				s.logger.Info("request ignored: the election is paused", "from", r.From, "to", r.To)
+				ignored = r.Revision
+			}
+			if resign {
+				s.logger.Info("POST /resign ignored: the election is paused")
+			}
+		} else {
+			if !s.state.appHealthy() {
+				return stepDownFor(role.ReasonUnhealthy)
+			}
+			if resign {
+				return stepDownFor(role.ReasonResigned)
+			}
+			if r := c.Resign; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token {
+				return &stepDownCause{reason: role.ReasonResigned, request: r}
+			}
+			// A switchover waits until the target is next in line: the other
+			// standbys yield, so the target and nobody else takes over.
+			if r := c.Switchover; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token && s.state.nextCandidate() == r.To {
+				return &stepDownCause{reason: role.ReasonSwitchover, request: r}
+			}
+		}
+		select {
+		case <-tctx.Done():
+			return nil
+		case <-s.resignRequests:
+		case <-s.state.health.Changes():
+		case <-s.controlChanged:
+		case <-s.candidatesChanged:
+		}
+	}
+}
+
+// liveRequest is the live resign or switchover request, if any.
+func liveRequest(c election.Control, now time.Time) *election.Request {
+	if c.Resign.Live(now) {
+		return c.Resign
+	}
+	if c.Switchover.Live(now) {
+		return c.Switchover
+	}
+	return nil
+}
