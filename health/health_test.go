@@ -464,8 +464,8 @@ func TestChangesLatestWins(t *testing.T) {
 	waitState(t, s.c, false)
 }
 
-// TestCommandCheck: the first check runs at once, and a flipped answer is
-// seen at the next check, with the command's last output line.
+// TestCommandCheck: a flipped answer is seen at the next check, a failure
+// with the command's exit status and last output line.
 func TestCommandCheck(t *testing.T) {
 	cfg := valid()
 	// SIGTERM comes at Timeout - min(500ms, Timeout/2): leave room for a
@@ -476,7 +476,7 @@ func TestCommandCheck(t *testing.T) {
 	c, clk := newTicked(app.config(), discard())
 	run(t, c)
 
-	waitState(t, c, true)
+	tickUntil(t, c, clk, true)
 	if last := c.Last(); !last.OK || last.Err != "" {
 		t.Errorf("Last() = %+v after a passing check", last)
 	}
@@ -498,7 +498,7 @@ func TestURLCheck(t *testing.T) {
 	c, clk := newTicked(app.config(), discard())
 	run(t, c)
 
-	waitState(t, c, true) // 204
+	tickUntil(t, c, clk, true) // 204
 	app.set(fail)
 	tickUntil(t, c, clk, false) // 500
 	if last := c.Last(); !strings.Contains(last.Err, "500 Internal Server Error") {
