@@ -48,10 +48,7 @@ type Checker struct {
 	logged  bool       // the current state has been logged; false only before the first one is settled
 	last    Result     // the last check done
 
-	// pace, when set (by tests), replaces the ticker: Run calls it before
-	// each check with the number of checks done so far, and stops when it
-	// returns false.
-	pace func(ctx context.Context, done int) bool
+	clock clock // paces the checks and times them; realClock but in tests
 }
 
 // NewChecker returns a Checker for cfg. cfg must be valid (see
@@ -70,6 +67,7 @@ func NewChecker(cfg Config, logger *slog.Logger) *Checker {
 		changes: make(chan bool, 1),
 		healthy: !cfg.Enabled(),
 		logged:  !cfg.Enabled(),
+		clock:   realClock{},
 	}
 	switch {
 	case cfg.Command != "":
@@ -101,24 +99,21 @@ func (c *Checker) Run(ctx context.Context) {
 
 	// A ticker keeps the checks' starts Interval apart; as Timeout <=
 	// Interval they do not overlap (a tick missed by a slow check is dropped).
-	tick := time.NewTicker(c.cfg.Interval)
+	tick := c.clock.NewTicker(c.cfg.Interval)
 	defer tick.Stop()
-	for done := 0; c.due(ctx, done, tick.C); done++ {
-		start := time.Now()
+	for done := 0; c.due(ctx, done, tick.C()); done++ {
+		start := c.clock.Now()
 		err := c.probe.check(ctx)
 		if ctx.Err() != nil {
 			return // cut short by shutdown: says nothing about the app
 		}
-		c.record(start, time.Since(start), err)
+		c.record(start, c.clock.Now().Sub(start), err)
 	}
 }
 
 // due waits until check number done+1 is due: the first at once, the others
 // at the next tick. It reports false when ctx has ended.
 func (c *Checker) due(ctx context.Context, done int, tick <-chan time.Time) bool {
-	if c.pace != nil {
-		return c.pace(ctx, done) && ctx.Err() == nil
-	}
 	if done == 0 {
 		return ctx.Err() == nil
 	}

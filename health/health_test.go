@@ -296,16 +296,16 @@ func backends(t *testing.T, cfg Config, f func(t *testing.T, app backend)) {
 	t.Run("url", func(t *testing.T) { f(t, newURLApp(t, cfg)) })
 }
 
-// stepper runs a Checker one check at a time: between checks Run waits
-// for the test, which asserts the state in between without racing the next
-// check. The checks are real (command or HTTP); only the ticker is replaced.
+// stepper runs a Checker one check at a time: the test sets the answer,
+// lets exactly one check run, and asserts the state before the next. The
+// checks are real (command or HTTP); only the clock is ticked by hand.
 type stepper struct {
-	t       *testing.T
-	c       *Checker
-	app     backend
-	waiting chan int      // Run is ready for the next check; the count done so far
-	permit  chan struct{} // the test lets the next check run
-	checks  int
+	t      *testing.T
+	c      *Checker
+	clock  *manualClock
+	app    backend
+	stop   func() // stops Run and waits for it; set by the first step
+	checks int
 }
 
 func startStepped(t *testing.T, app backend, logger *slog.Logger) *stepper {
@@ -313,57 +313,43 @@ func startStepped(t *testing.T, app backend, logger *slog.Logger) *stepper {
 	if logger == nil {
 		logger = discard()
 	}
-	s := &stepper{t: t, c: NewChecker(app.config(), logger), app: app, waiting: make(chan int), permit: make(chan struct{})}
-	s.c.pace = func(ctx context.Context, done int) bool {
-		select {
-		case s.waiting <- done:
-		case <-ctx.Done():
-			return false
-		}
-		select {
-		case <-s.permit:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	run(t, s.c)
-	s.awaitReady()
-	return s
-}
-
-// awaitReady waits until Run is ready for the next check.
-func (s *stepper) awaitReady() {
-	s.t.Helper()
-	select {
-	case done := <-s.waiting:
-		if done != s.checks {
-			s.t.Fatalf("Run has done %d checks, want %d", done, s.checks)
-		}
-	case <-time.After(within):
-		s.t.Fatalf("Run not ready for check %d within %s", s.checks+1, within)
-	}
+	c, clk := newTicked(app.config(), logger)
+	return &stepper{t: t, c: c, clock: clk, app: app}
 }
 
 // step runs one check that meets ans, and waits until it has been recorded.
 func (s *stepper) step(ans answer) Result {
 	s.t.Helper()
 	s.app.set(ans)
-	select {
-	case s.permit <- struct{}{}:
-	case <-time.After(within):
-		s.t.Fatalf("Run did not take check %d within %s", s.checks+1, within)
+	if s.checks == 0 {
+		s.stop = run(s.t, s.c) // the first check runs at once
+	} else {
+		s.clock.tick(s.t)
 	}
 	s.checks++
-	s.awaitReady()
+	last := s.awaitRecorded()
 	if got := s.app.hits(); got != s.checks {
 		s.t.Fatalf("the app saw %d checks, want %d", got, s.checks)
 	}
-	last := s.c.Last()
-	if last.Checks != s.checks {
-		s.t.Fatalf("Last().Checks = %d, want %d", last.Checks, s.checks)
-	}
 	return last
+}
+
+// awaitRecorded polls Last until the current check has been recorded.
+func (s *stepper) awaitRecorded() Result {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		last := s.c.Last()
+		switch {
+		case last.Checks == s.checks:
+			return last
+		case last.Checks > s.checks:
+			s.t.Fatalf("Run has done %d checks, want %d", last.Checks, s.checks)
+		case time.Now().After(deadline):
+			s.t.Fatalf("check %d not recorded within %s", s.checks, within)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestThresholds(t *testing.T) {
@@ -391,7 +377,7 @@ func TestThresholds(t *testing.T) {
 				t.Fatalf("bad case: in %q and want %q differ in length", tt.in, tt.want)
 			}
 			cfg := valid()
-			// The stepper paces the checks, so the interval is not waited
+			// The stepper ticks the clock, so the interval is not waited
 			// for; a generous timeout keeps a slow machine from failing
 			// a check that should pass.
 			cfg.Interval, cfg.Timeout = 5*time.Second, 5*time.Second
@@ -478,8 +464,8 @@ func TestChangesLatestWins(t *testing.T) {
 	waitState(t, s.c, false)
 }
 
-// TestCommandCheck runs on the real ticker: the first check at once, and a
-// flipped answer is seen within an interval or so.
+// TestCommandCheck: a flipped answer is seen at the next check, a failure
+// with the command's exit status and last output line.
 func TestCommandCheck(t *testing.T) {
 	cfg := valid()
 	// SIGTERM comes at Timeout - min(500ms, Timeout/2): leave room for a
@@ -487,21 +473,21 @@ func TestCommandCheck(t *testing.T) {
 	cfg.Interval, cfg.Timeout = 200*time.Millisecond, 200*time.Millisecond
 	cfg.Failures, cfg.Successes = 1, 1
 	app := newCmdApp(t, cfg)
-	c := NewChecker(app.config(), discard())
+	c, clk := newTicked(app.config(), discard())
 	run(t, c)
 
-	waitState(t, c, true)
+	tickUntil(t, c, clk, true)
 	if last := c.Last(); !last.OK || last.Err != "" {
 		t.Errorf("Last() = %+v after a passing check", last)
 	}
 	app.set(fail)
-	waitState(t, c, false)
+	tickUntil(t, c, clk, false)
 	last := c.Last()
 	if !strings.Contains(last.Err, "exit status 1") || !strings.Contains(last.Err, "app says no") {
 		t.Errorf("Last().Err = %q, want the exit status and the last output line", last.Err)
 	}
 	app.set(pass)
-	waitState(t, c, true)
+	tickUntil(t, c, clk, true)
 }
 
 func TestURLCheck(t *testing.T) {
@@ -509,19 +495,19 @@ func TestURLCheck(t *testing.T) {
 	cfg.Interval, cfg.Timeout = 100*time.Millisecond, 100*time.Millisecond
 	cfg.Failures, cfg.Successes = 1, 1
 	app := newURLApp(t, cfg)
-	c := NewChecker(app.config(), discard())
+	c, clk := newTicked(app.config(), discard())
 	run(t, c)
 
-	waitState(t, c, true) // 204
+	tickUntil(t, c, clk, true) // 204
 	app.set(fail)
-	waitState(t, c, false) // 500
+	tickUntil(t, c, clk, false) // 500
 	if last := c.Last(); !strings.Contains(last.Err, "500 Internal Server Error") {
 		t.Errorf("Last().Err = %q, want the status", last.Err)
 	}
 	app.set(pass)
-	waitState(t, c, true)
+	tickUntil(t, c, clk, true)
 	app.set(hang)
-	waitState(t, c, false) // timed out
+	tickUntil(t, c, clk, false) // timed out, on the real clock
 	last := c.Last()
 	if !strings.Contains(last.Err, "Timeout") && !strings.Contains(last.Err, "deadline exceeded") {
 		t.Errorf("Last().Err = %q, want a timeout", last.Err)
@@ -536,9 +522,14 @@ func TestURLCheck(t *testing.T) {
 // would notice otherwise).
 func TestCheckTimeout(t *testing.T) {
 	cfg := valid()
-	cfg.Interval, cfg.Timeout = 500*time.Millisecond, 500*time.Millisecond
 	cfg.Failures, cfg.Successes = 1, 1
-	backends(t, cfg, func(t *testing.T, app backend) {
+	// A command needs room for a shell's start before its SIGTERM at
+	// Timeout/2; an HTTP request on loopback does not.
+	cmdCfg, urlCfg := cfg, cfg
+	cmdCfg.Interval, cmdCfg.Timeout = 500*time.Millisecond, 500*time.Millisecond
+	urlCfg.Interval, urlCfg.Timeout = 200*time.Millisecond, 200*time.Millisecond
+	test := func(t *testing.T, app backend) {
+		cfg := app.config()
 		s := startStepped(t, app, nil)
 		s.step(pass)
 		waitState(t, s.c, true)
@@ -554,7 +545,9 @@ func TestCheckTimeout(t *testing.T) {
 		if !strings.Contains(last.Err, "timed out") && !strings.Contains(last.Err, "Timeout") {
 			t.Errorf("Last().Err = %q, want a timeout", last.Err)
 		}
-	})
+	}
+	t.Run("cmd", func(t *testing.T) { test(t, newCmdApp(t, cmdCfg)) })
+	t.Run("url", func(t *testing.T) { test(t, newURLApp(t, urlCfg)) })
 }
 
 // TestRunReturnsWhileCommandHangs: cancelling Run while a command check
@@ -647,6 +640,7 @@ func TestLogsTransitionsOnce(t *testing.T) {
 				s.step(fail)
 			}
 		}
+		s.stop() // the last check's lines are logged once Run has returned
 		// Above debug: the start, the unhealthy state once settled at
 		// start, then each transition once. Per-check lines (the checker's
 		// and the hook runner's) are debug.

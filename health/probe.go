@@ -37,7 +37,8 @@ func (p *commandProbe) check(ctx context.Context) error {
 		Name:    "health",
 		Command: p.command,
 		Timeout: p.timeout,
-		Logger:  slog.New(&debugHandler{inner: p.log.Handler(), out: out}),
+		Logger:  slog.New(&debugHandler{inner: p.log.Handler()}),
+		Output:  out.set,
 	}
 	// A check is not a hook: its LEADERD_* variables are set, but empty.
 	res := r.Run(ctx, hooks.Env{})
@@ -54,42 +55,30 @@ func (p *commandProbe) close() {}
 
 // debugHandler passes the hook runner's records on at debug level: a check
 // runs every Interval, and the Checker itself logs what matters, the
-// transitions. It also keeps the last output line, which usually says why a
-// check failed.
+// transitions.
 type debugHandler struct {
 	inner slog.Handler
-	out   *lastLine
 }
 
-func (h *debugHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *debugHandler) Enabled(ctx context.Context, _ slog.Level) bool {
+	return h.inner.Enabled(ctx, slog.LevelDebug)
+}
 
 func (h *debugHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "hook output" { // hooks.Runner's message for each output line
-		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "line" {
-				h.out.set(a.Value.String())
-				return false
-			}
-			return true
-		})
-	}
-	if !h.inner.Enabled(ctx, slog.LevelDebug) {
-		return nil
-	}
 	r.Level = slog.LevelDebug
 	return h.inner.Handle(ctx, r)
 }
 
 func (h *debugHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &debugHandler{inner: h.inner.WithAttrs(attrs), out: h.out}
+	return &debugHandler{inner: h.inner.WithAttrs(attrs)}
 }
 
 func (h *debugHandler) WithGroup(name string) slog.Handler {
-	return &debugHandler{inner: h.inner.WithGroup(name), out: h.out}
+	return &debugHandler{inner: h.inner.WithGroup(name)}
 }
 
-// lastLine is the last non-blank output line of one check. The runner logs
-// stdout and stderr from two goroutines.
+// lastLine is the last non-empty output line of one check, which usually
+// says why it failed. The runner reads stdout and stderr on two goroutines.
 type lastLine struct {
 	mu   sync.Mutex
 	line string

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -9,11 +10,21 @@ import (
 // TestCanceledRunIsNotLoggedAsAnError: a run its caller cancels (a moot
 // leader-change hook, a lost tenure's promote) ends at WARN, not ERROR.
 func TestCanceledRunIsNotLoggedAsAnError(t *testing.T) {
+	dir := t.TempDir()
 	log, buf := jsonLogger()
-	r := &Runner{Name: "leader-change", Command: "sleep 30", Timeout: time.Minute, Logger: log}
+	r := &Runner{Name: "leader-change", Command: "echo $$ > started; exec sleep 30", Timeout: time.Minute, Dir: dir, Logger: log}
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
-	res := runBounded(t, ctx, r, testEnv(), 10*time.Second)
+	defer cancel()
+	ch := make(chan Result, 1)
+	go func() { ch <- r.Run(ctx, testEnv()) }()
+	readPID(t, filepath.Join(dir, "started")) // canceled while it runs
+	cancel()
+	var res Result
+	select {
+	case res = <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
 	if !res.Canceled {
 		t.Fatalf("result %+v, want canceled", res)
 	}

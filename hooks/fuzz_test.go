@@ -63,13 +63,14 @@ func (c chunkReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// FuzzLogLines: hook output is logged one record per line, as written:
-// joined with newlines, the logged lines give back the output, except
-// that a trailing "\r" is dropped from each line (CRLF output) and a line
-// longer than MaxLineBytes keeps only its first MaxLineBytes bytes and is
-// marked truncated. No logged line holds a newline or exceeds the limit,
-// however the output arrives (chunk) and however long a line is (long
-// inserts a line of up to twice the limit).
+// FuzzLogLines: hook output is logged one record per line, as written
+// (and Runner.Output is given the same lines): joined with newlines, the
+// logged lines give back the output, except that a trailing "\r" is
+// dropped from each line (CRLF output) and a line longer than MaxLineBytes
+// keeps only its first MaxLineBytes bytes and is marked truncated. No
+// logged line holds a newline or exceeds the limit, however the output
+// arrives (chunk) and however long a line is (long inserts a line of up to
+// twice the limit).
 func FuzzLogLines(f *testing.F) {
 	f.Add([]byte("hello\nworld\n"), uint16(0), uint8(255))
 	f.Add([]byte("no newline at the end"), uint16(0), uint8(0))
@@ -95,7 +96,9 @@ func FuzzLogLines(f *testing.F) {
 			input = append(append(append([]byte(nil), data[:mid]...), bytes.Repeat([]byte{'y'}, 2*int(long))...), data[mid:]...)
 		}
 		c := &lineCollector{}
-		logLines(slog.New(c), "promote", "stderr", slog.LevelWarn, chunkReader{bytes.NewReader(input), int(chunk) + 1})
+		var given []string // what Runner.Output would get
+		readLines(slog.New(c), "promote", "stderr", slog.LevelWarn, chunkReader{bytes.NewReader(input), int(chunk) + 1},
+			func(line string) { given = append(given, line) })
 
 		// What should be logged: one record per line; a last line
 		// without a newline counts, an empty remainder does not.
@@ -126,7 +129,13 @@ func FuzzLogLines(f *testing.F) {
 			if want := strings.TrimSuffix(seg, "\r"); l.line != want {
 				t.Fatalf("line %d logged as %q (%d bytes), want %q (%d bytes)", i, abbreviate(l.line), len(l.line), abbreviate(want), len(want))
 			}
+			if i >= len(given) || given[i] != l.line {
+				t.Fatalf("line %d logged as %q but given to Output as %q", i, abbreviate(l.line), abbreviate(strings.Join(given[i:min(i+1, len(given))], "")))
+			}
 			truncatedAny = truncatedAny || l.truncated
+		}
+		if len(given) != len(c.lines) {
+			t.Fatalf("%d lines given to Output, %d logged", len(given), len(c.lines))
 		}
 		// Without truncation or carriage returns, the lines are the output.
 		if !truncatedAny && !bytes.Contains(input, []byte("\r")) {

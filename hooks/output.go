@@ -10,22 +10,24 @@ import (
 	"time"
 )
 
-// outputLogger logs a hook's stdout and stderr line by line as they arrive.
-type outputLogger struct {
+// outputReader logs a hook's stdout and stderr line by line as they arrive,
+// and hands each line to the Runner's Output.
+type outputReader struct {
 	files []*os.File
 	done  chan struct{} // closed when every stream has been read to its end
 }
 
-// logOutput starts one reader per stream. The caller must call stop.
-func (p *process) logOutput(log *slog.Logger, hook string) *outputLogger {
-	o := &outputLogger{files: []*os.File{p.stdout, p.stderr}, done: make(chan struct{})}
+// readOutput starts one reader per stream; output may be nil. The caller
+// must call stop.
+func (p *process) readOutput(log *slog.Logger, hook string, output func(line string)) *outputReader {
+	o := &outputReader{files: []*os.File{p.stdout, p.stderr}, done: make(chan struct{})}
 	streamDone := make(chan struct{}, 2)
 	go func() {
-		logLines(log, hook, "stdout", slog.LevelInfo, p.stdout)
+		readLines(log, hook, "stdout", slog.LevelInfo, p.stdout, output)
 		streamDone <- struct{}{}
 	}()
 	go func() {
-		logLines(log, hook, "stderr", slog.LevelWarn, p.stderr)
+		readLines(log, hook, "stderr", slog.LevelWarn, p.stderr, output)
 		streamDone <- struct{}{}
 	}()
 	go func() {
@@ -39,7 +41,7 @@ func (p *process) logOutput(log *slog.Logger, hook string) *outputLogger {
 // stop waits up to d for both streams to reach EOF, then closes the read
 // ends (which ends the readers at once) and waits for the readers. It reports
 // whether the streams ended by themselves.
-func (o *outputLogger) stop(d time.Duration) bool {
+func (o *outputReader) stop(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	drained := true
@@ -55,17 +57,21 @@ func (o *outputLogger) stop(d time.Duration) bool {
 	return drained
 }
 
-// logLines logs each line of r; a line longer than MaxLineBytes is logged
-// truncated (truncated=true) and the rest of it dropped.
-func logLines(log *slog.Logger, hook, stream string, level slog.Level, r io.Reader) {
+// readLines logs each line of r and hands it to output (when not nil); a
+// line longer than MaxLineBytes is cut there (logged with truncated=true)
+// and the rest of it dropped.
+func readLines(log *slog.Logger, hook, stream string, level slog.Level, r io.Reader, output func(line string)) {
 	br := bufio.NewReaderSize(r, MaxLineBytes)
-	emit := func(line []byte, truncated bool) {
-		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
-		attrs := []slog.Attr{slog.String("hook", hook), slog.String("stream", stream), slog.String("line", string(line))}
+	emit := func(raw []byte, truncated bool) {
+		line := string(bytes.TrimSuffix(bytes.TrimSuffix(raw, []byte("\n")), []byte("\r")))
+		attrs := []slog.Attr{slog.String("hook", hook), slog.String("stream", stream), slog.String("line", line)}
 		if truncated {
 			attrs = append(attrs, slog.Bool("truncated", true))
 		}
 		log.LogAttrs(context.Background(), level, "hook output", attrs...)
+		if output != nil {
+			output(line)
+		}
 	}
 	skipping := false // dropping the rest of an over-long line
 	for {

@@ -48,6 +48,13 @@ type Runner struct {
 	Timeout time.Duration // the whole process group has ended by Timeout after start; must be > 0
 	Logger  *slog.Logger  // nil = discard
 	Dir     string        // working dir, optional ("" = leaderd's)
+
+	// Output, when set, is also given each output line as it is logged:
+	// without its line ending, at most MaxLineBytes. stdout and stderr are
+	// read by two goroutines, so it must be safe for concurrent use, and
+	// return promptly (reading waits for it). Every call has returned by the
+	// time Run returns.
+	Output func(line string)
 }
 
 // Run runs the command in its own process group with env's LEADERD_*
@@ -110,7 +117,7 @@ func (r *Runner) Run(ctx context.Context, env Env) Result {
 	defer p.disarm()
 
 	log.Info("hook started", "hook", r.Name, "reason", env.Reason, "pid", p.pid)
-	lines := p.logOutput(log, r.Name)
+	lines := p.readOutput(log, r.Name, r.Output)
 
 	// The shell is reaped only after the timers are disarmed: until then it
 	// stays a zombie, so its process group id cannot be reused under a

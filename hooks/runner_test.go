@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -515,11 +516,27 @@ func TestRunCanceled(t *testing.T) {
 
 func TestRunLogsOutputLines(t *testing.T) {
 	log, buf := jsonLogger()
-	r := &Runner{Name: "promote", Command: "echo one; echo two; echo oops >&2; printf 'last\\r\\n'; printf 'unterminated'", Timeout: 10 * time.Second, Logger: log}
+	var (
+		mu    sync.Mutex
+		given []string // by Output, from both streams' readers
+	)
+	output := func(line string) {
+		mu.Lock()
+		defer mu.Unlock()
+		given = append(given, line)
+	}
+	r := &Runner{Name: "promote", Command: "echo one; echo two; echo oops >&2; printf 'last\\r\\n'; printf 'unterminated'", Timeout: 10 * time.Second, Logger: log, Output: output}
 	res := runBounded(t, t.Context(), r, testEnv(), 15*time.Second)
 	if !res.OK() {
 		t.Fatalf("Run: %v", res.Err)
 	}
+	// Every Output call has returned with Run; the order across streams is not fixed.
+	mu.Lock()
+	slices.Sort(given)
+	if want := []string{"last", "one", "oops", "two", "unterminated"}; !slices.Equal(given, want) {
+		t.Errorf("Output was given %q, want %q in any order", given, want)
+	}
+	mu.Unlock()
 	got := outputLines(t, buf)
 	want := []string{
 		"INFO stdout promote one",
