@@ -54,14 +54,12 @@ func TestTLSClientCertificate(t *testing.T) {
 		t.Errorf("good: %d failed grants, last %q", n, good.last())
 	}
 
-	for id, f := range bad {
-		t.Run(id, func(t *testing.T) {
-			msg := assertKeepsRetrying(t, c, id, f)
-			// What the operator reads in /status must point at TLS.
-			if !mentionsTLS(msg) {
-				t.Fatalf("/status says %q: nothing about TLS", msg)
-			}
-		})
+	// One window watches all three, which retry side by side.
+	for id, msg := range assertKeepRetrying(t, c, bad) {
+		// What the operator reads in /status must point at TLS.
+		if !mentionsTLS(msg) {
+			t.Errorf("%s: /status says %q: nothing about TLS", id, msg)
+		}
 	}
 }
 
@@ -89,7 +87,7 @@ func TestUserAuth(t *testing.T) {
 		t.Errorf("good: %d failed grants, last %q", n, good.last())
 	}
 
-	msg := assertKeepsRetrying(t, c, "bad-password", bad)
+	msg := assertKeepRetrying(t, c, map[string]*grantFailures{"bad-password": bad})["bad-password"]
 	if !strings.Contains(msg, "authentication failed") {
 		t.Errorf("bad-password: /status etcd error %q does not say authentication failed", msg)
 	}
@@ -124,35 +122,44 @@ func TestUserAuthEtcdDownAtStart(t *testing.T) {
 	}
 }
 
-// assertKeepsRetrying checks that replica id fails to get a lease at least
-// twice, stays a standby that is not reachable and still running through a
-// window after that, and returns its /status etcd error.
-func assertKeepsRetrying(t *testing.T, c *cluster, id string, f *grantFailures) string {
+// assertKeepRetrying checks that each replica (by id) fails to get a lease
+// at least twice, then stays a standby that is not reachable and still
+// running through one window shared by all, and returns each one's
+// /status etcd error.
+func assertKeepRetrying(t *testing.T, c *cluster, failures map[string]*grantFailures) map[string]string {
 	t.Helper()
-	r := c.replica(id)
-	f.waitAtLeast(t, r, 2)
+	for id, f := range failures {
+		f.waitAtLeast(t, c.replica(id), 2)
+	}
 	deadline := time.Now().Add(retryWindow)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	var st Status
+	msgs := map[string]string{}
 	for time.Now().Before(deadline) {
-		st = r.sc.Status()
-		if st.Role != role.Standby || st.Etcd.Reachable || st.Etcd.Error == "" || st.Lease != nil || !st.Healthy {
-			t.Fatalf("%s: status %+v, want a healthy standby without a lease, etcd unreachable with an error", id, st)
+		for id := range failures {
+			r := c.replica(id)
+			st := r.sc.Status()
+			if st.Role != role.Standby || st.Etcd.Reachable || st.Etcd.Error == "" || st.Lease != nil || !st.Healthy {
+				t.Fatalf("%s: status %+v, want a healthy standby without a lease, etcd unreachable with an error", id, st)
+			}
+			msgs[id] = st.Etcd.Error
+			select {
+			case err := <-r.done:
+				r.done <- err
+				t.Fatalf("%s: Run returned %v while it should keep retrying", id, err)
+			default:
+			}
 		}
-		select {
-		case err := <-r.done:
-			r.done <- err
-			t.Fatalf("%s: Run returned %v while it should keep retrying", id, err)
-		case <-tick.C:
-		}
+		<-tick.C
 	}
 	evs, _ := c.tl.snapshot()
-	if i := match(0, event{ID: id, Hook: "promote"})(evs); i >= 0 {
-		t.Fatalf("%s promoted:\n%s", id, formatEvents(evs))
+	for id, f := range failures {
+		if i := match(0, event{ID: id, Hook: "promote"})(evs); i >= 0 {
+			t.Fatalf("%s promoted:\n%s", id, formatEvents(evs))
+		}
+		t.Logf("%s: %d failed grants; /status etcd error: %s", id, f.count(), msgs[id])
 	}
-	t.Logf("%s: %d failed grants; /status etcd error: %s", id, f.count(), st.Etcd.Error)
-	return st.Etcd.Error
+	return msgs
 }
 
 // mentionsTLS reports whether an error text tells an operator that TLS or a
