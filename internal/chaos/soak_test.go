@@ -281,11 +281,11 @@ func TestSoakShortRealChurn(t *testing.T) {
 		Options: Options{Seed: 7, Replicas: 3, TTL: 2 * time.Second, DemoteTimeout: 500 * time.Millisecond,
 			PromoteTimeout: 2 * time.Second, Binary: bin, Dir: t.TempDir(),
 			Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))},
-		Duration:      25 * time.Second,
-		SwitchoverMin: 2 * time.Second, SwitchoverMax: 2 * time.Second,
-		KillEvery: 13 * time.Second, // one, at 13s: the next would fall after the end
-		FlapEvery: 16 * time.Second, FlapMin: time.Second, FlapMax: time.Second,
-		SampleEvery: 2 * time.Second,
+		Duration:      15 * time.Second,
+		SwitchoverMin: 1500 * time.Millisecond, SwitchoverMax: 1500 * time.Millisecond,
+		KillEvery: 8 * time.Second, // one, at 8s: the next would fall after the end
+		FlapEvery: 9 * time.Second, FlapMin: time.Second, FlapMax: time.Second,
+		SampleEvery: time.Second,
 	}
 	start := time.Now()
 	res, err := Soak(ctx, so)
@@ -299,7 +299,7 @@ func TestSoakShortRealChurn(t *testing.T) {
 		t.Errorf("%d SIGKILLs, want at least 1", n)
 	}
 	if n := res.Count(SoakSwitchover); n < 4 {
-		t.Errorf("%d switchovers in 25s at one every 2s (plus settling), want at least 4", n)
+		t.Errorf("%d switchovers in 15s at one every 1.5s (plus settling), want at least 4", n)
 	}
 	// Every process that ran two sampling periods was sampled, with all
 	// three figures.
