@@ -416,3 +416,26 @@ func TestMachineYieldEndsWhenTheTargetLeaves(t *testing.T) {
 	wake(m.sc.candidatesChanged)
 	m.calls.waitFor(t, "campaign", 2)
 }
+
+// A replica that withdraws from the election (a pause) revokes its own
+// lease. That is no lease loss: on resume it campaigns again at once,
+// without the back-off a lease lost soon after its grant earns.
+func TestMachineOwnRevokeIsNoLeaseLoss(t *testing.T) {
+	logs := newLogRecorder()
+	m := startMachine(t, func(m *machine) {
+		m.el.control = make(chan election.Control)
+		m.logs = logs
+	})
+	m.el.control <- election.Control{}
+	m.candidacy(t)
+	m.calls.waitFor(t, "campaign", 1)
+	m.el.control <- election.Control{Paused: true}
+	m.calls.waitFor(t, "close", 1)
+	m.candidacy(t)
+	m.el.control <- election.Control{}
+	m.calls.waitFor(t, "campaign", 2)
+	if n := logs.count("waiting before campaigning again", slog.LevelInfo); n != 0 {
+		recs, _ := logs.snapshot()
+		t.Fatalf("backed off after its own revoke:\n%s", formatRecords(recs))
+	}
+}

@@ -89,8 +89,10 @@ func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (out ter
 	granted := time.Now()
 	defer func() {
 		// A lease lost within a TTL of its grant (something revokes leases,
-		// etcd flaps) must not cycle grants as fast as etcd answers.
-		if cand.Err() != nil && time.Since(granted) < s.cfg.TTL {
+		// etcd flaps) must not cycle grants as fast as etcd answers. Our
+		// own revoke (ErrLeaseClosed) is no loss; a loss before it stays
+		// the lease's error.
+		if err := cand.Err(); err != nil && !errors.Is(err, election.ErrLeaseClosed) && time.Since(granted) < s.cfg.TTL {
 			out.backOff = true
 		}
 		// Without a lease until the next grant.

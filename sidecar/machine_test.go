@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,6 +196,7 @@ type fakeCandidacy struct {
 	calls    *calls
 	lost     chan struct{}
 	lostOnce sync.Once
+	closed   atomic.Bool // Close was called: the lease's error is ErrLeaseClosed, as a real lease's
 	win      chan *fakeTenure
 	deadline time.Time
 }
@@ -209,8 +211,11 @@ func (c *fakeCandidacy) Err() error {
 	case <-c.lost:
 		return election.ErrLeaseNotFound
 	default:
-		return nil
 	}
+	if c.closed.Load() {
+		return election.ErrLeaseClosed
+	}
+	return nil
 }
 
 func (c *fakeCandidacy) Campaign(ctx context.Context, value string) (tenure, error) {
@@ -230,6 +235,7 @@ func (c *fakeCandidacy) Revoke(ctx context.Context) error { return nil }
 func (c *fakeCandidacy) Abandon() { c.calls.add("abandon") }
 
 func (c *fakeCandidacy) Close(ctx context.Context) error {
+	c.closed.Store(true)
 	c.calls.add("close")
 	return nil
 }
