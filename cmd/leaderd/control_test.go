@@ -129,8 +129,21 @@ func TestControlUnreachable(t *testing.T) {
 	}
 	endpoint := "http://" + ln.Addr().String()
 	ln.Close()
-	for _, args := range [][]string{{"pause"}, {"resume"}, {"resign"}, {"switchover", "--to", "b"}} {
-		r := invokeBounded(t, 20*time.Second, nil, append(args, "--endpoints", endpoint, "--election", "web")...)
+	// The four wait out their call timeouts side by side.
+	cmds := [][]string{{"pause"}, {"resume"}, {"resign"}, {"switchover", "--to", "b"}}
+	results := make([]chan result, len(cmds))
+	for i, args := range cmds {
+		results[i] = make(chan result, 1)
+		go func() { results[i] <- invoke(nil, append(args, "--endpoints", endpoint, "--election", "web")...) }()
+	}
+	bound := time.After(20 * time.Second)
+	for i, args := range cmds {
+		var r result
+		select {
+		case r = <-results[i]:
+		case <-bound:
+			t.Fatalf("leaderd %s did not return within 20s", args[0])
+		}
 		if r.code != exitError || r.stdout != "" {
 			t.Errorf("%s: exit %d, stdout %q; want %d and nothing", args[0], r.code, r.stdout, exitError)
 		}
