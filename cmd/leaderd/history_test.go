@@ -178,6 +178,7 @@ func TestHistory(t *testing.T) {
 }
 
 func TestHistoryUnreachable(t *testing.T) {
+	t.Parallel() // it waits out timeouts; nothing shared
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -194,6 +194,7 @@ func TestStatus(t *testing.T) {
 }
 
 func TestStatusUnreachable(t *testing.T) {
+	t.Parallel() // it waits out timeouts; nothing shared
 	// A loopback port where nothing listens: take a free one and close it.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -534,6 +535,7 @@ func TestStatusWatchEtcdRestart(t *testing.T) {
 }
 
 func TestStatusWatchUnreachable(t *testing.T) {
+	t.Parallel() // it waits out timeouts; nothing shared
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
