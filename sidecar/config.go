@@ -103,7 +103,7 @@ func DefaultConfig() Config {
 	}
 }
 
-// Timing derived from the TTL. See DESIGN.md, "Safety: the lease guard".
+// Timing derived from the TTL. See docs/design.md, "The lease guard".
 const (
 	defaultTTL           = 15 * time.Second
 	defaultDemoteTimeout = 5 * time.Second

@@ -152,7 +152,7 @@ func TestDefaultConfig(t *testing.T) {
 		t.Fatalf("DefaultConfig() with an election: Validate() = %v", err)
 	}
 
-	// The documented defaults (DESIGN.md, the run flag table).
+	// The documented defaults (README.md, "Flags").
 	if got, want := strings.Join(c.Endpoints, ","), "http://127.0.0.1:2379"; got != want {
 		t.Errorf("Endpoints = %q, want %q", got, want)
 	}
