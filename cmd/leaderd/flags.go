@@ -11,17 +11,11 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/leaderd/leaderd/sidecar"
 )
 
 // envPrefix starts every environment twin of a flag: --on-promote is
 // LEADERD_ON_PROMOTE.
 const envPrefix = "LEADERD_"
-
-// passwordEnv holds the etcd password. There is no --password flag, so the
-// password never shows in ps output or shell history.
-const passwordEnv = "LEADERD_PASSWORD"
 
 // lookupEnv is os.LookupEnv, injected so tests do not depend on (or change)
 // the process environment.
@@ -54,17 +48,11 @@ type boundFlag struct {
 	value   string
 	source  source
 	isBool  bool // a switch: --name alone sets it; the env twin takes true/false
+	envOnly bool // no flag, only the variable (the etcd password)
 }
 
 // IsBoolFlag lets the flag package accept a switch without a value.
 func (f *boundFlag) IsBoolFlag() bool { return f.isBool }
-
-// switchFlag registers an on/off flag with its environment twin.
-func (s *flagSet) switchFlag(name, usage string) *boundFlag {
-	f := s.str(name, "", "false", "false", usage)
-	f.isBool = true
-	return f
-}
 
 // on parses a switch's value.
 func (f *boundFlag) on() (bool, error) {
@@ -153,8 +141,15 @@ func (s *flagSet) str(name, arg, def, defText, usage string) *boundFlag {
 	if defText == "" {
 		defText = def
 	}
-	f := &boundFlag{name: name, env: envName(name), arg: arg, usage: usage, defText: defText, value: def}
-	s.fs.Var(f, name, usage)
+	return s.add(&boundFlag{name: name, env: envName(name), arg: arg, usage: usage, defText: defText, value: def})
+}
+
+// add registers f: on the command line unless it is envOnly, and in the
+// environment.
+func (s *flagSet) add(f *boundFlag) *boundFlag {
+	if !f.envOnly {
+		s.fs.Var(f, f.name, f.usage)
+	}
 	s.flags = append(s.flags, f)
 	return f
 }
@@ -231,6 +226,9 @@ func (s *flagSet) usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: leaderd %s %s\n\n%s\n\nFlags (each can also come from the $LEADERD_ variable shown; a flag wins):\n", s.cmd, s.synopsis, s.about)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, f := range s.flags {
+		if f.envOnly { // a note says how to set it
+			continue
+		}
 		fmt.Fprintf(tw, "  --%s\t%s\n", strings.TrimSpace(f.name+" "+f.arg), f.usage)
 		switch {
 		case len(f.defText) > maxInlineDefault: // a rule: a line of its own
@@ -249,74 +247,6 @@ func (s *flagSet) usage(w io.Writer) {
 	for _, n := range s.notes {
 		fmt.Fprintf(w, "\n%s\n", n)
 	}
-}
-
-// connFlags are the flags that say how to reach etcd and which election to
-// look at. run and status share them.
-type connFlags struct {
-	endpoints, election, prefix         *boundFlag
-	cacert, cert, key, user, passwdFile *boundFlag
-	env                                 lookupEnv
-}
-
-func bindElection(s *flagSet, def sidecar.Config) connFlags {
-	return connFlags{
-		endpoints: s.str("endpoints", "URLS", strings.Join(def.Endpoints, ","), "", "etcd endpoints, comma-separated"),
-		election:  s.str("election", "NAME", "", "", "election name, [A-Za-z0-9._-]{1,128}; required"),
-		prefix:    s.str("prefix", "PATH", def.Prefix, "", "etcd key prefix"),
-		env:       s.env,
-	}
-}
-
-// bindTLSAuth adds the TLS and auth flags to c. They are listed after the
-// command's own flags in usage.
-func (c *connFlags) bindTLSAuth(s *flagSet) {
-	c.cacert = s.str("cacert", "FILE", "", "", "CA bundle (PEM) to verify etcd's certificate")
-	c.cert = s.str("cert", "FILE", "", "", "client certificate (PEM) for etcd; needs --key")
-	c.key = s.str("key", "FILE", "", "", "client key (PEM) for --cert")
-	c.user = s.str("user", "NAME", "", "", "etcd user name")
-	c.passwdFile = s.str("password-file", "FILE", "", "", "file holding the etcd password")
-	s.notes = append(s.notes, "The etcd password comes only from the environment variable "+passwordEnv+"\n"+
-		"or from --password-file (one trailing newline is dropped; the file wins when\n"+
-		"given on the command line). There is no --password flag, so the password\n"+
-		"never shows in ps output or shell history.")
-}
-
-// apply copies the connection flags into cfg and reads the password.
-func (c connFlags) apply(cfg *sidecar.Config) error {
-	if c.endpoints.isSet() {
-		cfg.Endpoints = splitList(c.endpoints.value)
-	}
-	cfg.Election = strings.TrimSpace(c.election.value)
-	cfg.Prefix = c.prefix.value
-	cfg.CACert, cfg.Cert, cfg.Key = c.cacert.value, c.cert.value, c.key.value
-	cfg.User = c.user.value
-	pw, err := c.password()
-	if err != nil {
-		return err
-	}
-	cfg.Password = pw
-	return nil
-}
-
-// password reads --password-file or LEADERD_PASSWORD. A --password-file on
-// the command line wins over LEADERD_PASSWORD, like every flag over the
-// environment; both set in the environment is ambiguous and refused.
-func (c connFlags) password() (string, error) {
-	envPW, _ := c.env(passwordEnv)
-	switch {
-	case c.passwdFile.value == "":
-		return envPW, nil
-	case c.passwdFile.source == fromEnv && envPW != "":
-		return "", fmt.Errorf("%s and %s: set one, not both", passwordEnv, c.passwdFile.env)
-	}
-	b, err := os.ReadFile(c.passwdFile.value)
-	if err != nil {
-		return "", fmt.Errorf("%s: %v", c.passwdFile.origin(), err)
-	}
-	pw := strings.TrimSuffix(string(b), "\n")
-	pw = strings.TrimSuffix(pw, "\r")
-	return pw, nil
 }
 
 // splitList splits a comma-separated list, trimming spaces and dropping

@@ -231,7 +231,7 @@ func checkRunOptions(t *testing.T, fl *runFlags, opts runOptions) {
 	}
 
 	def := sidecar.DefaultConfig()
-	switch ttl, demote := fl.ttl.isSet(), fl.demoteTimeout.isSet(); {
+	switch ttl, demote := fl.options.lookup("ttl").isSet(), fl.options.lookup("demote-timeout").isSet(); {
 	case !ttl && !demote && (cfg.TTL != def.TTL || cfg.DemoteTimeout != def.DemoteTimeout):
 		t.Fatalf("neither --ttl nor --demote-timeout given: %s and %s, want %s and %s", cfg.TTL, cfg.DemoteTimeout, def.TTL, def.DemoteTimeout)
 	case ttl && !demote && cfg.DemoteTimeout != sidecar.DemoteTimeoutFor(cfg.TTL):
@@ -240,24 +240,24 @@ func checkRunOptions(t *testing.T, fl *runFlags, opts runOptions) {
 		t.Fatalf("only --demote-timeout %s given: ttl %s, want %s", cfg.DemoteTimeout, cfg.TTL, sidecar.TTLFor(cfg.DemoteTimeout))
 	}
 	defaults := []struct {
-		flag      *boundFlag
+		flag      string
 		got, want any
 	}{
-		{fl.conn.endpoints, cfg.Endpoints, def.Endpoints},
-		{fl.conn.prefix, cfg.Prefix, def.Prefix},
-		{fl.id, cfg.ID, def.ID},
-		{fl.promoteTimeout, cfg.PromoteTimeout, def.PromoteTimeout},
-		{fl.listen, cfg.Listen, def.Listen},
-		{fl.noFailover, cfg.NoFailover, false},
-		{fl.onPromote, cfg.OnPromote, ""},
-		{fl.apiToken, cfg.APIToken, ""},
-		{fl.healthFailures, cfg.Health.Failures, def.Health.Failures},
-		{fl.logFormat, opts.LogFormat, "text"},
-		{fl.logLevel, opts.LogLevel.String(), "INFO"},
+		{"endpoints", cfg.Endpoints, def.Endpoints},
+		{"prefix", cfg.Prefix, def.Prefix},
+		{"id", cfg.ID, def.ID},
+		{"promote-timeout", cfg.PromoteTimeout, def.PromoteTimeout},
+		{"listen", cfg.Listen, def.Listen},
+		{"no-failover", cfg.NoFailover, false},
+		{"on-promote", cfg.OnPromote, ""},
+		{"api-token", cfg.APIToken, ""},
+		{"health-failures", cfg.Health.Failures, def.Health.Failures},
+		{"log-format", opts.LogFormat, "text"},
+		{"log-level", opts.LogLevel.String(), "INFO"},
 	}
 	for _, d := range defaults {
-		if !d.flag.isSet() && !reflect.DeepEqual(d.got, d.want) {
-			t.Fatalf("--%s not given: %v, want the default %v", d.flag.name, d.got, d.want)
+		if !fl.options.lookup(d.flag).isSet() && !reflect.DeepEqual(d.got, d.want) {
+			t.Fatalf("--%s not given: %v, want the default %v", d.flag, d.got, d.want)
 		}
 	}
 }

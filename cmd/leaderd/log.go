@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -60,4 +61,19 @@ func newLogSink(stderr io.Writer, format string) *logsink.Sink {
 		newLogger(&b, format, slog.LevelWarn).Warn("log lines dropped", "count", dropped, "total", total)
 		return b.Bytes()
 	}})
+}
+
+// logStarting logs every flag's value in effect, once, as `leaderd run`
+// starts: the option table's values (secrets only as set or not: the
+// password, the API token, and the hook and health check command lines and
+// URL, which may hold credentials), then the timing derived from them.
+func logStarting(logger *slog.Logger, opts runOptions) {
+	c := opts.Config
+	attrs := append([]any{"version", versionString()}, logAttrs(runOptionTable(defaultRunOptions()), opts)...)
+	attrs = append(attrs,
+		"renew_interval", c.RenewInterval().String(),
+		"step_down_lead", c.StepDownLead().String(),
+		"pid", os.Getpid(),
+	)
+	logger.Info("starting", attrs...)
 }
