@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/hooks"
 	"github.com/leaderd/leaderd/role"
 )
 
@@ -437,5 +438,85 @@ func TestMachineOwnRevokeIsNoLeaseLoss(t *testing.T) {
 	if n := logs.count("waiting before campaigning again", slog.LevelInfo); n != 0 {
 		recs, _ := logs.snapshot()
 		t.Fatalf("backed off after its own revoke:\n%s", formatRecords(recs))
+	}
+}
+
+// lingeringHook is a promote that takes a while to die once killed (a
+// process group within its grace period).
+type lingeringHook struct {
+	calls   *calls
+	started chan struct{} // closed when it runs
+	killed  chan struct{} // closed when its context ends
+	release chan struct{} // closing it lets it return
+}
+
+func (h *lingeringHook) Run(ctx context.Context, env hooks.Env) hooks.Result {
+	h.calls.add("%s %s token=%d", env.Event, env.Reason, env.FencingToken)
+	close(h.started)
+	<-ctx.Done()
+	close(h.killed)
+	<-h.release
+	return hooks.Result{Hook: string(env.Event), Err: ctx.Err(), Canceled: true}
+}
+
+// A stop during a promote, then the tenure lost while the promote is being
+// killed: the demote is told of the loss (the key is gone), not of the
+// stop.
+func TestMachineLossWhileAStopKillsThePromoteNamesTheLoss(t *testing.T) {
+	promote := &lingeringHook{started: make(chan struct{}), killed: make(chan struct{}), release: make(chan struct{})}
+	m := startMachine(t, func(m *machine) { promote.calls = m.calls })
+	m.sc.promote = promote
+	c := m.candidacy(t)
+	ten := &fakeTenure{calls: m.calls, token: 7}
+	c.win <- ten
+	waitClosed(t, "the promote to start", promote.started)
+	m.cancel() // SIGTERM while promoting
+	waitClosed(t, "the promote to be killed", promote.killed)
+	ten.lose(election.ErrSafeDeadline)
+	close(promote.release)
+	log := m.calls.waitFor(t, "demote ", 2) // start-up, then the step-down
+	after(t, log, "promote elected", "demote etcd-unreachable token=7")
+}
+
+// stoppingHook is a promote that succeeds just as the sidecar is told to
+// stop: SIGTERM lands as the promote exits 0.
+type stoppingHook struct {
+	calls *calls
+	stop  func()
+}
+
+func (h *stoppingHook) Run(ctx context.Context, env hooks.Env) hooks.Result {
+	h.calls.add("%s %s token=%d", env.Event, env.Reason, env.FencingToken)
+	h.stop()
+	return hooks.Result{Hook: string(env.Event)}
+}
+
+// A promote that ends after the stop began never makes the replica
+// primary: no phase primary, no /primary 200, no primary member record.
+func TestMachineNoPrimaryAfterAStopDuringThePromote(t *testing.T) {
+	for range 50 {
+		logs := newLogRecorder()
+		hook := &stoppingHook{}
+		m := startMachine(t, func(m *machine) { m.logs = logs; hook.calls = m.calls })
+		m.sc.promote = hook
+		hook.stop = m.cancel
+		m.win(t, m.candidacy(t), 7)
+		if err := m.stop(t); err != nil {
+			t.Fatal(err)
+		}
+		if n := logs.count("primary", slog.LevelInfo); n > 0 {
+			recs, _ := logs.snapshot()
+			t.Fatalf("became primary after the stop began:\n%s", formatRecords(recs))
+		}
+	}
+}
+
+// waitClosed waits (bounded) until ch is closed.
+func waitClosed(t *testing.T, what string, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitBound):
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }

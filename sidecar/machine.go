@@ -156,11 +156,25 @@ func (s *Sidecar) campaign(ctx context.Context, cand candidacy) (tenure, termOut
 	return nil, termOutcome{backOff: cand.Err() == nil, settled: steady}
 }
 
+// heldTenure is a tenure this replica won: what stepDown needs to end it.
+type heldTenure struct {
+	ten  tenure
+	cand candidacy
+	// ctx ends with the tenure; its cause says why (see tenure).
+	ctx     context.Context
+	promote *runningHook
+	// record writes the tenure's end to the history.
+	record func(role.Reason)
+	// answered is the resign or switchover request serve acted on, to be
+	// cleared once handled; nil: none.
+	answered *election.Request
+}
+
 // tenure promotes, serves until the tenure ends, and steps down. The
 // tenure is a context: it ends when etcd takes the tenure away (its cause
 // is the loss), when ctx ends (a stop), or when the sidecar gives way (a
 // failed promote, a reason found while serving); its cause is the reason
-// the step-down reports.
+// the step-down reports. The first cause wins.
 func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten tenure) (out termOutcome, err error) {
 	token := ten.FencingToken()
 	tctx, end := context.WithCancelCause(ten.Context())
@@ -169,18 +183,20 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 	defer stopOnShutdown()
 
 	s.logger.Info("elected", "fencing_token", token)
-	endRecord := s.recordTenure(ctx, el, token, time.Now())
+	h := &heldTenure{ten: ten, cand: cand, ctx: tctx, record: s.recordTenure(ctx, el, token, time.Now())}
 	s.state.beginTenure(ten)
 	s.state.setPhase(role.PhasePromoting)
 	s.state.transition(role.Primary, role.ReasonElected)
-	promote := s.startHook(tctx, hookRun{event: hooks.Promote, from: role.Standby, to: role.Primary,
+	h.promote = s.startHook(tctx, hookRun{event: hooks.Promote, from: role.Standby, to: role.Primary,
 		reason: role.ReasonElected, token: token, lease: cand.LeaseID()})
 
 	select {
 	case <-tctx.Done(): // lost, or a stop, while promoting
-	case <-promote.done:
-		switch res := promote.res; {
+	case <-h.promote.done:
+		switch res := h.promote.res; {
 		case tctx.Err() != nil: // killed: the tenure ended first
+		case ctx.Err() != nil: // a stop as the promote ended: never serve
+			end(stepDownFor(role.ReasonShutdown))
 		case !res.OK():
 			s.logger.Error("promote hook failed; giving way", "err", res.Err)
 			out.backOff = true
@@ -190,11 +206,12 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 			s.state.setPhase(role.PhasePrimary)
 			s.logger.Info("primary", "fencing_token", token)
 			if cause := s.serve(tctx, token); cause != nil {
+				h.answered = cause.request
 				end(cause)
 			}
 		}
 	}
-	return out, s.stepDown(ctx, el, cand, ten, tctx, promote, endRecord)
+	return out, s.stepDown(ctx, el, h)
 }
 
 // stepDown ends a tenure whose context has ended, in the one order that
@@ -202,43 +219,42 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 // once the leader key is gone, and the key goes only after this replica's
 // demote has ended. It returns an error only when the demote never
 // succeeded, which ends the sidecar (the lease is left to expire).
-func (s *Sidecar) stepDown(ctx context.Context, el elector, cand candidacy, ten tenure, tctx context.Context, promote *runningHook, endRecord func(role.Reason)) error {
-	cause := context.Cause(tctx)
-	reason := reasonOf(cause)
-	token := ten.FencingToken()
-	// /primary stops answering 200 before anything is logged.
+func (s *Sidecar) stepDown(ctx context.Context, el elector, h *heldTenure) error {
+	token, lease := h.ten.FencingToken(), h.cand.LeaseID()
+	// /primary stops answering 200 before anything else happens.
 	s.state.setPhase(role.PhaseDemoting)
-	s.logger.Info("stepping down", "reason", reason, "fencing_token", token)
 
 	// 1. Kill a promote that is still running: it runs under the tenure's
 	// context, which has ended; wait until its process group is gone.
-	promote.wait()
+	h.promote.wait()
+	reason := s.stepDownReason(h)
+	s.logger.Info("stepping down", "reason", reason, "fencing_token", token)
 
 	// 2. Demote, retrying until it succeeds. While it is retried the key
 	// stays ours, so nobody else promotes over a half-demoted app; if it
 	// never succeeds, the lease is left to expire on the server.
-	if !s.runDemote(ctx, hookRun{event: hooks.Demote, from: role.Primary, to: role.Standby, reason: reason, token: token, lease: cand.LeaseID()}) {
-		endRecord(reason)
-		cand.Abandon()
-		s.logger.Warn("leaving the lease to expire: the demote did not succeed", "lease", election.LeaseHex(cand.LeaseID()))
+	if !s.runDemote(ctx, hookRun{event: hooks.Demote, from: role.Primary, to: role.Standby, reason: reason, token: token, lease: lease}) {
+		h.record(reason)
+		h.cand.Abandon()
+		s.logger.Warn("leaving the lease to expire: the demote did not succeed", "lease", election.LeaseHex(lease))
 		return fmt.Errorf("demote hook did not succeed (reason %s); leaving the lease to expire", reason)
 	}
 
 	// 3. Resign: delete the leader key, so the next candidate wins at once.
-	if lost := context.Cause(ten.Context()); lost != nil {
+	if lost := context.Cause(h.ten.Context()); lost != nil {
 		s.logger.Info("not resigning: the tenure is already lost", "err", lost)
 	} else {
-		s.resign(ten)
+		s.resign(h.ten)
 	}
 
 	// 4. Record the tenure's end in the history (beside the state machine).
-	endRecord(reason)
+	h.record(reason)
 
-	// 5. Clear the resign or switchover request this step-down answered.
-	var answered *stepDownCause
-	if errors.As(cause, &answered) && answered.request != nil {
+	// 5. Clear the resign or switchover request serve acted on, whatever
+	// ended the tenure first: it names this tenure, so it is spent.
+	if h.answered != nil {
 		cctx, cancel := s.cleanupContext()
-		if err := el.ClearRequest(cctx, answered.request); err != nil {
+		if err := el.ClearRequest(cctx, h.answered); err != nil {
 			s.logger.Warn("clearing the handled request failed; it expires by itself", "err", err)
 		}
 		cancel()
@@ -246,8 +262,22 @@ func (s *Sidecar) stepDown(ctx context.Context, el elector, cand candidacy, ten 
 
 	// 6. Revoke the lease (retried beside the state machine if etcd does
 	// not answer), so no key of this replica is left to block the election.
-	s.revoke(ctx, cand)
+	s.revoke(ctx, h.cand)
 	return nil
+}
+
+// stepDownReason is the reason the tenure's cause names, read once the
+// promote is gone. A stop that ended a promote yields to a loss that came
+// while the promote was being killed: the hooks are told the key is gone.
+func (s *Sidecar) stepDownReason(h *heldTenure) role.Reason {
+	cause := context.Cause(h.ctx)
+	var own *stepDownCause
+	if errors.As(cause, &own) && own.reason == role.ReasonShutdown && h.promote.res.Canceled {
+		if lost := context.Cause(h.ten.Context()); lost != nil {
+			cause = lost
+		}
+	}
+	return reasonOf(cause)
 }
 
 // reasonOf is the reason a tenure ended with cause: each cause names its
@@ -316,8 +346,10 @@ func (s *Sidecar) resign(ten tenure) {
 }
 
 // revoke revokes the lease. If etcd does not answer, the revoke is retried
-// beside the state machine, which moves on to a new lease.
+// beside the state machine, which moves on to a new lease. The replica is
+// without a lease from here until the next grant.
 func (s *Sidecar) revoke(ctx context.Context, cand candidacy) {
+	s.state.setPhase(role.PhaseConnecting)
 	cctx, cancel := s.cleanupContext()
 	defer cancel()
 	if err := cand.Close(cctx); err != nil {

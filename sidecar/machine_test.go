@@ -232,7 +232,10 @@ func (c *fakeCandidacy) Campaign(ctx context.Context, value string) (tenure, err
 
 func (c *fakeCandidacy) Revoke(ctx context.Context) error { return nil }
 
-func (c *fakeCandidacy) Abandon() { c.calls.add("abandon") }
+func (c *fakeCandidacy) Abandon() {
+	c.closed.Store(true)
+	c.calls.add("abandon")
+}
 
 func (c *fakeCandidacy) Close(ctx context.Context) error {
 	c.closed.Store(true)

@@ -23,14 +23,14 @@ func (c *stepDownCause) Error() string { return "stepping down: " + string(c.rea
 func (c *stepDownCause) StepDownReason() role.Reason { return c.reason }
 
 // stepDownFor is the cause for reason, answering no request.
-func stepDownFor(reason role.Reason) error { return &stepDownCause{reason: reason} }
+func stepDownFor(reason role.Reason) *stepDownCause { return &stepDownCause{reason: reason} }
 
 // serve holds the tenure until tctx ends (the tenure was lost, or the
 // sidecar stops), or until it finds a reason to step down, which it
-// returns as a *stepDownCause. While the election is paused no role
+// returns (nil: tctx ended). While the election is paused no role
 // changes but a forced one: resign and switchover requests are ignored,
 // and so is an unhealthy app.
-func (s *Sidecar) serve(tctx context.Context, token int64) error {
+func (s *Sidecar) serve(tctx context.Context, token int64) *stepDownCause {
 	var ignored int64 // the control request last logged as ignored
 	for {
 		c := s.controlState()
