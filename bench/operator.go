@@ -12,6 +12,7 @@ import (
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 )
 
@@ -88,7 +89,7 @@ func (b *bench) switchoverRound(ctx context.Context, p *phase) error {
 	if err != nil {
 		return err
 	}
-	demoteStarted, err := c.waitEvent(ctx, time.Second, "demote start of "+old.ID, from, func(e replicas.Event) bool {
+	demoteStarted, err := c.waitEvent(ctx, time.Second, "demote start of "+old.ID, from, func(e timeline.Event) bool {
 		return e.Hook == "demote" && e.Phase == "start" && e.ID == old.ID
 	})
 	if err != nil {
