@@ -22,6 +22,12 @@ type Rules struct {
 	// their stamps: for a file whose whole-second stamps cannot order a
 	// demote and the next promote, but whose lines are in write order.
 	ByPosition bool
+	// MinGap is the least time from a tenure's end to a later one's start
+	// (by time only). Zero lets them touch; a positive gap demands that
+	// much daylight between them (1ns: the end strictly before the start);
+	// a negative one would forgive that much clock skew between stamps
+	// taken on different clocks.
+	MinGap time.Duration
 }
 
 // Overlap is two tenures whose intervals intersect.
@@ -95,7 +101,7 @@ func (r Rules) intersect(a, b Tenure) bool {
 		return end < 0 || b.StartSeq < end
 	}
 	end := earliestEnd(a, b)
-	return end.IsZero() || b.Start.Before(end)
+	return end.IsZero() || b.Start.Before(end.Add(r.MinGap))
 }
 
 func earliestEnd(a, b Tenure) time.Time {

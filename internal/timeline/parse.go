@@ -45,13 +45,13 @@ func ReadFile(path string, o ParseOptions) ([]Event, error) {
 	return Parse(f, o)
 }
 
-// Parse reads timeline lines; blank lines are skipped.
+// Parse reads timeline lines; empty lines are skipped.
 func Parse(r io.Reader, o ParseOptions) ([]Event, error) {
 	var evs []Event
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
-		if strings.TrimSpace(line) == "" {
+		if line == "" {
 			continue
 		}
 		e, err := parseLine(line, o)

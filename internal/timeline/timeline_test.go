@@ -198,6 +198,9 @@ func TestOverlaps(t *testing.T) {
 		{"excused only as the older", []Tenure{ten("a", 7, 0, 200), ten("b", 9, 100, -1)}, Rules{Excused: Tenure.Open}, [][2]string{{"a", "b"}}},
 		{"one replica's own tenures", []Tenure{ten("a", 7, 0, -1), ten("a", 9, 100, 200)}, Rules{}, [][2]string{{"a", "a"}}},
 		{"other replicas only", []Tenure{ten("a", 7, 0, -1), ten("a", 9, 100, 200)}, Rules{OtherReplicasOnly: true}, nil},
+		{"back-to-back with MinGap 1ns", []Tenure{ten("a", 7, 0, 100), ten("b", 9, 100, 200)}, Rules{MinGap: time.Nanosecond}, [][2]string{{"a", "b"}}},
+		{"1 ms apart with MinGap 1ns", []Tenure{ten("a", 7, 0, 100), ten("b", 9, 101, 200)}, Rules{MinGap: time.Nanosecond}, nil},
+		{"1 ms overlap forgiven by MinGap -2ms", []Tenure{ten("a", 7, 0, 101), ten("b", 9, 100, 200)}, Rules{MinGap: -2 * time.Millisecond}, nil},
 		{"by position", []Tenure{ten("a", 7, 1, 4), ten("b", 9, 3, -1)}, Rules{ByPosition: true}, [][2]string{{"a", "b"}}},
 		{"by position, back-to-back", []Tenure{ten("a", 7, 1, 4), ten("b", 9, 5, -1)}, Rules{ByPosition: true}, nil},
 	}
