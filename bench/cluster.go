@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/hooks"
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
 	"github.com/leaderd/leaderd/internal/timeline"
@@ -279,9 +280,9 @@ func (c *cluster) waitEvent(ctx context.Context, timeout time.Duration, what str
 // Event matchers.
 
 func demoteEnd(id string) func(timeline.Event) bool {
-	return func(e timeline.Event) bool { return e.Hook == "demote" && e.Phase == "end" && e.ID == id }
+	return func(e timeline.Event) bool { return e.Is(hooks.Demote, timeline.PhaseEnd) && e.ID == id }
 }
 
 func promoteStartOther(than string) func(timeline.Event) bool {
-	return func(e timeline.Event) bool { return e.Hook == "promote" && e.Phase == "start" && e.ID != than }
+	return func(e timeline.Event) bool { return e.Is(hooks.Promote, timeline.PhaseStart) && e.ID != than }
 }

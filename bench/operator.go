@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/hooks"
 	"github.com/leaderd/leaderd/internal/replicas"
 	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
@@ -90,7 +91,7 @@ func (b *bench) switchoverRound(ctx context.Context, p *phase) error {
 		return err
 	}
 	demoteStarted, err := c.waitEvent(ctx, time.Second, "demote start of "+old.ID, from, func(e timeline.Event) bool {
-		return e.Hook == "demote" && e.Phase == "start" && e.ID == old.ID
+		return e.Is(hooks.Demote, timeline.PhaseStart) && e.ID == old.ID
 	})
 	if err != nil {
 		return err
@@ -128,7 +129,7 @@ func (b *bench) switchoverRound(ctx context.Context, p *phase) error {
 	}
 	var promotes []string
 	for _, e := range evs[from:] {
-		if e.Hook == "promote" && e.Phase == "start" {
+		if e.Is(hooks.Promote, timeline.PhaseStart) {
 			promotes = append(promotes, e.String())
 		}
 	}

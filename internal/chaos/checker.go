@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leaderd/leaderd/hooks"
 	"github.com/leaderd/leaderd/internal/timeline"
 )
 
@@ -240,7 +241,7 @@ func judgedTenures(r *Record) []timeline.Tenure {
 		t := &ts[i]
 		exit, exited := firstExit(r.Exits, t.ID, t.Start)
 		demoteBeforeExit := exited && slices.ContainsFunc(evs, func(e timeline.Event) bool {
-			return e.ID == t.ID && e.Hook == "demote" && e.Phase == "start" &&
+			return e.ID == t.ID && e.Is(hooks.Demote, timeline.PhaseStart) &&
 				!e.At.Before(t.Start) && !e.At.After(exit)
 		})
 		switch {
@@ -269,7 +270,7 @@ func firstExit(exits []Exit, id string, after time.Time) (time.Time, bool) {
 
 func nextPromote(evs []timeline.Event, id string, after time.Time) (time.Time, bool) {
 	for _, e := range evs {
-		if e.ID == id && e.Hook == "promote" && e.Phase == "start" && e.At.After(after) {
+		if e.ID == id && e.Is(hooks.Promote, timeline.PhaseStart) && e.At.After(after) {
 			return e.At, true
 		}
 	}
@@ -416,7 +417,7 @@ func checkTokenOrder(r *Record) []Violation {
 	var out []Violation
 	var prev timeline.Event
 	for _, e := range sortedTimeline(r) {
-		if e.Hook != "promote" || e.Phase != "start" {
+		if !e.Is(hooks.Promote, timeline.PhaseStart) {
 			continue
 		}
 		switch {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/leaderd/leaderd/hooks"
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
 	"github.com/leaderd/leaderd/internal/timeline"
@@ -322,7 +323,7 @@ func (d *demo) currentPrimary() (*replicas.Replica, int, error) {
 		return nil, 0, fmt.Errorf("demo: reading the timeline: %w", err)
 	}
 	for i := len(evs) - 1; i >= 0; i-- {
-		if e := evs[i]; e.Hook == "promote" && e.Phase == "end" {
+		if e := evs[i]; e.Is(hooks.Promote, timeline.PhaseEnd) {
 			r, ok := d.alive[e.ID]
 			if !ok {
 				return nil, 0, fmt.Errorf("demo: the primary %s is not running", e.ID)
@@ -336,7 +337,7 @@ func (d *demo) currentPrimary() (*replicas.Replica, int, error) {
 func (d *demo) lastPromoteEnd(id string) timeline.Event {
 	evs, _ := d.set.Timeline()
 	for i := len(evs) - 1; i >= 0; i-- {
-		if e := evs[i]; e.Hook == "promote" && e.Phase == "end" && e.ID == id {
+		if e := evs[i]; e.Is(hooks.Promote, timeline.PhaseEnd) && e.ID == id {
 			return e
 		}
 	}
