@@ -181,10 +181,11 @@ func RunEvents(runs []HookRun) []timeline.Event {
 }
 
 // PTenures pairs each promote run with the same replica's first
-// successful demote run for the same token (a failed one is retried), in
-// order of promote start: the precise timeline's tenures.
+// successful demote run for the same token (a failed one is retried), or
+// its first failed one when none succeeded, in order of promote start:
+// the precise timeline's tenures.
 func PTenures(runs []HookRun) []timeline.Tenure {
-	return timeline.Pairing{SameToken: true, OnlyOK: true}.Tenures(RunEvents(runs))
+	return timeline.Pairing{SameToken: true, OnlyOK: true, FailedIfNoneOK: true}.Tenures(RunEvents(runs))
 }
 
 // CheckPTenures verifies, on the precise timeline, that fencing tokens

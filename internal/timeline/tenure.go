@@ -38,6 +38,11 @@ type Pairing struct {
 	// is retried and has not demoted the app. For timelines that record
 	// failed ends (a file holds none).
 	OnlyOK bool
+	// FailedIfNoneOK, with OnlyOK, ends a tenure that no successful demote
+	// closed at the end of its first failed demote, if it had one: the end
+	// the e2e hook-log check has always read for a replica whose demotes
+	// all failed before it was killed.
+	FailedIfNoneOK bool
 	// NextPromoteCloses ends a tenure still open when its replica promotes
 	// again, at that promote's start, instead of leaving it open for good.
 	NextPromoteCloses bool
@@ -50,7 +55,8 @@ func Tenures(evs []Event) []Tenure { return Pairing{}.Tenures(evs) }
 // in the order of the promote starts in evs.
 func (p Pairing) Tenures(evs []Event) []Tenure {
 	var out []Tenure
-	open := map[string]int{} // replica id -> index in out
+	open := map[string]int{}     // replica id -> index in out
+	firstFailed := map[int]int{} // index in out -> seq of its first failed demote end
 	for seq, e := range evs {
 		i, isOpen := open[e.ID]
 		switch {
@@ -65,11 +71,24 @@ func (p Pairing) Tenures(evs []Event) []Tenure {
 				out[i].Promoted = e.At
 			}
 		case e.Is(hooks.Demote, PhaseEnd):
-			if !isOpen || (p.SameToken && e.Token != out[i].Token) || (p.OnlyOK && !e.OK) {
+			if !isOpen || (p.SameToken && e.Token != out[i].Token) {
+				continue
+			}
+			if p.OnlyOK && !e.OK {
+				if _, seen := firstFailed[i]; !seen {
+					firstFailed[i] = seq
+				}
 				continue
 			}
 			out[i].End, out[i].EndReason, out[i].EndSeq = e.At, e.Reason, seq
 			delete(open, e.ID)
+		}
+	}
+	if p.OnlyOK && p.FailedIfNoneOK {
+		for i, seq := range firstFailed {
+			if out[i].Open() {
+				out[i].End, out[i].EndReason, out[i].EndSeq = evs[seq].At, evs[seq].Reason, seq
+			}
 		}
 	}
 	return out
