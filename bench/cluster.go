@@ -10,8 +10,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/hooks"
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 )
 
@@ -246,10 +248,10 @@ func (c *cluster) recover(ctx context.Context) error {
 // waitEvent waits up to timeout for the first timeline event from index
 // from on that match accepts. Its error lists the events since from, not
 // the whole timeline.
-func (c *cluster) waitEvent(ctx context.Context, timeout time.Duration, what string, from int, match func(replicas.Event) bool) (replicas.Event, error) {
+func (c *cluster) waitEvent(ctx context.Context, timeout time.Duration, what string, from int, match func(timeline.Event) bool) (timeline.Event, error) {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ev, err := c.set.WaitFor(wctx, func(evs []replicas.Event) int {
+	ev, err := c.set.WaitFor(wctx, func(evs []timeline.Event) int {
 		for i := from; i < len(evs); i++ {
 			if match(evs[i]) {
 				return i
@@ -277,10 +279,10 @@ func (c *cluster) waitEvent(ctx context.Context, timeout time.Duration, what str
 
 // Event matchers.
 
-func demoteEnd(id string) func(replicas.Event) bool {
-	return func(e replicas.Event) bool { return e.Hook == "demote" && e.Phase == "end" && e.ID == id }
+func demoteEnd(id string) func(timeline.Event) bool {
+	return func(e timeline.Event) bool { return e.Is(hooks.Demote, timeline.PhaseEnd) && e.ID == id }
 }
 
-func promoteStartOther(than string) func(replicas.Event) bool {
-	return func(e replicas.Event) bool { return e.Hook == "promote" && e.Phase == "start" && e.ID != than }
+func promoteStartOther(than string) func(timeline.Event) bool {
+	return func(e timeline.Event) bool { return e.Is(hooks.Promote, timeline.PhaseStart) && e.ID != than }
 }

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/election"
+	"github.com/leaderd/leaderd/hooks"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 )
 
@@ -88,8 +90,8 @@ func (b *bench) switchoverRound(ctx context.Context, p *phase) error {
 	if err != nil {
 		return err
 	}
-	demoteStarted, err := c.waitEvent(ctx, time.Second, "demote start of "+old.ID, from, func(e replicas.Event) bool {
-		return e.Hook == "demote" && e.Phase == "start" && e.ID == old.ID
+	demoteStarted, err := c.waitEvent(ctx, time.Second, "demote start of "+old.ID, from, func(e timeline.Event) bool {
+		return e.Is(hooks.Demote, timeline.PhaseStart) && e.ID == old.ID
 	})
 	if err != nil {
 		return err
@@ -127,7 +129,7 @@ func (b *bench) switchoverRound(ctx context.Context, p *phase) error {
 	}
 	var promotes []string
 	for _, e := range evs[from:] {
-		if e.Hook == "promote" && e.Phase == "start" {
+		if e.Is(hooks.Promote, timeline.PhaseStart) {
 			promotes = append(promotes, e.String())
 		}
 	}

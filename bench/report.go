@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 )
 
@@ -120,19 +120,17 @@ type safety struct {
 // strictly increase. A SIGKILLed primary never runs its demote; its tenure
 // is closed by the start-up demote of its restart, which says nothing
 // about the hand-over, so those ends are not compared.
-func checkTimeline(evs []replicas.Event) *safety {
-	ts := replicas.Tenures(evs)
+func checkTimeline(evs []timeline.Event) *safety {
+	ts := timeline.Tenures(evs)
 	sort.SliceStable(ts, func(i, j int) bool { return ts[i].Start.Before(ts[j].Start) })
 	s := &safety{Tenures: len(ts)}
-	for i := 1; i < len(ts); i++ {
-		prev, next := ts[i-1], ts[i]
-		if !prev.End.IsZero() && prev.EndReason != role.ReasonStartup && next.Start.Before(prev.End) {
-			s.Overlaps = append(s.Overlaps, fmt.Sprintf("%s (token %d) promoted %s before %s (token %d) ended its demote",
-				next.ID, next.Token, ms(prev.End.Sub(next.Start)), prev.ID, prev.Token))
-		}
-		if next.Token <= prev.Token {
-			s.Tokens = append(s.Tokens, fmt.Sprintf("token %d (%s) after %d (%s)", next.Token, next.ID, prev.Token, prev.ID))
-		}
+	endUnknown := func(t timeline.Tenure) bool { return t.Open() || t.EndReason == role.ReasonStartup }
+	for _, o := range timeline.Overlaps(ts, timeline.Rules{Excused: endUnknown}) {
+		s.Overlaps = append(s.Overlaps, fmt.Sprintf("%s (token %d) promoted %s before %s (token %d) ended its demote",
+			o.B.ID, o.B.Token, ms(o.A.End.Sub(o.B.Start)), o.A.ID, o.A.Token))
+	}
+	for _, v := range timeline.TokenInversions(ts) {
+		s.Tokens = append(s.Tokens, fmt.Sprintf("token %d (%s) after %d (%s)", v.Next.Token, v.Next.ID, v.Prev.Token, v.Prev.ID))
 	}
 	return s
 }

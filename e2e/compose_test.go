@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/leaderd/leaderd/internal/timeline"
 )
 
 // TestBringUp: on a freshly started stack, exactly one primary within TTL +
@@ -53,7 +55,7 @@ func TestBringUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range s.Replicas {
-		var first []HookEvent
+		var first []timeline.Event
 		for _, e := range events {
 			if e.ID == r.ID && len(first) < 2 {
 				first = append(first, e)
@@ -65,11 +67,11 @@ func TestBringUp(t *testing.T) {
 			t.Errorf("%s's first hook runs: %v, want %s", r.ID, first, want)
 		}
 	}
-	tenures := Tenures(events)
-	if err := CheckTenures(tenures); err != nil {
+	tenures := FilePairing.Tenures(events)
+	if err := timeline.Check(tenures, FileRules); err != nil {
 		t.Error(err)
 	}
-	if n := len(tenures); n == 0 || tenures[n-1].ID != primary.ID || tenures[n-1].Token != st.FencingToken || tenures[n-1].End != -1 {
+	if n := len(tenures); n == 0 || tenures[n-1].ID != primary.ID || tenures[n-1].Token != st.FencingToken || !tenures[n-1].Open() {
 		t.Errorf("tenures %+v: want the last one open, %s %d", tenures, primary.ID, st.FencingToken)
 	}
 	if len(tenures) > 1 {
@@ -141,7 +143,7 @@ func TestBringUp(t *testing.T) {
 	}
 }
 
-func summary(e HookEvent) string {
+func summary(e timeline.Event) string {
 	return fmt.Sprintf("%s-%s %s %d %s", e.Hook, e.Phase, e.ID, e.Token, e.Reason)
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/leaderd/leaderd/internal/timeline"
 )
 
 // TestFailover runs the fault scenarios in a fixed order, as subtests of
@@ -463,9 +465,9 @@ func (f *failover) etcdLeaderLoss(t *testing.T) {
 	if bad := TwoPrimaries(window); len(bad) > 0 {
 		t.Errorf("two primaries after etcd's leader %s was killed: %s", leader, bad[0])
 	}
-	var tenures []PTenure
+	var tenures []timeline.Tenure
 	for _, tn := range PTenures(f.runs(t)) {
-		if tn.Promote.Start.After(at) || tn.Ended().After(at) {
+		if tn.Start.After(at) || tn.End.After(at) {
 			tenures = append(tenures, tn)
 		}
 	}
@@ -577,9 +579,9 @@ func (f *failover) rollingRestart(t *testing.T) {
 	if bad := TwoPrimaries(samples); len(bad) > 0 {
 		t.Errorf("two primaries during the rolling restart, %d samples, first: %s", len(bad), bad[0])
 	}
-	var tenures []PTenure
+	var tenures []timeline.Tenure
 	for _, tn := range PTenures(f.runs(t)) {
-		if tn.Promote.Start.After(from) || tn.Ended().After(from) {
+		if tn.Start.After(from) || tn.End.After(from) {
 			tenures = append(tenures, tn)
 		}
 	}
@@ -808,7 +810,7 @@ func (f *failover) promoteAfter(t *testing.T, r Replica, since time.Time) (preci
 	// docker daemon's, taken a few ms later when it reads the line.
 	precise = found
 	if st, err := f.s.Status(t.Context(), r); err == nil {
-		if h, ok := st.Hooks["promote"]; ok && string(h.Reason) == found.Reason && absDur(h.Start.Sub(found.Start)) < time.Second {
+		if h, ok := st.Hooks["promote"]; ok && h.Reason == found.Reason && absDur(h.Start.Sub(found.Start)) < time.Second {
 			f.maxSkew = max(f.maxSkew, absDur(h.Start.Sub(found.Start)), absDur(h.End.Sub(found.End)))
 			precise.Start, precise.End = h.Start, h.End
 		}

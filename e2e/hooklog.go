@@ -8,10 +8,15 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/leaderd/leaderd/hooks"
+	"github.com/leaderd/leaderd/internal/timeline"
+	"github.com/leaderd/leaderd/role"
 )
 
 // The precise hook timeline. The shared timeline file (timeline.go) has
@@ -32,9 +37,9 @@ import (
 
 // HookRun is one run of a hook, from a sidecar's log.
 type HookRun struct {
-	ID       string // replica: "app1"
-	Hook     string // "promote" or "demote"
-	Reason   string
+	ID       string      // replica: "app1"
+	Hook     hooks.Event // promote or demote
+	Reason   role.Reason
 	Token    int64     // the tenure that begins or ends; 0 at start-up
 	Start    time.Time // "hook started"
 	End      time.Time // "hook ended"; zero if it never ended (killed)
@@ -48,23 +53,6 @@ func (r HookRun) String() string {
 	}
 	return fmt.Sprintf("%s %-7s %-16s token %-4d %s .. %s exit %d", r.ID, r.Hook, r.Reason, r.Token,
 		r.Start.Format("15:04:05.000000"), end, r.ExitCode)
-}
-
-// PTenure is one tenure in the precise timeline: a promote run and the
-// demote run that ended the same token on the same replica.
-type PTenure struct {
-	ID      string
-	Token   int64
-	Promote HookRun
-	Demote  *HookRun // nil: no demote (still primary, or crashed)
-}
-
-// Ended is when the tenure's demote ended (zero if it did not).
-func (t PTenure) Ended() time.Time {
-	if t.Demote == nil {
-		return time.Time{}
-	}
-	return t.Demote.End
 }
 
 // HookRuns reads all three sidecars' logs and returns their hook runs in
@@ -130,17 +118,17 @@ func parseHookRuns(id, logs string) []HookRun {
 		case "stepping down":
 			stepDownToken, _ = strconv.ParseInt(kv["fencing_token"], 10, 64)
 		case "hook started":
-			run := HookRun{ID: id, Hook: kv["hook"], Reason: kv["reason"], Start: at, ExitCode: -1}
+			run := HookRun{ID: id, Hook: hooks.Event(kv["hook"]), Reason: role.Reason(kv["reason"]), Start: at, ExitCode: -1}
 			switch {
-			case run.Hook == "promote":
+			case run.Hook == hooks.Promote:
 				run.Token = electedToken
-			case run.Reason != "startup":
+			case run.Reason != role.ReasonStartup:
 				run.Token = stepDownToken
 			}
 			open = len(runs)
 			runs = append(runs, run)
 		case "hook ended":
-			if open >= 0 && runs[open].Hook == kv["hook"] {
+			if open >= 0 && runs[open].Hook == hooks.Event(kv["hook"]) {
 				runs[open].End = at
 				runs[open].ExitCode, _ = strconv.Atoi(kv["exit_code"])
 				open = -1
@@ -176,58 +164,40 @@ func logfmt(s string) map[string]string {
 	return kv
 }
 
-// PTenures pairs each promote run with the same replica's demote run for
-// the same token, in order of promote start.
-func PTenures(runs []HookRun) []PTenure {
-	var tenures []PTenure
+// RunEvents are the hook runs as timeline events, in time order: each run's
+// start, and its end if it ended (OK: exit 0).
+func RunEvents(runs []HookRun) []timeline.Event {
+	var evs []timeline.Event
 	for _, r := range runs {
-		if r.Hook != "promote" {
-			continue
+		e := timeline.Event{At: r.Start, Hook: r.Hook, Phase: timeline.PhaseStart, ID: r.ID, Token: r.Token, Reason: r.Reason}
+		evs = append(evs, e)
+		if !r.End.IsZero() {
+			e.At, e.Phase, e.OK = r.End, timeline.PhaseEnd, r.ExitCode == 0
+			evs = append(evs, e)
 		}
-		t := PTenure{ID: r.ID, Token: r.Token, Promote: r}
-		for _, d := range runs {
-			// The last successful demote of the tenure (a failed one is
-			// retried).
-			if d.ID == r.ID && d.Hook == "demote" && d.Token == r.Token && d.Start.After(r.Start) {
-				d := d
-				if t.Demote == nil || d.ExitCode == 0 {
-					t.Demote = &d
-				}
-				if d.ExitCode == 0 {
-					break
-				}
-			}
-		}
-		tenures = append(tenures, t)
 	}
-	return tenures
+	slices.SortStableFunc(evs, func(a, b timeline.Event) int { return a.At.Compare(b.At) })
+	return evs
+}
+
+// PTenures pairs each promote run with the same replica's first
+// successful demote run for the same token (a failed one is retried), or
+// its first failed one when none succeeded, in order of promote start:
+// the precise timeline's tenures.
+func PTenures(runs []HookRun) []timeline.Tenure {
+	return timeline.Pairing{SameToken: true, OnlyOK: true, FailedIfNoneOK: true}.Tenures(RunEvents(runs))
 }
 
 // CheckPTenures verifies, on the precise timeline, that fencing tokens
 // strictly increase from one tenure to the next and that every tenure's
-// demote ended before the next tenure's promote started. exempt lists
-// tokens whose tenure may end late or never, with why: a crashed replica
-// (no demote ran) or a frozen one (it demotes when it wakes, after the
-// next tenure began; the apps' fencing covers that).
-func CheckPTenures(tenures []PTenure, exempt map[int64]string) error {
-	for i := 1; i < len(tenures); i++ {
-		prev, cur := tenures[i-1], tenures[i]
-		if cur.Token <= prev.Token {
-			return fmt.Errorf("fencing token did not increase: %s %d then %s %d", prev.ID, prev.Token, cur.ID, cur.Token)
-		}
-		if _, ok := exempt[prev.Token]; ok {
-			continue
-		}
-		end := prev.Ended()
-		if end.IsZero() {
-			return fmt.Errorf("tenure %s %d never demoted, yet %s %d began at %s", prev.ID, prev.Token, cur.ID, cur.Token, cur.Promote.Start.Format("15:04:05.000000"))
-		}
-		if !end.Before(cur.Promote.Start) {
-			return fmt.Errorf("tenures overlap: %s %d's demote ended at %s, %s %d's promote started at %s",
-				prev.ID, prev.Token, end.Format("15:04:05.000000"), cur.ID, cur.Token, cur.Promote.Start.Format("15:04:05.000000"))
-		}
-	}
-	return nil
+// demote ended strictly before the next tenure's promote started (both
+// stamped by the docker daemon's clock). exempt lists tokens whose tenure
+// may end late or never, with why: a crashed replica (no demote ran) or a
+// frozen one (it demotes when it wakes, after the next tenure began; the
+// apps' fencing covers that).
+func CheckPTenures(tenures []timeline.Tenure, exempt map[int64]string) error {
+	excused := func(t timeline.Tenure) bool { _, ok := exempt[t.Token]; return ok }
+	return timeline.Check(tenures, timeline.Rules{Excused: excused, MinGap: time.Nanosecond})
 }
 
 // FormatRuns renders hook runs one per line, for failure messages.

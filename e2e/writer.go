@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/leaderd/leaderd/internal/timeline"
 )
 
 // WriteInterval paces the Writer (a rate, not a synchronisation).
@@ -139,7 +141,7 @@ func WriteCounts(results []WriteResult) string {
 // Recv]; tenure T can acknowledge from its promote's start until the next
 // tenure's promote has ended (that promote fences a majority before it
 // ends). So the two intervals must meet.
-func CheckAckTokens(acked []WriteResult, tenures []PTenure) []string {
+func CheckAckTokens(acked []WriteResult, tenures []timeline.Tenure) []string {
 	byToken := map[int64]int{}
 	for i, t := range tenures {
 		byToken[t.Token] = i
@@ -156,12 +158,12 @@ func CheckAckTokens(acked []WriteResult, tenures []PTenure) []string {
 			bad = append(bad, fmt.Sprintf("%s acknowledged by %s with token %d, the tenure of %s", w.ID, w.Replica, w.Token, t.ID))
 			continue
 		}
-		from := t.Promote.Start
+		from := t.Start
 		var until time.Time // zero: no later tenure
 		if i+1 < len(tenures) {
-			until = tenures[i+1].Promote.End
+			until = tenures[i+1].Promoted
 			if until.IsZero() { // that promote never ended: use its start
-				until = tenures[i+1].Promote.Start
+				until = tenures[i+1].Start
 			}
 		}
 		if w.Recv.Before(from) || (!until.IsZero() && w.Sent.After(until)) {

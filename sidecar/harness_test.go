@@ -13,7 +13,7 @@ import (
 
 	"github.com/leaderd/leaderd/hooks"
 	"github.com/leaderd/leaderd/internal/etcdtest"
-	"github.com/leaderd/leaderd/role"
+	"github.com/leaderd/leaderd/internal/timeline"
 )
 
 // Test timing: TTL 3s leaves 3 - 1 - 0.5 = 1.5s >= 2 x 0.75s, valid.
@@ -24,31 +24,21 @@ const (
 	waitBound = 20 * time.Second
 )
 
-// event is one hook start or end, recorded around the real hook runner.
-type event struct {
-	ID     string
-	Hook   hooks.Event
-	Phase  string // start or end
-	Reason role.Reason
-	Token  int64
-	OK     bool
-	At     time.Time
-}
+// event is one hook start or end, recorded around the real hook runner
+// (OK set on the end of a hook that succeeded).
+type event = timeline.Event
 
-func (e event) String() string {
-	return fmt.Sprintf("%s %s-%s reason=%s token=%d ok=%v", e.ID, e.Hook, e.Phase, e.Reason, e.Token, e.OK)
-}
-
-// timeline collects events from every replica and wakes waiters.
-type timeline struct {
+// recorder is the in-process timeline: it collects events from every
+// replica and wakes waiters.
+type recorder struct {
 	mu     sync.Mutex
 	events []event
 	change chan struct{}
 }
 
-func newTimeline() *timeline { return &timeline{change: make(chan struct{})} }
+func newTimeline() *recorder { return &recorder{change: make(chan struct{})} }
 
-func (tl *timeline) add(e event) {
+func (tl *recorder) add(e event) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	tl.events = append(tl.events, e)
@@ -56,14 +46,14 @@ func (tl *timeline) add(e event) {
 	tl.change = make(chan struct{})
 }
 
-func (tl *timeline) snapshot() ([]event, <-chan struct{}) {
+func (tl *recorder) snapshot() ([]event, <-chan struct{}) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	return append([]event(nil), tl.events...), tl.change
 }
 
 // waitFor waits until find returns an index >= 0 in the events, bounded.
-func (tl *timeline) waitFor(t *testing.T, what string, find func([]event) int) event {
+func (tl *recorder) waitFor(t *testing.T, what string, find func([]event) int) event {
 	t.Helper()
 	deadline := time.NewTimer(waitBound)
 	defer deadline.Stop()
@@ -83,37 +73,26 @@ func (tl *timeline) waitFor(t *testing.T, what string, find func([]event) int) e
 func formatEvents(evs []event) string {
 	var b strings.Builder
 	for _, e := range evs {
-		fmt.Fprintf(&b, "  %s %s\n", e.At.Format("15:04:05.000"), e)
+		fmt.Fprintf(&b, "  %s ok=%v\n", e, e.OK)
 	}
 	return b.String()
 }
 
 // match finds the first event after index from that satisfies all fields
 // set in want (empty strings and zero tokens match anything).
-func match(from int, want event) func([]event) int {
-	return func(evs []event) int {
-		for i := from; i < len(evs); i++ {
-			e := evs[i]
-			if (want.ID == "" || e.ID == want.ID) && (want.Hook == "" || e.Hook == want.Hook) &&
-				(want.Phase == "" || e.Phase == want.Phase) && (want.Reason == "" || e.Reason == want.Reason) {
-				return i
-			}
-		}
-		return -1
-	}
-}
+func match(from int, want event) func([]event) int { return timeline.First(from, want) }
 
 // recordingRunner wraps a real hooks.Runner and records start and end.
 type recordingRunner struct {
 	id    string
 	inner hookRunner
-	tl    *timeline
+	tl    *recorder
 }
 
 func (r *recordingRunner) Run(ctx context.Context, env hooks.Env) hooks.Result {
-	r.tl.add(event{ID: r.id, Hook: env.Event, Phase: "start", Reason: env.Reason, Token: env.FencingToken, At: time.Now()})
+	r.tl.add(event{ID: r.id, Hook: env.Event, Phase: timeline.PhaseStart, Reason: env.Reason, Token: env.FencingToken, At: time.Now()})
 	res := r.inner.Run(ctx, env)
-	r.tl.add(event{ID: r.id, Hook: env.Event, Phase: "end", Reason: env.Reason, Token: env.FencingToken, OK: res.OK(), At: time.Now()})
+	r.tl.add(event{ID: r.id, Hook: env.Event, Phase: timeline.PhaseEnd, Reason: env.Reason, Token: env.FencingToken, OK: res.OK(), At: time.Now()})
 	return res
 }
 
@@ -121,7 +100,7 @@ func (r *recordingRunner) Run(ctx context.Context, env hooks.Env) hooks.Result {
 type cluster struct {
 	t    *testing.T
 	etcd *etcdtest.Server
-	tl   *timeline
+	tl   *recorder
 	mu   sync.Mutex
 	reps map[string]*replica
 }
@@ -268,19 +247,12 @@ func counterHook(t *testing.T, n int) string {
 
 // assertNoOverlap fails if two promote..demote tenures of different
 // replicas overlap: a promote may start only after the previous primary's
-// demote has ended.
+// demote has ended. The events are in the order they happened, and a
+// failed demote (retried) ends nothing.
 func assertNoOverlap(t *testing.T, evs []event) {
 	t.Helper()
-	primary := "" // replica whose tenure is open
-	for _, e := range evs {
-		switch {
-		case e.Hook == "promote" && e.Phase == "start":
-			if primary != "" && primary != e.ID {
-				t.Fatalf("%s promoted while %s had not finished demoting:\n%s", e.ID, primary, formatEvents(evs))
-			}
-			primary = e.ID
-		case e.Hook == "demote" && e.Phase == "end" && e.ID == primary && e.OK:
-			primary = ""
-		}
+	tenures := timeline.Pairing{OnlyOK: true, NextPromoteCloses: true}.Tenures(evs)
+	if overlaps := timeline.Overlaps(tenures, timeline.Rules{OtherReplicasOnly: true, ByPosition: true}); len(overlaps) > 0 {
+		t.Fatalf("%s promoted while %s had not finished demoting:\n%s", overlaps[0].B.ID, overlaps[0].A.ID, formatEvents(evs))
 	}
 }

@@ -8,7 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/hooks"
+	"github.com/leaderd/leaderd/internal/timeline"
 )
 
 // Rule names, stable: reports, tests and scripts match on them.
@@ -91,7 +92,7 @@ func (v Violation) String() string {
 
 // Overlap is two tenures whose intervals intersect.
 type Overlap struct {
-	A, B       replicas.Tenure // A started first: the older primary
+	A, B       timeline.Tenure // A started first: the older primary
 	Start, End time.Time       // the intersection
 	// Excuse is A's window that explains why A was still primary (nil: none
 	// does, and Unexcused says why); see excuseOverlap.
@@ -154,10 +155,10 @@ const (
 // Verdict is the checker's judgement of one Record.
 type Verdict struct {
 	Violations []Violation // sorted by time, then rule
-	// Tenures are the tenures judged: replicas.Tenures on the timeline,
+	// Tenures are the tenures judged: timeline.Tenures on the timeline,
 	// cut at a process exit, and open ones run to Ended (EndReason
 	// "(exit)", "(next promote)" or "(open at end)" when the checker cut them).
-	Tenures        []replicas.Tenure
+	Tenures        []timeline.Tenure
 	Overlaps       []Overlap
 	FencedOverlaps int // overlaps excused: see Overlap.Excused
 	// TwoPrimaryPairs counts pairs of concurrent 200 samples on different
@@ -221,26 +222,26 @@ func checkTimeline(r *Record) []Violation {
 
 // sortedTimeline is the timeline in time order: hooks of different
 // replicas append to one file, so file order can be off by a write.
-func sortedTimeline(r *Record) []replicas.Event {
+func sortedTimeline(r *Record) []timeline.Event {
 	evs := slices.Clone(r.Timeline)
-	slices.SortStableFunc(evs, func(a, b replicas.Event) int { return a.At.Compare(b.At) })
+	slices.SortStableFunc(evs, func(a, b timeline.Event) int { return a.At.Compare(b.At) })
 	return evs
 }
 
-// judgedTenures are replicas.Tenures with ends fixed where the timeline
+// judgedTenures are timeline.Tenures with ends fixed where the timeline
 // alone is wrong: a killed process never runs its demote (its tenure ends
 // when it exits; a later demote end, e.g. the restarted process's startup
 // demote, is not its own), a promote whose demote never ended is
 // superseded by the same replica's next promote, and a tenure still open
 // lasts until the run ended.
-func judgedTenures(r *Record) []replicas.Tenure {
+func judgedTenures(r *Record) []timeline.Tenure {
 	evs := sortedTimeline(r)
-	ts := replicas.Tenures(evs)
+	ts := timeline.Tenures(evs)
 	for i := range ts {
 		t := &ts[i]
 		exit, exited := firstExit(r.Exits, t.ID, t.Start)
-		demoteBeforeExit := exited && slices.ContainsFunc(evs, func(e replicas.Event) bool {
-			return e.ID == t.ID && e.Hook == "demote" && e.Phase == "start" &&
+		demoteBeforeExit := exited && slices.ContainsFunc(evs, func(e timeline.Event) bool {
+			return e.ID == t.ID && e.Is(hooks.Demote, timeline.PhaseStart) &&
 				!e.At.Before(t.Start) && !e.At.After(exit)
 		})
 		switch {
@@ -267,9 +268,9 @@ func firstExit(exits []Exit, id string, after time.Time) (time.Time, bool) {
 	return at, !at.IsZero()
 }
 
-func nextPromote(evs []replicas.Event, id string, after time.Time) (time.Time, bool) {
+func nextPromote(evs []timeline.Event, id string, after time.Time) (time.Time, bool) {
 	for _, e := range evs {
-		if e.ID == id && e.Hook == "promote" && e.Phase == "start" && e.At.After(after) {
+		if e.ID == id && e.Is(hooks.Promote, timeline.PhaseStart) && e.At.After(after) {
 			return e.At, true
 		}
 	}
@@ -282,37 +283,24 @@ func nextPromote(evs []replicas.Event, id string, after time.Time) (time.Time, b
 // primary could do no harm.
 func checkOverlaps(r *Record, v *Verdict) []Violation {
 	var out []Violation
-	ts := v.Tenures
-	for i := range ts {
-		for j := i + 1; j < len(ts); j++ {
-			a, b := ts[i], ts[j]
-			if a.ID == b.ID {
-				continue
-			}
-			if b.Start.Before(a.Start) {
-				a, b = b, a
-			}
-			start, end := later(a.Start, b.Start), earlier(a.End, b.End)
-			if !start.Before(end) {
-				continue
-			}
-			o := Overlap{A: a, B: b, Start: start, End: end}
-			o.Excuse, o.Unexcused = excuseOverlap(r, o)
-			o.Stale, o.Refused, o.Fenced = fenceOverlap(r.Writes, a.Token, b.Token)
-			o.Excused = o.Excuse != nil && o.Fenced
-			v.Overlaps = append(v.Overlaps, o)
-			desc := fmt.Sprintf("%s (token %d, %s..%s) and %s (token %d, %s..%s) overlap for %s",
-				a.ID, a.Token, clock(a.Start), clock(a.End), b.ID, b.Token, clock(b.Start), clock(b.End), end.Sub(start).Round(time.Millisecond))
-			switch {
-			case o.Excused:
-				v.FencedOverlaps++
-			case o.Excuse == nil:
-				out = append(out, Violation{Rule: RuleTenureOverlap, At: start, Replicas: []string{a.ID, b.ID},
-					Detail: desc + "; not excused: " + o.Unexcused + fencingNote(o)})
-			default:
-				out = append(out, Violation{Rule: RuleUnfencedOverlap, At: start, Replicas: []string{a.ID, b.ID},
-					Detail: desc + "; " + excuseNote(o) + fencingNote(o)})
-			}
+	for _, p := range timeline.Overlaps(v.Tenures, timeline.Rules{OtherReplicasOnly: true}) {
+		a, b, start, end := p.A, p.B, p.Start, p.End
+		o := Overlap{A: a, B: b, Start: start, End: end}
+		o.Excuse, o.Unexcused = excuseOverlap(r, o)
+		o.Stale, o.Refused, o.Fenced = fenceOverlap(r.Writes, a.Token, b.Token)
+		o.Excused = o.Excuse != nil && o.Fenced
+		v.Overlaps = append(v.Overlaps, o)
+		desc := fmt.Sprintf("%s (token %d, %s..%s) and %s (token %d, %s..%s) overlap for %s",
+			a.ID, a.Token, clock(a.Start), clock(a.End), b.ID, b.Token, clock(b.Start), clock(b.End), end.Sub(start).Round(time.Millisecond))
+		switch {
+		case o.Excused:
+			v.FencedOverlaps++
+		case o.Excuse == nil:
+			out = append(out, Violation{Rule: RuleTenureOverlap, At: start, Replicas: []string{a.ID, b.ID},
+				Detail: desc + "; not excused: " + o.Unexcused + fencingNote(o)})
+		default:
+			out = append(out, Violation{Rule: RuleUnfencedOverlap, At: start, Replicas: []string{a.ID, b.ID},
+				Detail: desc + "; " + excuseNote(o) + fencingNote(o)})
 		}
 	}
 	return out
@@ -427,9 +415,9 @@ func decisionKind(w StoreWrite) string {
 // twice means two tenures fencing cannot tell apart.
 func checkTokenOrder(r *Record) []Violation {
 	var out []Violation
-	var prev replicas.Event
+	var prev timeline.Event
 	for _, e := range sortedTimeline(r) {
-		if e.Hook != "promote" || e.Phase != "start" {
+		if !e.Is(hooks.Promote, timeline.PhaseStart) {
 			continue
 		}
 		switch {

@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/hooks"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 )
 
@@ -17,8 +18,8 @@ var t0 = time.Date(2026, 11, 30, 16, 0, 0, 0, time.UTC)
 // at is t0 plus s seconds.
 func at(s float64) time.Time { return t0.Add(time.Duration(math.Round(s * float64(time.Second)))) }
 
-func ev(s float64, hook, phase, id string, token int64, reason string) replicas.Event {
-	return replicas.Event{At: at(s), Hook: hook, Phase: phase, ID: id, Token: token, Reason: role.Reason(reason)}
+func ev(s float64, hook hooks.Event, phase timeline.Phase, id string, token int64, reason string) timeline.Event {
+	return timeline.Event{At: at(s), Hook: hook, Phase: phase, ID: id, Token: token, Reason: role.Reason(reason)}
 }
 
 func sample(id string, s float64, code int) Sample {
@@ -33,7 +34,7 @@ func sample(id string, s float64, code int) Sample {
 func cleanRecord() *Record {
 	return &Record{
 		Seed: 42, Started: t0, Ended: at(20), Replicas: []string{"a", "b", "c"},
-		Timeline: []replicas.Event{
+		Timeline: []timeline.Event{
 			ev(0.5, "demote", "start", "a", 0, "startup"),
 			ev(0.6, "demote", "end", "a", 0, "startup"),
 			ev(1, "promote", "start", "a", 10, "elected"),

@@ -7,7 +7,7 @@ package chaos
 import (
 	"time"
 
-	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 )
 
 // Record is everything a campaign observed. The checker reads only this,
@@ -22,7 +22,7 @@ type Record struct {
 
 	// Timeline is the hook timeline: promote/demote start/end per replica,
 	// with fencing tokens, in file order.
-	Timeline []replicas.Event
+	Timeline []timeline.Event
 	// TimelineErr is set when the timeline could not be read; TimelineSkipped
 	// counts its lines that did not parse. Either makes the run unjudgeable.
 	TimelineErr     string

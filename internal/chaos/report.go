@@ -189,7 +189,7 @@ type line struct {
 // timelineLines merges the hook timeline with the campaign's own events
 // (faults, frozen and hook-fault windows, exits, changes of a replica's
 // /primary answer, the store's telling decisions) in time order, each line
-// formatted like replicas.Event.String(): clock, event, replica, details.
+// formatted like timeline.Event.String(): clock, event, replica, details.
 func timelineLines(r *Record) []line {
 	var ls []line
 	add := func(at time.Time, format string, args ...any) {

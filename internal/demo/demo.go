@@ -15,8 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/leaderd/leaderd/hooks"
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -111,7 +113,7 @@ type demo struct {
 	actions  []action
 	handOff  measure
 	failover measure
-	crashed  replicas.Event // the crashed primary's promote end
+	crashed  timeline.Event // the crashed primary's promote end
 }
 
 // measure is one measured interval between two replicas.
@@ -215,7 +217,7 @@ func (d *demo) start(ctx context.Context) error {
 	d.watch = watchRoles(ctx, d.p, rs)
 
 	first, err := d.waitFor(ctx, "a first primary", firstPrimaryTimeout,
-		replicas.First(0, replicas.Event{Hook: "promote", Phase: "end"}))
+		timeline.First(0, timeline.Event{Hook: "promote", Phase: "end"}))
 	if err != nil {
 		return err
 	}
@@ -238,18 +240,18 @@ func (d *demo) gracefulStop(ctx context.Context) error {
 	d.signal(primary, syscall.SIGTERM, "graceful stop")
 
 	demoted, err := d.waitFor(ctx, primary.ID+"'s demote", handOffTimeout,
-		replicas.First(n, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID}))
+		timeline.First(n, timeline.Event{Hook: "demote", Phase: "end", ID: primary.ID}))
 	if err != nil {
 		return err
 	}
 	next, err := d.waitFor(ctx, "the next primary", handOffTimeout,
-		replicas.First(n, replicas.Event{Hook: "promote", Phase: "start"}))
+		timeline.First(n, timeline.Event{Hook: "promote", Phase: "start"}))
 	if err != nil {
 		return err
 	}
 	d.handOff = measure{from: primary.ID, to: next.ID, took: next.At.Sub(demoted.At)}
 	if _, err := d.waitFor(ctx, next.ID+"'s promote", handOffTimeout,
-		replicas.First(n, replicas.Event{Hook: "promote", Phase: "end", ID: next.ID, Token: next.Token})); err != nil {
+		timeline.First(n, timeline.Event{Hook: "promote", Phase: "end", ID: next.ID, Token: next.Token})); err != nil {
 		return err
 	}
 	if err := d.waitExit(ctx, primary); err != nil {
@@ -277,13 +279,13 @@ func (d *demo) crash(ctx context.Context) error {
 	killAt := d.signal(primary, syscall.SIGKILL, "crash: no demote, no resign")
 
 	next, err := d.waitFor(ctx, "a primary after the crash", d.opts.TTL+failoverSlack,
-		replicas.First(n, replicas.Event{Hook: "promote", Phase: "start"}))
+		timeline.First(n, timeline.Event{Hook: "promote", Phase: "start"}))
 	if err != nil {
 		return err
 	}
 	d.failover = measure{from: primary.ID, to: next.ID, took: next.At.Sub(killAt)}
 	if _, err := d.waitFor(ctx, next.ID+"'s promote", handOffTimeout,
-		replicas.First(n, replicas.Event{Hook: "promote", Phase: "end", ID: next.ID, Token: next.Token})); err != nil {
+		timeline.First(n, timeline.Event{Hook: "promote", Phase: "end", ID: next.ID, Token: next.Token})); err != nil {
 		return err
 	}
 	if err := d.waitExit(ctx, primary); err != nil {
@@ -321,7 +323,7 @@ func (d *demo) currentPrimary() (*replicas.Replica, int, error) {
 		return nil, 0, fmt.Errorf("demo: reading the timeline: %w", err)
 	}
 	for i := len(evs) - 1; i >= 0; i-- {
-		if e := evs[i]; e.Hook == "promote" && e.Phase == "end" {
+		if e := evs[i]; e.Is(hooks.Promote, timeline.PhaseEnd) {
 			r, ok := d.alive[e.ID]
 			if !ok {
 				return nil, 0, fmt.Errorf("demo: the primary %s is not running", e.ID)
@@ -332,14 +334,14 @@ func (d *demo) currentPrimary() (*replicas.Replica, int, error) {
 	return nil, 0, errors.New("demo: no primary on the timeline")
 }
 
-func (d *demo) lastPromoteEnd(id string) replicas.Event {
+func (d *demo) lastPromoteEnd(id string) timeline.Event {
 	evs, _ := d.set.Timeline()
 	for i := len(evs) - 1; i >= 0; i-- {
-		if e := evs[i]; e.Hook == "promote" && e.Phase == "end" && e.ID == id {
+		if e := evs[i]; e.Is(hooks.Promote, timeline.PhaseEnd) && e.ID == id {
 			return e
 		}
 	}
-	return replicas.Event{ID: id}
+	return timeline.Event{ID: id}
 }
 
 // signal sends sig to r, records it for the timeline and returns when.
@@ -355,7 +357,7 @@ func (d *demo) signal(r *replicas.Replica, sig syscall.Signal, why string) time.
 
 // waitFor waits up to timeout for find to match the timeline. It gives up
 // early when ctx ends or when a replica that should be running exits.
-func (d *demo) waitFor(ctx context.Context, what string, timeout time.Duration, find func([]replicas.Event) int) (replicas.Event, error) {
+func (d *demo) waitFor(ctx context.Context, what string, timeout time.Duration, find func([]timeline.Event) int) (timeline.Event, error) {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	exited := make(chan string, len(d.alive))

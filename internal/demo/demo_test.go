@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leaderd/leaderd/internal/replicas"
 	"go.uber.org/goleak"
+
+	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 )
 
 // Bounds for the waits below.
@@ -204,31 +206,31 @@ func TestOptionsValidated(t *testing.T) {
 
 func TestChecks(t *testing.T) {
 	at := func(ms int) time.Time { return time.Unix(0, 0).Add(time.Duration(ms) * time.Millisecond) }
-	crashed := replicas.Event{ID: "app-1", Token: 15}
+	crashed := timeline.Event{ID: "app-1", Token: 15}
 	tests := []struct {
 		name        string
-		tenures     []replicas.Tenure
+		tenures     []timeline.Tenure
 		tokensOK    bool
 		noOverlapOK bool
 	}{
-		{"hand-off then crash", []replicas.Tenure{
+		{"hand-off then crash", []timeline.Tenure{
 			{ID: "app-2", Token: 12, Start: at(0), End: at(100)},
 			{ID: "app-1", Token: 15, Start: at(150)}, // crashed at 200
 			{ID: "app-3", Token: 18, Start: at(3000), End: at(3100)},
 		}, true, true},
-		{"promote before the demote ended", []replicas.Tenure{
+		{"promote before the demote ended", []timeline.Tenure{
 			{ID: "app-2", Token: 12, Start: at(0), End: at(100)},
 			{ID: "app-1", Token: 15, Start: at(50), End: at(300)},
 		}, true, false},
-		{"promote during the crashed tenure", []replicas.Tenure{
+		{"promote during the crashed tenure", []timeline.Tenure{
 			{ID: "app-1", Token: 15, Start: at(0)},
 			{ID: "app-3", Token: 18, Start: at(100)},
 		}, true, false},
-		{"open tenure that did not crash", []replicas.Tenure{
+		{"open tenure that did not crash", []timeline.Tenure{
 			{ID: "app-2", Token: 12, Start: at(0)},
 			{ID: "app-3", Token: 18, Start: at(5000)},
 		}, true, false},
-		{"token not increasing", []replicas.Tenure{
+		{"token not increasing", []timeline.Tenure{
 			{ID: "app-2", Token: 12, Start: at(0), End: at(100)},
 			{ID: "app-3", Token: 12, Start: at(200), End: at(300)},
 		}, false, true},

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 )
 
 // logTailLines is how much of each replica's log a failed demo prints.
@@ -60,7 +60,7 @@ type action struct {
 	what string
 }
 
-func (d *demo) printTimeline(evs []replicas.Event) {
+func (d *demo) printTimeline(evs []timeline.Event) {
 	d.p.say("\nHook timeline (written by the example hooks; times since the demo started):\n")
 	reasonW := len("reason")
 	for _, e := range evs {
@@ -72,7 +72,7 @@ func (d *demo) printTimeline(evs []replicas.Event) {
 	// Hooks append in one write each, so the file is nearly in time order;
 	// replicas racing to append can swap neighbours.
 	evs = slices.Clone(evs)
-	slices.SortStableFunc(evs, func(a, b replicas.Event) int { return a.At.Compare(b.At) })
+	slices.SortStableFunc(evs, func(a, b timeline.Event) int { return a.At.Compare(b.At) })
 	acts := d.actions
 	for _, e := range evs {
 		for len(acts) > 0 && acts[0].at.Before(e.At) {
@@ -93,8 +93,8 @@ func (d *demo) printTimeline(evs []replicas.Event) {
 
 // summary prints the measured times and the safety checks, and returns an
 // error naming every check that failed.
-func (d *demo) summary(evs []replicas.Event) error {
-	tenures := replicas.Tenures(evs)
+func (d *demo) summary(evs []timeline.Event) error {
+	tenures := timeline.Tenures(evs)
 	tokensErr := checkTokens(tenures)
 	overlapErr := checkOverlap(tenures, d.crashed, d.actionAt(d.crashed.ID, "SIGKILL"))
 
@@ -139,11 +139,10 @@ func (d *demo) actionAt(id, prefix string) time.Time {
 }
 
 // checkTokens: each tenure's fencing token is above the previous one's.
-func checkTokens(tenures []replicas.Tenure) error {
-	for i := 1; i < len(tenures); i++ {
-		if prev, t := tenures[i-1], tenures[i]; t.Token <= prev.Token {
-			return fmt.Errorf("fencing token %d of %s is not above %d of %s", t.Token, t.ID, prev.Token, prev.ID)
-		}
+func checkTokens(tenures []timeline.Tenure) error {
+	if vs := timeline.TokenInversions(tenures); len(vs) > 0 {
+		v := vs[0]
+		return fmt.Errorf("fencing token %d of %s is not above %d of %s", v.Next.Token, v.Next.ID, v.Prev.Token, v.Prev.ID)
 	}
 	return nil
 }
@@ -151,19 +150,17 @@ func checkTokens(tenures []replicas.Tenure) error {
 // checkOverlap: every tenure starts after every earlier one ended. The
 // crashed primary's tenure never ends on the timeline (no demote); it is
 // taken to end at the kill.
-func checkOverlap(tenures []replicas.Tenure, crashed replicas.Event, killAt time.Time) error {
-	var errs []error
-	for j, later := range tenures {
-		for _, earlier := range tenures[:j] {
-			end := earlier.End
-			if end.IsZero() && earlier.ID == crashed.ID && earlier.Token == crashed.Token {
-				end = killAt
-			}
-			if end.IsZero() || later.Start.Before(end) {
-				errs = append(errs, fmt.Errorf("%s (token %d) promoted while %s (token %d) had not demoted",
-					later.ID, later.Token, earlier.ID, earlier.Token))
-			}
+func checkOverlap(tenures []timeline.Tenure, crashed timeline.Event, killAt time.Time) error {
+	tenures = slices.Clone(tenures)
+	for i, t := range tenures {
+		if t.Open() && t.ID == crashed.ID && t.Token == crashed.Token {
+			tenures[i].End = killAt
 		}
+	}
+	var errs []error
+	for _, o := range timeline.Overlaps(tenures, timeline.Rules{}) {
+		errs = append(errs, fmt.Errorf("%s (token %d) promoted while %s (token %d) had not demoted",
+			o.B.ID, o.B.Token, o.A.ID, o.A.Token))
 	}
 	return errors.Join(errs...)
 }

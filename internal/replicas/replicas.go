@@ -5,10 +5,8 @@
 package replicas
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -17,14 +15,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/leaderd/leaderd/examples"
-	"github.com/leaderd/leaderd/role"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -63,8 +60,10 @@ func NewSet(binary, dir, electionName string, ttl, demoteTimeout time.Duration) 
 // TimelinePath is the file the hooks append their events to.
 func (s *Set) TimelinePath() string { return filepath.Join(s.Dir, "timeline") }
 
-// Timeline reads the events so far.
-func (s *Set) Timeline() ([]Event, error) { return ReadTimeline(s.TimelinePath()) }
+// Timeline reads the events so far; a line still being written is skipped.
+func (s *Set) Timeline() ([]timeline.Event, error) {
+	return timeline.ReadFile(s.TimelinePath(), timeline.ParseOptions{SkipPartial: true})
+}
 
 // Replica is one running `leaderd run` process.
 type Replica struct {
@@ -250,85 +249,6 @@ func (s *Set) Close(grace time.Duration) {
 	wg.Wait()
 }
 
-// Event is one line of the hook timeline:
-// "<unix nanos> <hook>-<start|end> <id> <token or -> <reason>".
-type Event struct {
-	At     time.Time
-	Hook   string // promote or demote
-	Phase  string // start or end
-	ID     string
-	Token  int64 // 0 when the hook had none
-	Reason role.Reason
-}
-
-func (e Event) String() string {
-	return fmt.Sprintf("%s %s-%s %s token=%d reason=%s", e.At.Format("15:04:05.000"), e.Hook, e.Phase, e.ID, e.Token, e.Reason)
-}
-
-// ReadTimeline parses a timeline file; a missing file is an empty timeline.
-func ReadTimeline(path string) ([]Event, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var evs []Event
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) != 5 {
-			continue // a line still being written
-		}
-		ns, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("timeline: %q: %w", sc.Text(), err)
-		}
-		hook, phase, ok := strings.Cut(fields[1], "-")
-		if !ok {
-			return nil, fmt.Errorf("timeline: %q: bad event", sc.Text())
-		}
-		var token int64
-		if fields[3] != "-" {
-			if token, err = strconv.ParseInt(fields[3], 10, 64); err != nil {
-				return nil, fmt.Errorf("timeline: %q: %w", sc.Text(), err)
-			}
-		}
-		evs = append(evs, Event{At: time.Unix(0, ns), Hook: hook, Phase: phase, ID: fields[2], Token: token, Reason: role.Reason(fields[4])})
-	}
-	return evs, sc.Err()
-}
-
-// Tenure is one primary term read off a timeline: promote start to the
-// end of the demote that closed it (zero End while still open).
-type Tenure struct {
-	ID         string
-	Token      int64
-	Start, End time.Time
-	EndReason  role.Reason
-}
-
-// Tenures pairs each promote start with its replica's next demote end.
-func Tenures(evs []Event) []Tenure {
-	var out []Tenure
-	open := map[string]int{} // replica id -> index in out
-	for _, e := range evs {
-		switch {
-		case e.Hook == "promote" && e.Phase == "start":
-			open[e.ID] = len(out)
-			out = append(out, Tenure{ID: e.ID, Token: e.Token, Start: e.At})
-		case e.Hook == "demote" && e.Phase == "end":
-			if i, ok := open[e.ID]; ok {
-				out[i].End, out[i].EndReason = e.At, e.Reason
-				delete(open, e.ID)
-			}
-		}
-	}
-	return out
-}
-
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -395,47 +315,23 @@ func build(ctx context.Context, dir string, flags, tags []string) (string, error
 
 // WaitFor polls the timeline until find returns an index, or ctx ends.
 // find gets the whole timeline; return -1 for "not yet".
-func (s *Set) WaitFor(ctx context.Context, find func([]Event) int) (Event, error) {
+func (s *Set) WaitFor(ctx context.Context, find func([]timeline.Event) int) (timeline.Event, error) {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		evs, err := s.Timeline()
 		if err != nil {
-			return Event{}, err
+			return timeline.Event{}, err
 		}
 		if i := find(evs); i >= 0 {
 			return evs[i], nil
 		}
 		select {
 		case <-ctx.Done():
-			return Event{}, fmt.Errorf("waiting on the timeline: %w; it holds:\n%s", ctx.Err(), formatEvents(evs))
+			return timeline.Event{}, fmt.Errorf("waiting on the timeline: %w; it holds:\n%s", ctx.Err(), timeline.Format(evs))
 		case <-tick.C:
 		}
 	}
-}
-
-// First returns a finder for the first event at or after index from that
-// matches every non-empty field of want (and want.Token when non-zero).
-func First(from int, want Event) func([]Event) int {
-	return func(evs []Event) int {
-		for i := from; i < len(evs); i++ {
-			e := evs[i]
-			if (want.Hook == "" || e.Hook == want.Hook) && (want.Phase == "" || e.Phase == want.Phase) &&
-				(want.ID == "" || e.ID == want.ID) && (want.Reason == "" || e.Reason == want.Reason) &&
-				(want.Token == 0 || e.Token == want.Token) {
-				return i
-			}
-		}
-		return -1
-	}
-}
-
-func formatEvents(evs []Event) string {
-	var b strings.Builder
-	for _, e := range evs {
-		b.WriteString("  " + e.String() + "\n")
-	}
-	return b.String()
 }
 
 // BuildTemp compiles leaderd into a new temporary directory, bounded in

@@ -2,13 +2,14 @@ package replicas
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/leaderd/leaderd/internal/timeline"
 )
 
-func TestReadTimelineAndTenures(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "timeline")
+func TestTimelineAndTenures(t *testing.T) {
+	s := &Set{Dir: t.TempDir()}
 	lines := "" +
 		"1000 demote-start a - startup\n" +
 		"2000 demote-end a - startup\n" +
@@ -18,10 +19,10 @@ func TestReadTimelineAndTenures(t *testing.T) {
 		"6000 demote-end a 7 shutdown\n" +
 		"7000 promote-start b 9 elected\n" +
 		"8000 promote-end b" // a line still being written
-	if err := os.WriteFile(path, []byte(lines), 0o644); err != nil {
+	if err := os.WriteFile(s.TimelinePath(), []byte(lines), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	evs, err := ReadTimeline(path)
+	evs, err := s.Timeline()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +35,7 @@ func TestReadTimelineAndTenures(t *testing.T) {
 	if evs[0].Token != 0 {
 		t.Fatalf("an empty token reads as %d", evs[0].Token)
 	}
-	ten := Tenures(evs)
+	ten := timeline.Tenures(evs)
 	if len(ten) != 2 {
 		t.Fatalf("tenures %+v", ten)
 	}
@@ -44,13 +45,13 @@ func TestReadTimelineAndTenures(t *testing.T) {
 	if ten[1].ID != "b" || !ten[1].End.IsZero() {
 		t.Fatalf("open tenure %+v", ten[1])
 	}
-	if i := First(3, Event{ID: "b", Hook: "promote"})(evs); i != 6 {
+	if i := timeline.First(3, timeline.Event{ID: "b", Hook: "promote"})(evs); i != 6 {
 		t.Fatalf("First found %d, want 6", i)
 	}
 }
 
-func TestReadTimelineMissingFileIsEmpty(t *testing.T) {
-	evs, err := ReadTimeline(filepath.Join(t.TempDir(), "none"))
+func TestTimelineMissingFileIsEmpty(t *testing.T) {
+	evs, err := (&Set{Dir: t.TempDir()}).Timeline()
 	if err != nil || len(evs) != 0 {
 		t.Fatalf("%v %v", evs, err)
 	}

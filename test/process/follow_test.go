@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
@@ -75,9 +76,9 @@ sleep 60
 mark follow-end
 `, pidFile))
 	a := c.start("a")
-	c.waitEvent(ctx, electedTimeout, 0, replicas.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
+	c.waitEvent(ctx, electedTimeout, 0, timeline.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
 	b := c.start("b", "--on-leader-change", follow)
-	c.waitEvent(ctx, electedTimeout, 0, replicas.Event{Hook: "follow", Phase: "start", ID: "b"}, nil)
+	c.waitEvent(ctx, electedTimeout, 0, timeline.Event{Hook: "follow", Phase: "start", ID: "b"}, nil)
 	pidText, err := os.ReadFile(pidFile)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +97,7 @@ mark follow-end
 		t.Fatal(err)
 	}
 	// Without the kill, the promote would wait up to a minute.
-	next := c.waitEvent(ctx, 10*time.Second, from, replicas.Event{Hook: "promote", Phase: "start", ID: "b"}, nil)
+	next := c.waitEvent(ctx, 10*time.Second, from, timeline.Event{Hook: "promote", Phase: "start", ID: "b"}, nil)
 	t.Logf("SIGTERM to a, to b's promote: %s", next.At.Sub(stopped).Round(time.Millisecond))
 	if d := next.At.Sub(stopped); d > 3*time.Second {
 		t.Errorf("b promoted %s after a was stopped, want within 3s", d)
@@ -107,7 +108,7 @@ mark follow-end
 		}
 		time.Sleep(pollInterval)
 	}
-	if i := replicas.First(0, replicas.Event{Hook: "follow", Phase: "end"})(c.timeline()); i >= 0 {
+	if i := timeline.First(0, timeline.Event{Hook: "follow", Phase: "end"})(c.timeline()); i >= 0 {
 		t.Errorf("the leader-change hook ran to its end; it should have been killed")
 	}
 	st := waitStatus(ctx, t, b, "primary serving", func(st sidecar.Status) bool { return st.Phase == role.PhasePrimary })
@@ -164,11 +165,11 @@ fi
 		return r
 	}
 	a := start("a")
-	first := c.waitEvent(ctx, electedTimeout, 0, replicas.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
+	first := c.waitEvent(ctx, electedTimeout, 0, timeline.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
 	start("b")
 	start("c")
 	for _, id := range []string{"b", "c"} {
-		c.waitEvent(ctx, electedTimeout, 0, replicas.Event{Hook: "follow", Phase: "end", ID: id, Token: first.Token}, nil)
+		c.waitEvent(ctx, electedTimeout, 0, timeline.Event{Hook: "follow", Phase: "end", ID: id, Token: first.Token}, nil)
 	}
 	from := len(c.timeline())
 
@@ -178,10 +179,10 @@ fi
 	if _, err := a.Wait(exitTimeout); err != nil {
 		t.Fatal(err)
 	}
-	next := c.waitEvent(ctx, ttl+3*time.Second, from, replicas.Event{Hook: "promote", Phase: "end"}, otherThan("a"))
+	next := c.waitEvent(ctx, ttl+3*time.Second, from, timeline.Event{Hook: "promote", Phase: "end"}, otherThan("a"))
 	other := map[string]string{"b": "c", "c": "b"}[next.ID]
-	followed := c.waitEvent(ctx, 10*time.Second, from, replicas.Event{Hook: "follow", ID: other, Token: next.Token},
-		func(e replicas.Event) bool { return e.Phase != "start" })
+	followed := c.waitEvent(ctx, 10*time.Second, from, timeline.Event{Hook: "follow", ID: other, Token: next.Token},
+		func(e timeline.Event) bool { return e.Phase != "start" })
 	t.Logf("%s's promote end to %s's follow hook end: %s", next.ID, other, followed.At.Sub(next.At).Round(time.Millisecond))
 
 	evs := c.timeline()

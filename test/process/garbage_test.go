@@ -18,6 +18,7 @@ import (
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
@@ -261,7 +262,7 @@ func TestGarbageInEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	bound := ttl + 1500*time.Millisecond
-	next := c.waitEvent(ctx, bound+time.Second, from, replicas.Event{Hook: "promote", Phase: "end"}, otherThan(primary.ID))
+	next := c.waitEvent(ctx, bound+time.Second, from, timeline.Event{Hook: "promote", Phase: "end"}, otherThan(primary.ID))
 	failover := next.At.Sub(killed)
 	t.Logf("SIGKILL to %s's promote end: %s", next.ID, failover.Round(time.Millisecond))
 	if failover > bound {
@@ -304,7 +305,7 @@ func TestGarbageInEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("leaderd switchover --to %s: %v\n%s", standby.ID, err, out)
 	}
-	promoted := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "promote", Phase: "start", ID: standby.ID}, nil)
+	promoted := c.waitEvent(ctx, 5*time.Second, from, timeline.Event{Hook: "promote", Phase: "start", ID: standby.ID}, nil)
 	t.Logf("switchover to %s's promote: %s", standby.ID, promoted.At.Sub(asked).Round(time.Millisecond))
 
 	// Every survivor is alive, answers, and did not flood its log.

@@ -13,6 +13,7 @@ import (
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
@@ -46,7 +47,7 @@ func TestFailingPromoteBacksOff(t *testing.T) {
 	const attempts = 8
 	wctx, wcancel := context.WithTimeout(ctx, 45*time.Second)
 	defer wcancel()
-	_, err := c.set.WaitFor(wctx, func(evs []replicas.Event) int {
+	_, err := c.set.WaitFor(wctx, func(evs []timeline.Event) int {
 		n := 0
 		for i, e := range evs {
 			if e.Hook == "promote" && e.Phase == "start" {
@@ -134,8 +135,8 @@ func TestPausedElectionIgnoresResign(t *testing.T) {
 	if err != nil {
 		t.Fatalf("leaderd resume: %v\n%s", err, out)
 	}
-	demoted := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonResigned}, nil)
-	next := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
+	demoted := c.waitEvent(ctx, 5*time.Second, from, timeline.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonResigned}, nil)
+	next := c.waitEvent(ctx, 5*time.Second, from, timeline.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
 	if !demoted.At.Before(next.At) {
 		t.Fatalf("%s promoted before %s's demote ended", next.ID, primary.ID)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
@@ -105,15 +106,15 @@ func TestStalledStderrPrimaryDemotes(t *testing.T) {
 	stderr, started := stderrPipe(t, false)
 	a := c.startWithOpts(replicas.Options{Stderr: stderr}, "a", "--on-promote", noisyPromote(c.set.Dir))
 	started()
-	c.waitEvent(ctx, electedTimeout, 0, replicas.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
+	c.waitEvent(ctx, electedTimeout, 0, timeline.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
 	b := c.start("b")
 	waitStatus(ctx, t, b, "standby campaigning on a lease", isCampaigningStandby)
 	from := len(c.timeline())
 
 	cut := time.Now()
 	c.proxies["a"].CutOff()
-	next := c.waitEvent(ctx, ttl+3*time.Second, from, replicas.Event{Hook: "promote", Phase: "start", ID: "b"}, nil)
-	var demoted *replicas.Event
+	next := c.waitEvent(ctx, ttl+3*time.Second, from, timeline.Event{Hook: "promote", Phase: "start", ID: "b"}, nil)
+	var demoted *timeline.Event
 	for _, e := range c.timeline()[from:] {
 		if e.ID == "a" && e.Hook == "demote" && e.Phase == "end" {
 			demoted = &e
@@ -155,7 +156,7 @@ func TestSIGHUPPrimaryStaysPrimary(t *testing.T) {
 	defer cancel()
 	c := newCluster(t, ttl, demoteTimeout)
 	c.start("a")
-	ev := c.waitEvent(ctx, electedTimeout, 0, replicas.Event{Hook: "promote", Phase: "end"}, nil)
+	ev := c.waitEvent(ctx, electedTimeout, 0, timeline.Event{Hook: "promote", Phase: "end"}, nil)
 	primary := c.byID[ev.ID]
 	c.start("b")
 	waitStatus(ctx, t, c.byID["b"], "standby campaigning on a lease", isCampaigningStandby)
@@ -201,8 +202,8 @@ func TestSIGHUPPrimaryStaysPrimary(t *testing.T) {
 	if code != 0 {
 		t.Errorf("%s exited %d after SIGTERM, want 0", primary.ID, code)
 	}
-	demoted := c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonShutdown}, nil)
-	next := c.waitEvent(ctx, ttl+2*time.Second, from, replicas.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
+	demoted := c.waitEvent(ctx, time.Second, from, timeline.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonShutdown}, nil)
+	next := c.waitEvent(ctx, ttl+2*time.Second, from, timeline.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
 	if !demoted.At.Before(next.At) {
 		t.Errorf("%s's promote started at %s, before %s's demote ended at %s", next.ID, next.At.Format("15:04:05.000"), primary.ID, demoted.At.Format("15:04:05.000"))
 	}
@@ -219,7 +220,7 @@ func TestBrokenStderrKeepsRunning(t *testing.T) {
 	stderr, started := stderrPipe(t, true)
 	a := c.startWithOpts(replicas.Options{Stderr: stderr}, "a")
 	started()
-	c.waitEvent(ctx, electedTimeout, 0, replicas.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
+	c.waitEvent(ctx, electedTimeout, 0, timeline.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
 	waitStatus(ctx, t, a, "primary serving", func(st sidecar.Status) bool {
 		return st.Role == role.Primary && st.Phase == role.PhasePrimary
 	})
@@ -241,7 +242,7 @@ func TestBrokenStderrKeepsRunning(t *testing.T) {
 	if code != 0 {
 		t.Errorf("a exited %d after SIGTERM with stderr broken, want 0", code)
 	}
-	c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: "a", Reason: role.ReasonShutdown}, nil)
+	c.waitEvent(ctx, time.Second, from, timeline.Event{Hook: "demote", Phase: "end", ID: "a", Reason: role.ReasonShutdown}, nil)
 }
 
 // TestHooksGetNoConfigAndLogsNoCommands: leaderd's own LEADERD_* settings
@@ -256,7 +257,7 @@ func TestHooksGetNoConfigAndLogsNoCommands(t *testing.T) {
 	promote := fmt.Sprintf("HOOK_SECRET=%s; env > %s; exec %s", secret, envFile, filepath.Join(c.set.Dir, "promote.sh"))
 	a := c.startWithOpts(replicas.Options{Env: []string{"LEADERD_API_TOKEN=" + token, "LEADERD_ON_PROMOTE=ignored " + secret}},
 		"a", "--on-promote", promote)
-	c.waitEvent(ctx, electedTimeout, 0, replicas.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
+	c.waitEvent(ctx, electedTimeout, 0, timeline.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
 	if err := a.Stop(exitTimeout); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
@@ -24,7 +25,7 @@ func (c *cluster) startThreeWith(ctx context.Context, extra func(id string) []st
 	}
 	ctx, cancel := context.WithTimeout(ctx, electedTimeout)
 	defer cancel()
-	ev, err := c.set.WaitFor(ctx, replicas.First(0, replicas.Event{Hook: "promote", Phase: "end"}))
+	ev, err := c.set.WaitFor(ctx, timeline.First(0, timeline.Event{Hook: "promote", Phase: "end"}))
 	if err != nil {
 		c.t.Fatalf("no primary: %v", err)
 	}
@@ -62,8 +63,8 @@ func TestHealthGating(t *testing.T) {
 
 	sick := time.Now()
 	writeFile(t, health(primary.ID), "sick")
-	demoted := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonUnhealthy}, nil)
-	next := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
+	demoted := c.waitEvent(ctx, 5*time.Second, from, timeline.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonUnhealthy}, nil)
+	next := c.waitEvent(ctx, 5*time.Second, from, timeline.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
 	t.Logf("sick -> demote end %s -> %s's promote %s", demoted.At.Sub(sick).Round(time.Millisecond), next.ID, next.At.Sub(sick).Round(time.Millisecond))
 	if !demoted.At.Before(next.At) {
 		t.Errorf("%s promoted before the unhealthy primary's demote ended", next.ID)
@@ -97,8 +98,8 @@ func TestSwitchoverCLI(t *testing.T) {
 		t.Fatalf("leaderd switchover: %v\n%s", err, out)
 	}
 	t.Logf("leaderd switchover: %s", out)
-	promoted := c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "promote", Phase: "start", ID: target}, nil)
-	demoted := c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonSwitchover}, nil)
+	promoted := c.waitEvent(ctx, 5*time.Second, from, timeline.Event{Hook: "promote", Phase: "start", ID: target}, nil)
+	demoted := c.waitEvent(ctx, time.Second, from, timeline.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonSwitchover}, nil)
 	if took := promoted.At.Sub(asked); took > time.Second+500*time.Millisecond {
 		t.Errorf("switchover took %s (including the command's start)", took)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
@@ -135,7 +136,7 @@ func (c *cluster) startThree(ctx context.Context) *replicas.Replica {
 	}
 	ctx, cancel := context.WithTimeout(ctx, electedTimeout)
 	defer cancel()
-	ev, err := c.set.WaitFor(ctx, replicas.First(0, replicas.Event{Hook: "promote", Phase: "end"}))
+	ev, err := c.set.WaitFor(ctx, timeline.First(0, timeline.Event{Hook: "promote", Phase: "end"}))
 	if err != nil {
 		c.t.Fatalf("no primary: %v", err)
 	}
@@ -156,7 +157,7 @@ func isCampaigningStandby(st sidecar.Status) bool {
 }
 
 // timeline reads the timeline or fails the test.
-func (c *cluster) timeline() []replicas.Event {
+func (c *cluster) timeline() []timeline.Event {
 	c.t.Helper()
 	evs, err := c.set.Timeline()
 	if err != nil {
@@ -166,14 +167,14 @@ func (c *cluster) timeline() []replicas.Event {
 }
 
 // waitEvent waits up to bound for the first event at or after index from
-// that matches want (see replicas.First) and also passes ok (nil: any).
-func (c *cluster) waitEvent(ctx context.Context, bound time.Duration, from int, want replicas.Event, ok func(replicas.Event) bool) replicas.Event {
+// that matches want (see timeline.First) and also passes ok (nil: any).
+func (c *cluster) waitEvent(ctx context.Context, bound time.Duration, from int, want timeline.Event, ok func(timeline.Event) bool) timeline.Event {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	ev, err := c.set.WaitFor(ctx, func(evs []replicas.Event) int {
+	ev, err := c.set.WaitFor(ctx, func(evs []timeline.Event) int {
 		for i := from; i < len(evs); i++ {
-			if i = replicas.First(i, want)(evs); i < 0 {
+			if i = timeline.First(i, want)(evs); i < 0 {
 				return -1
 			}
 			if ok == nil || ok(evs[i]) {
@@ -235,36 +236,21 @@ func waitStatus(ctx context.Context, t *testing.T, r *replicas.Replica, what str
 
 // assertNoOverlap checks that no two tenures (promote start to demote end)
 // of different replicas overlap; an open tenure lasts until now.
-func assertNoOverlap(t *testing.T, tens []replicas.Tenure) {
+func assertNoOverlap(t *testing.T, tens []timeline.Tenure) {
 	t.Helper()
-	end := func(x replicas.Tenure) time.Time {
-		if x.End.IsZero() {
-			return time.Now().Add(time.Hour)
-		}
-		return x.End
-	}
-	for i, x := range tens {
-		for _, y := range tens[i+1:] {
-			if x.ID != y.ID && x.Start.Before(end(y)) && y.Start.Before(end(x)) {
-				t.Errorf("tenures overlap: %s token %d [%s, %s] and %s token %d [%s, %s]",
-					x.ID, x.Token, x.Start.Format("15:04:05.000"), x.End.Format("15:04:05.000"),
-					y.ID, y.Token, y.Start.Format("15:04:05.000"), y.End.Format("15:04:05.000"))
-			}
-		}
+	for _, o := range timeline.Overlaps(tens, timeline.Rules{OtherReplicasOnly: true}) {
+		t.Error(o)
 	}
 }
 
 // assertTokensIncrease checks that the fencing tokens of successive
 // tenures, in order of their start, strictly increase.
-func assertTokensIncrease(t *testing.T, tens []replicas.Tenure) {
+func assertTokensIncrease(t *testing.T, tens []timeline.Tenure) {
 	t.Helper()
 	tens = slices.Clone(tens)
-	slices.SortStableFunc(tens, func(x, y replicas.Tenure) int { return x.Start.Compare(y.Start) })
-	for i := 1; i < len(tens); i++ {
-		if tens[i].Token <= tens[i-1].Token {
-			t.Errorf("fencing token did not increase: %s token %d, then %s token %d",
-				tens[i-1].ID, tens[i-1].Token, tens[i].ID, tens[i].Token)
-		}
+	slices.SortStableFunc(tens, func(x, y timeline.Tenure) int { return x.Start.Compare(y.Start) })
+	for _, v := range timeline.TokenInversions(tens) {
+		t.Error(v)
 	}
 }
 
@@ -273,9 +259,9 @@ func assertTokensIncrease(t *testing.T, tens []replicas.Tenure) {
 // were SIGKILLed at the given times: a killed replica's hooks cannot run,
 // so its tenure ends at its death (DESIGN.md: a crash takes the replica's
 // app with it; otherwise only fencing protects).
-func (c *cluster) assertSafeTimeline(killed map[string]time.Time) []replicas.Tenure {
+func (c *cluster) assertSafeTimeline(killed map[string]time.Time) []timeline.Tenure {
 	c.t.Helper()
-	tens := replicas.Tenures(c.timeline())
+	tens := timeline.Tenures(c.timeline())
 	for i, x := range tens {
 		if at, ok := killed[x.ID]; ok && x.End.IsZero() && x.Start.Before(at) {
 			tens[i].End, tens[i].EndReason = at, "killed"
@@ -286,8 +272,8 @@ func (c *cluster) assertSafeTimeline(killed map[string]time.Time) []replicas.Ten
 	return tens
 }
 
-func otherThan(id string) func(replicas.Event) bool {
-	return func(e replicas.Event) bool { return e.ID != id }
+func otherThan(id string) func(timeline.Event) bool {
+	return func(e timeline.Event) bool { return e.ID != id }
 }
 
 // TestSIGTERMPrimary: a gracefully stopped primary exits 0 after its
@@ -311,8 +297,8 @@ func TestSIGTERMPrimary(t *testing.T) {
 	if code != 0 {
 		t.Errorf("%s exited %d after SIGTERM, want 0", primary.ID, code)
 	}
-	demoted := c.waitEvent(ctx, time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonShutdown}, nil)
-	next := c.waitEvent(ctx, ttl+2*time.Second, from, replicas.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
+	demoted := c.waitEvent(ctx, time.Second, from, timeline.Event{Hook: "demote", Phase: "end", ID: primary.ID, Reason: role.ReasonShutdown}, nil)
+	next := c.waitEvent(ctx, ttl+2*time.Second, from, timeline.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
 	t.Logf("SIGTERM to exit %s; SIGTERM to %s's promote %s", time.Since(sent).Round(time.Millisecond), next.ID, next.At.Sub(sent).Round(time.Millisecond))
 	if !demoted.At.Before(next.At) {
 		t.Errorf("%s's promote started at %s, before %s's demote ended at %s", next.ID, next.At.Format("15:04:05.000"), primary.ID, demoted.At.Format("15:04:05.000"))
@@ -341,7 +327,7 @@ func TestSIGKILLPrimary(t *testing.T) {
 		t.Fatal(err)
 	}
 	bound := ttl + 1500*time.Millisecond
-	next := c.waitEvent(ctx, bound+time.Second, from, replicas.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
+	next := c.waitEvent(ctx, bound+time.Second, from, timeline.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
 	failover := next.At.Sub(killed)
 	t.Logf("SIGKILL to %s's promote: %s", next.ID, failover.Round(time.Millisecond))
 	if failover > bound {
@@ -362,11 +348,11 @@ func TestCutOffPrimary(t *testing.T) {
 
 	cut := time.Now()
 	c.proxies[primary.ID].CutOff()
-	demoted := c.waitEvent(ctx, ttl, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID}, nil)
+	demoted := c.waitEvent(ctx, ttl, from, timeline.Event{Hook: "demote", Phase: "end", ID: primary.ID}, nil)
 	if demoted.Reason != role.ReasonEtcdUnreachable {
 		t.Errorf("%s demoted with reason %s, want %s", primary.ID, demoted.Reason, role.ReasonEtcdUnreachable)
 	}
-	next := c.waitEvent(ctx, ttl+3*time.Second, from, replicas.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
+	next := c.waitEvent(ctx, ttl+3*time.Second, from, timeline.Event{Hook: "promote", Phase: "start"}, otherThan(primary.ID))
 	t.Logf("cut-off to %s's demote end %s; to %s's promote %s",
 		primary.ID, demoted.At.Sub(cut).Round(time.Millisecond), next.ID, next.At.Sub(cut).Round(time.Millisecond))
 	if !demoted.At.Before(next.At) {
@@ -408,7 +394,7 @@ func TestSIGSTOPPrimary(t *testing.T) {
 	// Keep it frozen until another replica has taken over and serves as
 	// primary: by then its lease has expired on the server (> TTL minus a
 	// renew interval since the freeze).
-	next := c.waitEvent(ctx, ttl+3*time.Second, from, replicas.Event{Hook: "promote", Phase: "end"}, otherThan(primary.ID))
+	next := c.waitEvent(ctx, ttl+3*time.Second, from, timeline.Event{Hook: "promote", Phase: "end"}, otherThan(primary.ID))
 	waitStatus(ctx, t, c.byID[next.ID], "primary serving", func(st sidecar.Status) bool {
 		return st.Role == role.Primary && st.Phase == role.PhasePrimary
 	})
@@ -436,7 +422,7 @@ func TestSIGSTOPPrimary(t *testing.T) {
 	if code, err := primary.Get(ctx, "/primary"); err != nil || code != http.StatusServiceUnavailable {
 		t.Errorf("stale primary's /primary right after SIGCONT: %d, %v; want 503", code, err)
 	}
-	demoted := c.waitEvent(ctx, 3*time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: primary.ID}, nil)
+	demoted := c.waitEvent(ctx, 3*time.Second, from, timeline.Event{Hook: "demote", Phase: "end", ID: primary.ID}, nil)
 	t.Logf("SIGCONT to %s's demote end (reason %s): %s", primary.ID, demoted.Reason, demoted.At.Sub(resumed).Round(time.Millisecond))
 	if d := demoted.At.Sub(resumed); d > time.Second {
 		t.Errorf("stale primary's demote ended %s after SIGCONT, want within 1s", d)
@@ -448,7 +434,7 @@ func TestSIGSTOPPrimary(t *testing.T) {
 	if demoted.Reason != role.ReasonLeaseLost {
 		t.Errorf("stale primary demoted with reason %s, want %s", demoted.Reason, role.ReasonLeaseLost)
 	}
-	assertTokensIncrease(t, replicas.Tenures(c.timeline()))
+	assertTokensIncrease(t, timeline.Tenures(c.timeline()))
 }
 
 // longDemote is a demote hook that, on shutdown, takes 1.5s and
@@ -481,7 +467,7 @@ func TestSecondSIGTERMDuringDemote(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := c.start("a", "--on-demote", script)
-	c.waitEvent(ctx, electedTimeout, 0, replicas.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
+	c.waitEvent(ctx, electedTimeout, 0, timeline.Event{Hook: "promote", Phase: "end", ID: "a"}, nil)
 	from := len(c.timeline())
 
 	exited := make(chan time.Time, 1)
@@ -492,7 +478,7 @@ func TestSecondSIGTERMDuringDemote(t *testing.T) {
 	if err := r.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("first SIGTERM: %v", err)
 	}
-	c.waitEvent(ctx, 5*time.Second, from, replicas.Event{Hook: "demote", Phase: "start", ID: "a", Reason: role.ReasonShutdown}, nil)
+	c.waitEvent(ctx, 5*time.Second, from, timeline.Event{Hook: "demote", Phase: "start", ID: "a", Reason: role.ReasonShutdown}, nil)
 	second := time.Now()
 	if err := r.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("second SIGTERM: %v", err)
@@ -508,7 +494,7 @@ func TestSecondSIGTERMDuringDemote(t *testing.T) {
 	// Had leaderd killed the hook, no end would come; had it exited
 	// without waiting, the hook (its own process group) would still end,
 	// after the exit.
-	ended := c.waitEvent(ctx, 3*time.Second, from, replicas.Event{Hook: "demote", Phase: "end", ID: "a", Reason: role.ReasonShutdown}, nil).At
+	ended := c.waitEvent(ctx, 3*time.Second, from, timeline.Event{Hook: "demote", Phase: "end", ID: "a", Reason: role.ReasonShutdown}, nil).At
 	t.Logf("second SIGTERM to demote end %s; demote end to exit %s", ended.Sub(second).Round(time.Millisecond), exit.Sub(ended).Round(time.Millisecond))
 	if !second.Before(ended) {
 		t.Errorf("the demote hook had ended (%s) before the second SIGTERM (%s): the test proved nothing",
