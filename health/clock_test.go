@@ -41,11 +41,15 @@ func (m *manualClock) tick(t *testing.T) {
 	}
 }
 
-// tickUntil ticks whenever Run waits for one, until Changes delivers want.
-// Other values may come first when a check fails by accident (say a slow
-// machine); they are skipped.
+// tickUntil ticks whenever Run waits for one (never with a nil clk), until
+// Changes delivers want. Other values may come first when a check fails by
+// accident (say a slow machine); they are skipped.
 func tickUntil(t *testing.T, c *Checker, clk *manualClock, want bool) {
 	t.Helper()
+	var ticks chan time.Time // nil: never ready
+	if clk != nil {
+		ticks = clk.ticks
+	}
 	timeout := time.After(within)
 	for {
 		select {
@@ -56,7 +60,7 @@ func tickUntil(t *testing.T, c *Checker, clk *manualClock, want bool) {
 				}
 				return
 			}
-		case clk.ticks <- time.Now():
+		case ticks <- time.Now():
 		case <-timeout:
 			t.Fatalf("Changes did not deliver %v within %s (last check: %+v)", want, within, c.Last())
 		}

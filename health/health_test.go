@@ -128,24 +128,10 @@ func run(t *testing.T, c *Checker) (stop func()) {
 	return stop
 }
 
-// waitState waits for Changes to deliver want. Other values may come first
-// when a check fails by accident (say a slow machine); they are skipped.
+// waitState waits for Changes to deliver want, on the real clock.
 func waitState(t *testing.T, c *Checker, want bool) {
 	t.Helper()
-	timeout := time.After(within)
-	for {
-		select {
-		case got := <-c.Changes():
-			if got == want {
-				if c.Healthy() != want {
-					t.Fatalf("Changes delivered %v but Healthy() = %v", want, !want)
-				}
-				return
-			}
-		case <-timeout:
-			t.Fatalf("Changes did not deliver %v within %s (last check: %+v)", want, within, c.Last())
-		}
-	}
+	tickUntil(t, c, nil, want)
 }
 
 // noChange fails if Changes holds a value.
