@@ -193,7 +193,7 @@ func (c *cluster) steady(ctx context.Context) (*replicas.Replica, string, error)
 		}
 	}
 	gctx, cancel := context.WithTimeout(ctx, callTimeout)
-	cands, _, err := election.Candidates(gctx, c.client, keyPrefix, electionName)
+	cands, _, err := election.NewStore(c.client, keyPrefix, electionName).Candidates(gctx)
 	cancel()
 	var ids []string
 	for _, cd := range cands {

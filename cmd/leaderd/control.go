@@ -188,7 +188,7 @@ func (c *controlRun) call(ctx context.Context, fn func(context.Context) error) e
 func (c *controlRun) setPaused(ctx context.Context, paused bool) error {
 	cfg := c.opts.Config
 	if err := c.call(ctx, func(ctx context.Context) error {
-		return election.SetPaused(ctx, c.client, cfg.Prefix, cfg.Election, paused)
+		return election.NewStore(c.client, cfg.Prefix, cfg.Election).SetPaused(ctx, paused)
 	}); err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func (c *controlRun) candidates(ctx context.Context) ([]election.Candidate, erro
 	var cands []election.Candidate
 	err := c.call(ctx, func(ctx context.Context) error {
 		var err error
-		cands, _, err = election.Candidates(ctx, c.client, c.opts.Config.Prefix, c.opts.Config.Election)
+		cands, _, err = election.NewStore(c.client, c.opts.Config.Prefix, c.opts.Config.Election).Candidates(ctx)
 		return err
 	})
 	return cands, err
@@ -215,7 +215,7 @@ func (c *controlRun) control(ctx context.Context) (election.Control, error) {
 	var ctl election.Control
 	err := c.call(ctx, func(ctx context.Context) error {
 		var err error
-		ctl, _, err = election.ReadControl(ctx, c.client, c.opts.Config.Prefix, c.opts.Config.Election)
+		ctl, _, err = election.NewStore(c.client, c.opts.Config.Prefix, c.opts.Config.Election).ReadControl(ctx)
 		return err
 	})
 	return ctl, err
@@ -229,7 +229,7 @@ var errPaused = errors.New("the election is paused; leaderd resume first")
 func (c *controlRun) putRequest(ctx context.Context, r election.Request) error {
 	cfg := c.opts.Config
 	err := c.call(ctx, func(ctx context.Context) error {
-		return election.PutRequest(ctx, c.client, cfg.Prefix, cfg.Election, r)
+		return election.NewStore(c.client, cfg.Prefix, cfg.Election).PutRequest(ctx, r)
 	})
 	if errors.Is(err, election.ErrRequestPending) {
 		return fmt.Errorf("%w; retry after it expires", election.ErrRequestPending)
@@ -297,7 +297,7 @@ func switchover(ctx context.Context, c *controlRun) error {
 	var members []election.Member
 	if err := c.call(ctx, func(ctx context.Context) error {
 		var err error
-		members, err = election.Members(ctx, c.client, c.opts.Config.Prefix, c.opts.Config.Election)
+		members, err = election.NewStore(c.client, c.opts.Config.Prefix, c.opts.Config.Election).Members(ctx)
 		return err
 	}); err != nil {
 		return err

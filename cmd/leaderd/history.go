@@ -152,7 +152,7 @@ func fetchHistory(cfg sidecar.Config, limit int) (historyReport, error) {
 	defer client.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), statusCallTimeout)
-	cands, _, err := election.Candidates(ctx, client, cfg.Prefix, cfg.Election)
+	cands, _, err := election.NewStore(client, cfg.Prefix, cfg.Election).Candidates(ctx)
 	cancel()
 	if err != nil {
 		return historyReport{}, etcdError(endpoints, err)
@@ -163,7 +163,7 @@ func fetchHistory(cfg sidecar.Config, limit int) (historyReport, error) {
 	}
 
 	ctx, cancel = context.WithTimeout(context.Background(), statusCallTimeout)
-	recs, err := election.History(ctx, client, cfg.Prefix, cfg.Election, limit)
+	recs, err := election.NewStore(client, cfg.Prefix, cfg.Election).History(ctx, limit)
 	cancel()
 	if err != nil {
 		return historyReport{}, etcdError(endpoints, err)

@@ -147,15 +147,15 @@ type statusMember struct {
 // its members. It also returns the revision of the candidates read, from
 // which a watch misses nothing.
 func readStatus(ctx context.Context, client *clientv3.Client, prefix, electionName string) (statusReport, int64, error) {
-	cands, rev, err := election.Candidates(ctx, client, prefix, electionName)
+	cands, rev, err := election.NewStore(client, prefix, electionName).Candidates(ctx)
 	if err != nil {
 		return statusReport{}, 0, err
 	}
-	members, err := election.Members(ctx, client, prefix, electionName)
+	members, err := election.NewStore(client, prefix, electionName).Members(ctx)
 	if err != nil {
 		return statusReport{}, 0, err
 	}
-	control, _, err := election.ReadControl(ctx, client, prefix, electionName)
+	control, _, err := election.NewStore(client, prefix, electionName).ReadControl(ctx)
 	if err != nil {
 		return statusReport{}, 0, err
 	}

@@ -260,7 +260,7 @@ func publishMember(t *testing.T, c *clientv3.Client, prefix, electionName string
 	if err != nil {
 		t.Fatalf("grant: %v", err)
 	}
-	if err := election.PublishMember(ctx, c, prefix, electionName, lease.ID, m); err != nil {
+	if err := election.NewStore(c, prefix, electionName).PublishMember(ctx, lease.ID, m); err != nil {
 		t.Fatal(err)
 	}
 	return lease.ID
@@ -478,7 +478,7 @@ func TestStatusWatch(t *testing.T) {
 		start := time.Now()
 		for i := range 20 {
 			m := member(fmt.Sprintf("app-%d", 4+i%2), "standby", i%3 == 0)
-			if err := election.PublishMember(ctx, client, "/leaderd", "db", lease.ID, m); err != nil {
+			if err := election.NewStore(client, "/leaderd", "db").PublishMember(ctx, lease.ID, m); err != nil {
 				t.Fatal(err)
 			}
 		}
