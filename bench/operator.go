@@ -55,7 +55,7 @@ func (b *bench) switchoverRound(ctx context.Context, p *phase) error {
 		return err
 	}
 	gctx, cancel := context.WithTimeout(ctx, callTimeout)
-	cands, _, err := election.NewStore(c.client, keyPrefix, electionName).Candidates(gctx)
+	cands, _, err := c.store.Candidates(gctx)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("read the candidates: %w", err)
@@ -68,7 +68,7 @@ func (b *bench) switchoverRound(ctx context.Context, p *phase) error {
 
 	now := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, callTimeout)
-	err = election.NewStore(c.client, keyPrefix, electionName).PutRequest(pctx, election.Request{
+	err = c.store.PutRequest(pctx, election.Request{
 		From: old.ID, FencingToken: old.FencingToken(), To: tgt,
 		Requested: now.UTC(), Expires: now.Add(switchoverLifetime).UTC(),
 	})
@@ -148,7 +148,7 @@ func (b *bench) waitRequestCleared(ctx context.Context) error {
 	last := "not read"
 	for {
 		rctx, rcancel := context.WithTimeout(wctx, callTimeout)
-		ctl, _, err := election.NewStore(b.c.client, keyPrefix, electionName).ReadControl(rctx)
+		ctl, _, err := b.c.store.ReadControl(rctx)
 		rcancel()
 		switch {
 		case err != nil:

@@ -214,7 +214,7 @@ func TestStaleSwitchoverDoesNotStallTheElection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ghostKey := election.NewStore(nil, "/leaderd", "test").CandidatesPrefix() + election.LeaseHex(int64(ghost.ID))
+	ghostKey := election.NewStore(nil, "/leaderd", "test").CandidateKey(ghost.ID)
 	if _, err := cli.Put(ctx, ghostKey, `{"id":"ghost"}`, clientv3.WithLease(ghost.ID)); err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func TestMemberRecordRepublishedAfterDelete(t *testing.T) {
 	cli := etcdtest.NewClient(t, c.etcd.Endpoint())
 	for _, id := range []string{"a", "b"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := cli.Delete(ctx, election.NewStore(nil, "/leaderd", "test").MembersPrefix()+id)
+		_, err := cli.Delete(ctx, election.NewStore(nil, "/leaderd", "test").MemberKey(id))
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -153,7 +153,7 @@ func TestMemberRecordRepairBacksOff(t *testing.T) {
 	cli := etcdtest.NewClient(t, c.etcd.Endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	key := election.NewStore(nil, "/leaderd", "test").MembersPrefix() + "a"
+	key := election.NewStore(nil, "/leaderd", "test").MemberKey("a")
 	start, err := cli.Get(ctx, key)
 	if err != nil {
 		t.Fatal(err)

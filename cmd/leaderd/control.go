@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/sidecar"
 )
@@ -142,7 +140,7 @@ func resumeCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
 // controlRun is one control command at work.
 type controlRun struct {
 	opts      controlOptions
-	client    *clientv3.Client
+	store     *election.Store
 	endpoints string
 	out       io.Writer
 }
@@ -161,12 +159,12 @@ func runControl(name string, f *controlFlags, args []string, stdout, stderr io.W
 		return exitBadInput
 	}
 	c := &controlRun{opts: opts, endpoints: strings.Join(opts.Config.Endpoints, ","), out: stdout}
-	c.client, err = newCLIClient(opts.Config)
+	c.store, err = openStore(opts.Config)
 	if err != nil {
 		fmt.Fprintf(stderr, "leaderd %s: %s\n", name, oneLine(etcdError(c.endpoints, err).Error()))
 		return exitError
 	}
-	defer c.client.Close()
+	defer c.store.Client().Close()
 	if err := do(context.Background(), c); err != nil {
 		fmt.Fprintf(stderr, "leaderd %s: %s\n", name, oneLine(err.Error()))
 		return exitError
@@ -186,9 +184,8 @@ func (c *controlRun) call(ctx context.Context, fn func(context.Context) error) e
 }
 
 func (c *controlRun) setPaused(ctx context.Context, paused bool) error {
-	cfg := c.opts.Config
 	if err := c.call(ctx, func(ctx context.Context) error {
-		return election.NewStore(c.client, cfg.Prefix, cfg.Election).SetPaused(ctx, paused)
+		return c.store.SetPaused(ctx, paused)
 	}); err != nil {
 		return err
 	}
@@ -205,7 +202,7 @@ func (c *controlRun) candidates(ctx context.Context) ([]election.Candidate, erro
 	var cands []election.Candidate
 	err := c.call(ctx, func(ctx context.Context) error {
 		var err error
-		cands, _, err = election.NewStore(c.client, c.opts.Config.Prefix, c.opts.Config.Election).Candidates(ctx)
+		cands, _, err = c.store.Candidates(ctx)
 		return err
 	})
 	return cands, err
@@ -215,7 +212,7 @@ func (c *controlRun) control(ctx context.Context) (election.Control, error) {
 	var ctl election.Control
 	err := c.call(ctx, func(ctx context.Context) error {
 		var err error
-		ctl, _, err = election.NewStore(c.client, c.opts.Config.Prefix, c.opts.Config.Election).ReadControl(ctx)
+		ctl, _, err = c.store.ReadControl(ctx)
 		return err
 	})
 	return ctl, err
@@ -227,9 +224,8 @@ var errPaused = errors.New("the election is paused; leaderd resume first")
 
 // putRequest stores the request; a live one already there is refused.
 func (c *controlRun) putRequest(ctx context.Context, r election.Request) error {
-	cfg := c.opts.Config
 	err := c.call(ctx, func(ctx context.Context) error {
-		return election.NewStore(c.client, cfg.Prefix, cfg.Election).PutRequest(ctx, r)
+		return c.store.PutRequest(ctx, r)
 	})
 	if errors.Is(err, election.ErrRequestPending) {
 		return fmt.Errorf("%w; retry after it expires", election.ErrRequestPending)
@@ -297,7 +293,7 @@ func switchover(ctx context.Context, c *controlRun) error {
 	var members []election.Member
 	if err := c.call(ctx, func(ctx context.Context) error {
 		var err error
-		members, err = election.NewStore(c.client, c.opts.Config.Prefix, c.opts.Config.Election).Members(ctx)
+		members, err = c.store.Members(ctx)
 		return err
 	}); err != nil {
 		return err

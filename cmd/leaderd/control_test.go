@@ -326,7 +326,7 @@ func TestControlWait(t *testing.T) {
 			}
 			lease, err := client.Grant(ctx, 60)
 			if err == nil {
-				key := fmt.Sprintf("/leaderd/%s/candidates/%x", name, int64(lease.ID))
+				key := election.NewStore(client, "/leaderd", name).CandidateKey(lease.ID)
 				_, err = client.Put(ctx, key, `{"id":"`+next+`"}`, clientv3.WithLease(lease.ID))
 			}
 			if err != nil {
@@ -521,7 +521,7 @@ func TestStatusShowsPaused(t *testing.T) {
 	if err := election.NewStore(cli, "/leaderd", "web").SetPaused(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	rep, _, err := readStatus(ctx, cli, "/leaderd", "web")
+	rep, _, err := readStatus(ctx, election.NewStore(cli, "/leaderd", "web"))
 	if err != nil || !rep.Paused {
 		t.Fatalf("status paused=%v err=%v", rep.Paused, err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,9 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/role"
@@ -129,9 +125,7 @@ func historyCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int 
 		return exitError
 	}
 	if opts.JSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(report); err != nil {
+		if err := printJSON(stdout, report); err != nil {
 			fmt.Fprintf(stderr, "leaderd history: %s\n", oneLine(err.Error()))
 			return exitError
 		}
@@ -145,14 +139,14 @@ func historyCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int 
 // status's deadlines.
 func fetchHistory(cfg sidecar.Config, limit int) (historyReport, error) {
 	endpoints := strings.Join(cfg.Endpoints, ",")
-	client, err := newCLIClient(cfg)
+	store, err := openStore(cfg)
 	if err != nil {
 		return historyReport{}, etcdError(endpoints, err)
 	}
-	defer client.Close()
+	defer store.Client().Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), statusCallTimeout)
-	cands, _, err := election.NewStore(client, cfg.Prefix, cfg.Election).Candidates(ctx)
+	cands, _, err := store.Candidates(ctx)
 	cancel()
 	if err != nil {
 		return historyReport{}, etcdError(endpoints, err)
@@ -163,31 +157,12 @@ func fetchHistory(cfg sidecar.Config, limit int) (historyReport, error) {
 	}
 
 	ctx, cancel = context.WithTimeout(context.Background(), statusCallTimeout)
-	recs, err := election.NewStore(client, cfg.Prefix, cfg.Election).History(ctx, limit)
+	recs, err := store.History(ctx, limit)
 	cancel()
 	if err != nil {
 		return historyReport{}, etcdError(endpoints, err)
 	}
 	return buildHistory(cfg.Election, recs, leaderToken), nil
-}
-
-// newCLIClient is the etcd client of a one-shot command (status, history):
-// it gives up at statusDialTimeout rather than retrying, and keeps the
-// client's own logging quiet, as the returned error is the one line the
-// user needs.
-func newCLIClient(cfg sidecar.Config) (*clientv3.Client, error) {
-	tlsCfg, err := cfg.TLSConfig()
-	if err != nil {
-		return nil, err
-	}
-	return clientv3.New(clientv3.Config{
-		Endpoints:   cfg.Endpoints,
-		DialTimeout: statusDialTimeout,
-		TLS:         tlsCfg,
-		Username:    cfg.User,
-		Password:    cfg.Password,
-		Logger:      zap.NewNop(),
-	})
 }
 
 // printHistory writes the report as an aligned table, newest first.

@@ -121,10 +121,8 @@ func TestGarbageInEtcd(t *testing.T) {
 		t.Fatalf("grant: %v", err)
 	}
 
-	cands := election.NewStore(nil, prefix, name).CandidatesPrefix()
-	members := election.NewStore(nil, prefix, name).MembersPrefix()
-	control := election.NewStore(nil, prefix, name).ControlPrefix()
-	history := election.NewStore(nil, prefix, name).HistoryPrefix()
+	store := election.NewStore(cli, prefix, name)
+	cands, members, control, history := store.CandidatesPrefix(), store.MembersPrefix(), store.ControlPrefix(), store.HistoryPrefix()
 	keys := []garbageKey{
 		{key: cands + election.LeaseHex(0x7e57)}, // a candidate's name, no lease
 		{key: cands + election.LeaseHex(int64(foreign.ID)), lease: foreign.ID, huge: true, final: []byte(finalGhost)}, // a foreign campaigner
@@ -144,7 +142,7 @@ func TestGarbageInEtcd(t *testing.T) {
 	// primary is killed below, and the standbys'), the member records and
 	// the history records. Each replica puts its candidate value and its
 	// member record back.
-	cands0, _, err := election.NewStore(cli, prefix, name).Candidates(ctx)
+	cands0, _, err := store.Candidates(ctx)
 	if err != nil || len(cands0) != 3 || cands0[0].ID != primary.ID {
 		t.Fatalf("candidates %+v (%v), want %s first of 3", cands0, err, primary.ID)
 	}
@@ -230,7 +228,7 @@ func TestGarbageInEtcd(t *testing.T) {
 	// Each replica put its candidate value and its member record back:
 	// the election shows the replicas under their names, in their places.
 	waitEtcd(ctx, t, "the replicas' candidate values and member records put back", func(ctx context.Context) bool {
-		cands, _, err := election.NewStore(cli, prefix, name).Candidates(ctx)
+		cands, _, err := store.Candidates(ctx)
 		if err != nil || len(cands) < 4 {
 			return false
 		}
@@ -241,7 +239,7 @@ func TestGarbageInEtcd(t *testing.T) {
 				return false
 			}
 		}
-		ms, err := election.NewStore(cli, prefix, name).Members(ctx)
+		ms, err := store.Members(ctx)
 		own := 0
 		for _, m := range ms {
 			if r := c.byID[m.ID]; r != nil && m.FencingToken != 9223372036854775807 {
@@ -281,7 +279,7 @@ func TestGarbageInEtcd(t *testing.T) {
 
 	// The new tenure is recorded in the history, past the garbage records.
 	recorded := func() bool {
-		recs, err := election.NewStore(cli, prefix, name).History(ctx, 0)
+		recs, err := store.History(ctx, 0)
 		for _, r := range recs {
 			if err == nil && r.ID == next.ID && r.FencingToken == st.FencingToken {
 				return true
