@@ -8,9 +8,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// DefaultDialTimeout bounds the first connection of a client whose
-// ClientConfig sets none.
-const DefaultDialTimeout = 2 * time.Second
+// defaultDialTimeout bounds the first connection of a client whose
+// ClientConfig sets none: the replica's.
+const defaultDialTimeout = 2 * time.Second
 
 // ClientConfig is what leaderd's etcd clients, the replica's and the
 // command line's, are made from.
@@ -21,8 +21,7 @@ type ClientConfig struct {
 	// User and Password log in when User is set: clientv3.New then asks
 	// for a token at once, so a wrong password fails the constructor.
 	User, Password string
-	// DialTimeout bounds the first connection (and the login); 0 means
-	// DefaultDialTimeout.
+	// DialTimeout bounds the first connection (and the login); 0 means 2s.
 	DialTimeout time.Duration
 }
 
@@ -31,7 +30,7 @@ type ClientConfig struct {
 func NewClient(cfg ClientConfig) (*clientv3.Client, error) {
 	dial := cfg.DialTimeout
 	if dial <= 0 {
-		dial = DefaultDialTimeout
+		dial = defaultDialTimeout
 	}
 	return clientv3.New(clientv3.Config{
 		Endpoints:   cfg.Endpoints,

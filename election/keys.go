@@ -1,6 +1,7 @@
-// Package election is the etcd side of leaderd: a lease with its own
-// keepalive loop and safe deadline, a guarded campaign and resign, and
-// reading the leader and candidates for status.
+// Package election is the etcd side of leaderd: the etcd client
+// (NewClient), a Store bound to one election's keys (candidates, control
+// requests, tenure history, members), a lease with its own keepalive loop
+// and safe deadline, and a guarded campaign and resign.
 package election
 
 import (

@@ -13,10 +13,10 @@ import (
 //
 // The key layout, all under Root (<prefix>/<election>/):
 //
-//	candidates/<lease hex>       a candidate on its lease; the oldest leads
-//	control/paused|resign|switchover  operator requests (leaderd pause, ...)
-//	history/<token as %020d>     one record per tenure, no lease
-//	members/<id>                 a replica's published record, on its lease
+//	candidates/<lease hex>    a candidate, on its lease; the oldest leads
+//	control/<name>            paused (leaderd pause), resign, switchover
+//	history/<token as %020d>  one record per tenure, on no lease
+//	members/<id>              a replica's published record, on its lease
 type Store struct {
 	client   *clientv3.Client
 	prefix   string
@@ -25,7 +25,8 @@ type Store struct {
 }
 
 // NewStore binds client to the election named election under prefix (for
-// example /leaderd, without a trailing slash).
+// example /leaderd, without a trailing slash). The client stays the
+// caller's to close.
 func NewStore(client *clientv3.Client, prefix, election string, opts ...ReadOption) *Store {
 	cfg := readOptions(opts)
 	return &Store{client: client, prefix: prefix, election: election, ignored: cfg.ignored}
