@@ -35,7 +35,7 @@ func (b *bench) switchoverDists() []*dist {
 
 // switchoverRound: ask the primary to hand over to the standby last in
 // campaign order, the one that has to wait for the other standby to yield.
-// The request is stored directly (election.PutRequest), as `leaderd
+// The request is stored directly (Store.PutRequest), as `leaderd
 // switchover` stores it, so the figure is leaderd's and not a process
 // start. The target and nobody else must promote, after the old demote
 // ended. Then wait until the primary cleared the request and the yielding

@@ -68,7 +68,7 @@ func TestWatchMemberReportsTheRecordAfterEachChange(t *testing.T) {
 			break
 		}
 	}
-	if _, err := cli.Delete(ctx, testStore(nil).MembersPrefix()+"a"); err != nil {
+	if _, err := cli.Delete(ctx, testStore(nil).MemberKey("a")); err != nil {
 		t.Fatal(err)
 	}
 	for {
