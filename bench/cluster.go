@@ -46,6 +46,7 @@ type cluster struct {
 	o       options
 	srv     *etcdtest.Server
 	client  *clientv3.Client
+	store   *election.Store // the election's keys, through client
 	set     *replicas.Set
 	ids     []string
 	proxies map[string]*etcdtest.Proxy
@@ -65,6 +66,7 @@ func newCluster(ctx context.Context, dir, binary string, o options) (c *cluster,
 	if c.client, err = clientv3.New(etcdtest.ClientConfig(c.srv.Endpoint())); err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
+	c.store = election.NewStore(c.client, keyPrefix, electionName)
 	if c.set, err = replicas.NewSet(binary, dir, electionName, o.ttl, o.demoteTimeout); err != nil {
 		return nil, fmt.Errorf("replica set: %w", err)
 	}
@@ -195,7 +197,7 @@ func (c *cluster) steady(ctx context.Context) (*replicas.Replica, string, error)
 		}
 	}
 	gctx, cancel := context.WithTimeout(ctx, callTimeout)
-	cands, _, err := election.Candidates(gctx, c.client, keyPrefix, electionName)
+	cands, _, err := c.store.Candidates(gctx)
 	cancel()
 	var ids []string
 	for _, cd := range cands {

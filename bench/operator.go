@@ -37,7 +37,7 @@ func (b *bench) switchoverDists() []*dist {
 
 // switchoverRound: ask the primary to hand over to the standby last in
 // campaign order, the one that has to wait for the other standby to yield.
-// The request is stored directly (election.PutRequest), as `leaderd
+// The request is stored directly (Store.PutRequest), as `leaderd
 // switchover` stores it, so the figure is leaderd's and not a process
 // start. The target and nobody else must promote, after the old demote
 // ended. Then wait until the primary cleared the request and the yielding
@@ -57,7 +57,7 @@ func (b *bench) switchoverRound(ctx context.Context, p *phase) error {
 		return err
 	}
 	gctx, cancel := context.WithTimeout(ctx, callTimeout)
-	cands, _, err := election.Candidates(gctx, c.client, keyPrefix, electionName)
+	cands, _, err := c.store.Candidates(gctx)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("read the candidates: %w", err)
@@ -70,7 +70,7 @@ func (b *bench) switchoverRound(ctx context.Context, p *phase) error {
 
 	now := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, callTimeout)
-	err = election.PutRequest(pctx, c.client, keyPrefix, electionName, election.Request{
+	err = c.store.PutRequest(pctx, election.Request{
 		From: old.ID, FencingToken: old.FencingToken(), To: tgt,
 		Requested: now.UTC(), Expires: now.Add(switchoverLifetime).UTC(),
 	})
@@ -150,7 +150,7 @@ func (b *bench) waitRequestCleared(ctx context.Context) error {
 	last := "not read"
 	for {
 		rctx, rcancel := context.WithTimeout(wctx, callTimeout)
-		ctl, _, err := election.ReadControl(rctx, b.c.client, keyPrefix, electionName)
+		ctl, _, err := b.c.store.ReadControl(rctx)
 		rcancel()
 		switch {
 		case err != nil:

@@ -29,8 +29,8 @@ var errNoHeadroom = errors.New("election: too little time left before the safe d
 // meanwhile.
 //
 // The keys and their order are those of etcd's concurrency election
-// (<CandidatesPrefix>/<lease hex> on the lease, the lowest create revision
-// leads), so `etcdctl elect` observers and status readers agree. It is our
+// (Store.CandidateKey, on the lease; the lowest create revision leads), so
+// `etcdctl elect` observers and status readers agree. It is our
 // own because etcd's watch does not require a leader (a standby watching
 // through a member cut off from its peers waits for ever) and, when
 // cancelled, resigns on the client's context, which blocks for as long as
@@ -52,7 +52,7 @@ func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error)
 		return nil, c.ended(ctx, err)
 	}
 	// The value is kept for the campaign and, once won, for the tenure.
-	stopKeeping := startKeeper(c.client, c.key, value, rev, c.lease.ID(), c.lease.logger)
+	stopKeeping := startKeeper(c.store.client, c.key, value, rev, c.lease.ID(), c.lease.logger)
 	won := false
 	defer func() {
 		if !won {
@@ -65,7 +65,7 @@ func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error)
 		}
 		// A win just before the safe deadline would be promoted and
 		// demoted at once: wait for a renewal to make room first.
-		if err := c.lease.awaitHeadroom(cctx, c.opts.Lease.RenewInterval); err != nil {
+		if err := c.lease.awaitHeadroom(cctx, c.opts.RenewInterval); err != nil {
 			return nil, c.ended(ctx, err)
 		}
 		t, err := c.verify(cctx, rev)
@@ -121,7 +121,7 @@ func (c *Candidacy) putKeyOnce(ctx context.Context, value string) (int64, error)
 	tctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	put := clientv3.OpPut(c.key, value, clientv3.WithLease(c.lease.ID()))
-	resp, err := c.client.Txn(tctx).
+	resp, err := c.store.client.Txn(tctx).
 		If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0)).
 		Then(put).
 		Else(clientv3.OpGet(c.key)).
@@ -145,7 +145,7 @@ func (c *Candidacy) putKeyOnce(ctx context.Context, value string) (int64, error)
 	}
 	rev := kvs[0].CreateRevision
 	if string(kvs[0].Value) != value {
-		uresp, err := c.client.Txn(tctx).
+		uresp, err := c.store.client.Txn(tctx).
 			If(clientv3.Compare(clientv3.CreateRevision(c.key), "=", rev)).
 			Then(put).
 			Commit()
@@ -164,13 +164,13 @@ func (c *Candidacy) putKeyOnce(ctx context.Context, value string) (int64, error)
 // one ahead, then looks again. Each watch starts at the revision just
 // read, so etcd serves it as a synced watch at once.
 func (c *Candidacy) waitTurn(ctx context.Context, rev int64, o *outage) error {
-	pfx := CandidatesPrefix(c.opts.Prefix, c.opts.Election) + "/"
+	pfx := c.store.CandidatesPrefix()
 	// Not WithKeysOnly: it drops the lease, which tells candidate keys apart.
 	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev - 1),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend)}
 	for {
 		gctx, cancel := context.WithTimeout(ctx, callTimeout)
-		resp, err := c.client.Get(gctx, pfx, opts...)
+		resp, err := c.store.client.Get(gctx, pfx, opts...)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -205,7 +205,7 @@ func (c *Candidacy) waitTurn(ctx context.Context, rev int64, o *outage) error {
 // waiting for ever.
 func (c *Candidacy) waitDelete(ctx context.Context, key string, fromRev int64) error {
 	wctx, cancel := context.WithCancel(ctx)
-	wch := c.client.Watch(wctx, key, clientv3.WithRev(fromRev))
+	wch := c.store.client.Watch(wctx, key, clientv3.WithRev(fromRev))
 	defer func() {
 		cancel()
 		for range wch {
@@ -256,7 +256,7 @@ func (o *outage) answered() {
 func (c *Candidacy) verify(ctx context.Context, rev int64) (*Tenure, error) {
 	vctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	resp, err := c.client.Get(vctx, CandidatesPrefix(c.opts.Prefix, c.opts.Election)+"/", clientv3.WithPrefix(),
+	resp, err := c.store.client.Get(vctx, c.store.CandidatesPrefix(), clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 	if err != nil {
 		return nil, fmt.Errorf("verify leadership: %w", err)
@@ -268,7 +268,7 @@ func (c *Candidacy) verify(ctx context.Context, rev int64) (*Tenure, error) {
 	if left <= 0 {
 		return nil, ErrSafeDeadline
 	}
-	if left < c.opts.Lease.RenewInterval {
+	if left < c.opts.RenewInterval {
 		return nil, errNoHeadroom
 	}
 	t := &Tenure{

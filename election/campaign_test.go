@@ -25,8 +25,7 @@ func TestCampaignTakesOverWhenItsWatchMemberIsIsolated(t *testing.T) {
 	iso, other := (lead+1)%3, (lead+2)%3
 	// A long TTL: a renewal sent to the isolated member may hang until
 	// its own deadline before the next one goes elsewhere.
-	opts := testOptions()
-	opts.Lease = LeaseOptions{TTL: 10 * time.Second, RenewInterval: 2500 * time.Millisecond, StepDownLead: 1500 * time.Millisecond}
+	opts := LeaseOptions{TTL: 10 * time.Second, RenewInterval: 2500 * time.Millisecond, StepDownLead: 1500 * time.Millisecond}
 
 	primaryCli := etcdtest.NewClient(t, cluster.Endpoint(lead))
 	primary := newCandidacyWith(t, primaryCli, opts)
@@ -107,11 +106,11 @@ func waitClusterLeader(t *testing.T, c *etcdtest.Cluster) int {
 	}
 }
 
-func newCandidacyWith(t *testing.T, cli *clientv3.Client, opts Options) *Candidacy {
+func newCandidacyWith(t *testing.T, cli *clientv3.Client, opts LeaseOptions) *Candidacy {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	c, err := NewCandidacy(ctx, cli, opts, nil)
+	c, err := NewCandidacy(ctx, testStore(cli), opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,8 +206,7 @@ func runs(stack string, names []string) bool {
 // Headroom: TTL 3s, renewals every second, lead 1.5s. The first renewal is
 // due 1s after the grant, when only 0.5s is left before the safe deadline:
 // less than one renew interval.
-var headroomOptions = Options{Prefix: "/leaderd", Election: "t",
-	Lease: LeaseOptions{TTL: 3 * time.Second, RenewInterval: time.Second, StepDownLead: 1500 * time.Millisecond}}
+var headroomLease = LeaseOptions{TTL: 3 * time.Second, RenewInterval: time.Second, StepDownLead: 1500 * time.Millisecond}
 
 // stalledRenewals returns a renewal call that reports each attempt and
 // hangs until release is closed, then renews for real.
@@ -231,11 +229,11 @@ func grantStalled(t *testing.T, cli *clientv3.Client, keepAlive func(context.Con
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	l, err := grantWith(ctx, cli, headroomOptions.Lease, nil, keepAlive)
+	l, err := grantWith(ctx, cli, headroomLease, nil, keepAlive)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := candidacyOn(cli, headroomOptions, l.logger, l)
+	c := candidacyOn(testStore(cli), headroomLease, l.logger, l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -253,8 +251,8 @@ func TestCampaignWithoutHeadroomReturnsNoTenure(t *testing.T) {
 	attempted := make(chan struct{}, 1)
 	c := grantStalled(t, cli, stalledRenewals(cli, attempted, nil))
 	waitClosed(t, attempted, "the first renewal") // from now on, less than a renew interval is left
-	if left := time.Until(c.Lease().SafeDeadline()); left >= headroomOptions.Lease.RenewInterval {
-		t.Fatalf("%s left before the safe deadline at the first renewal, want less than %s", left, headroomOptions.Lease.RenewInterval)
+	if left := time.Until(c.Lease().SafeDeadline()); left >= headroomLease.RenewInterval {
+		t.Fatalf("%s left before the safe deadline at the first renewal, want less than %s", left, headroomLease.RenewInterval)
 	}
 
 	r := result(t, campaign(c, context.Background(), "late"))
@@ -324,7 +322,7 @@ func TestCampaignAgainKeepsItsPlace(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	before, _, err := Candidates(ctx, cli, "/leaderd", "t")
+	before, _, err := testStore(cli).Candidates(ctx)
 	if err != nil || len(before) != 2 {
 		t.Fatalf("candidates %+v %v", before, err)
 	}
@@ -332,7 +330,7 @@ func TestCampaignAgainKeepsItsPlace(t *testing.T) {
 	ch = campaign(waiter, ctx, "new")
 	deadline := time.Now().Add(bound)
 	for {
-		cands, _, err := Candidates(ctx, cli, "/leaderd", "t")
+		cands, _, err := testStore(cli).Candidates(ctx)
 		if err == nil && len(cands) == 2 && cands[1].ID == "new" {
 			if cands[1].CreateRevision != before[1].CreateRevision {
 				t.Fatalf("the key was created anew: revision %d, was %d", cands[1].CreateRevision, before[1].CreateRevision)
@@ -367,7 +365,7 @@ func TestCampaignIgnoresKeysNoCampaignMade(t *testing.T) {
 	cli := etcdtest.NewClient(t, srv.Endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	pfx := CandidatesPrefix("/leaderd", "t") + "/"
+	pfx := testStore(nil).CandidatesPrefix()
 	if _, err := cli.Put(ctx, pfx+"stray", "x"); err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +382,7 @@ func TestCampaignIgnoresKeysNoCampaignMade(t *testing.T) {
 		t.Fatalf("campaign behind keys no campaign made: %v", r.err)
 	}
 	r.ten.Stop()
-	cands, _, err := Candidates(ctx, cli, "/leaderd", "t")
+	cands, _, err := testStore(cli).Candidates(ctx)
 	if err != nil || len(cands) != 1 || cands[0].ID != "a" {
 		t.Fatalf("candidates %+v, %v; want only a", cands, err)
 	}

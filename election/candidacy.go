@@ -26,7 +26,8 @@ var (
 // (verification, reads, resign).
 const callTimeout = 2 * time.Second
 
-// Options names the election and sets the lease guard.
+// Options names a replica's election and sets its lease guard: what the
+// replica makes its Store and each Candidacy from.
 type Options struct {
 	Prefix   string // key prefix, e.g. /leaderd
 	Election string // election name
@@ -36,32 +37,33 @@ type Options struct {
 // Candidacy is one lease and the candidate key it may put: a replica's
 // right to campaign. A lost lease ends it; the next campaign needs a new one.
 type Candidacy struct {
-	client *clientv3.Client
-	opts   Options
+	store  *Store
+	opts   LeaseOptions
 	logger *slog.Logger
 	lease  *Lease
-	key    string // <CandidatesPrefix>/<lease hex>, as etcd's concurrency election names it
+	key    string // CandidateKey of the lease, as etcd's concurrency election names it
 }
 
-// NewCandidacy grants a lease with its guard running.
-func NewCandidacy(ctx context.Context, client *clientv3.Client, opts Options, logger *slog.Logger) (*Candidacy, error) {
+// NewCandidacy grants a lease with its guard running, for a campaign in
+// store's election.
+func NewCandidacy(ctx context.Context, store *Store, opts LeaseOptions, logger *slog.Logger) (*Candidacy, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	lease, err := Grant(ctx, client, opts.Lease, logger)
+	lease, err := Grant(ctx, store.client, opts, logger)
 	if err != nil {
 		return nil, err
 	}
-	return candidacyOn(client, opts, logger, lease), nil
+	return candidacyOn(store, opts, logger, lease), nil
 }
 
-func candidacyOn(client *clientv3.Client, opts Options, logger *slog.Logger, lease *Lease) *Candidacy {
+func candidacyOn(store *Store, opts LeaseOptions, logger *slog.Logger, lease *Lease) *Candidacy {
 	return &Candidacy{
-		client: client,
+		store:  store,
 		opts:   opts,
 		logger: logger,
 		lease:  lease,
-		key:    candidateKey(opts.Prefix, opts.Election, lease.ID()),
+		key:    store.CandidateKey(lease.ID()),
 	}
 }
 
@@ -140,7 +142,7 @@ func (t *Tenure) watch(fromRev int64) {
 // (no leader, compaction, cut off) is re-established after a fresh read.
 func (t *Tenure) watchKey(ctx context.Context, fromRev int64) {
 	for ctx.Err() == nil {
-		wch := t.c.client.Watch(ctx, t.key, clientv3.WithRev(fromRev))
+		wch := t.c.store.client.Watch(ctx, t.key, clientv3.WithRev(fromRev))
 		for wr := range wch {
 			if wr.Err() != nil {
 				break
@@ -154,7 +156,7 @@ func (t *Tenure) watchKey(ctx context.Context, fromRev int64) {
 		// The watch ended: read the key again before trusting anything.
 		for ctx.Err() == nil {
 			gctx, gcancel := context.WithTimeout(ctx, callTimeout)
-			resp, err := t.c.client.Get(gctx, t.key)
+			resp, err := t.c.store.client.Get(gctx, t.key)
 			gcancel()
 			if err == nil {
 				if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != t.rev {
@@ -176,7 +178,7 @@ func (t *Tenure) watchKey(ctx context.Context, fromRev int64) {
 // the lease afterwards whatever the outcome.
 func (t *Tenure) Resign(ctx context.Context) error {
 	t.Stop()
-	resp, err := t.c.client.Txn(ctx).
+	resp, err := t.c.store.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
 		Then(clientv3.OpDelete(t.key)).
 		Commit()

@@ -21,11 +21,6 @@ const (
 	controlSwitchover = "switchover"
 )
 
-// ControlPrefix is the prefix of the control keys.
-func ControlPrefix(prefix, election string) string {
-	return prefix + "/" + election + "/control/"
-}
-
 // Request asks the primary of a given tenure to step down: for a
 // switchover, in favour of To only. A request for another tenure (From,
 // FencingToken) is stale and ignored.
@@ -57,10 +52,9 @@ type Control struct {
 }
 
 // ReadControl reads the control keys. Bounded by ctx.
-func ReadControl(ctx context.Context, client *clientv3.Client, prefix, election string, opts ...ReadOption) (Control, int64, error) {
-	cfg := readOptions(opts)
-	pfx := ControlPrefix(prefix, election)
-	resp, err := client.Get(ctx, pfx, clientv3.WithPrefix())
+func (s *Store) ReadControl(ctx context.Context) (Control, int64, error) {
+	pfx := s.ControlPrefix()
+	resp, err := s.client.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
 		return Control{}, 0, err
 	}
@@ -70,9 +64,9 @@ func ReadControl(ctx context.Context, client *clientv3.Client, prefix, election 
 		case controlPaused:
 			c.Paused = true
 		case controlResign:
-			c.Resign = parseRequestLogged(name, kv, cfg.ignored)
+			c.Resign = parseRequestLogged(name, kv, s.ignored)
 		case controlSwitchover:
-			c.Switchover = parseRequestLogged(name, kv, cfg.ignored)
+			c.Switchover = parseRequestLogged(name, kv, s.ignored)
 		}
 	}
 	return c, resp.Header.Revision, nil
@@ -123,22 +117,22 @@ func parseRequestWhy(name string, kv *mvccpb.KeyValue) (*Request, string) {
 
 // WatchControl calls fn with the control state whenever it may have
 // changed, and with an error when etcd cannot be read, until ctx ends.
-func WatchControl(ctx context.Context, client *clientv3.Client, prefix, election string, fn func(Control, error), opts ...ReadOption) {
-	watchPrefix(ctx, client, ControlPrefix(prefix, election), func(ctx context.Context) (int64, error) {
-		c, rev, err := ReadControl(ctx, client, prefix, election, opts...)
+func (s *Store) WatchControl(ctx context.Context, fn func(Control, error)) {
+	watchPrefix(ctx, s.client, s.ControlPrefix(), func(ctx context.Context) (int64, error) {
+		c, rev, err := s.ReadControl(ctx)
 		fn(c, err)
 		return rev, err
 	})
 }
 
 // SetPaused pauses (or resumes) automatic role changes. Bounded by ctx.
-func SetPaused(ctx context.Context, client *clientv3.Client, prefix, election string, paused bool) error {
-	key := ControlPrefix(prefix, election) + controlPaused
+func (s *Store) SetPaused(ctx context.Context, paused bool) error {
+	key := s.ControlPrefix() + controlPaused
 	var err error
 	if paused {
-		_, err = client.Put(ctx, key, time.Now().UTC().Format(time.RFC3339))
+		_, err = s.client.Put(ctx, key, time.Now().UTC().Format(time.RFC3339))
 	} else {
-		_, err = client.Delete(ctx, key)
+		_, err = s.client.Delete(ctx, key)
 	}
 	return err
 }
@@ -153,7 +147,7 @@ var ErrRequestPending = errors.New("election: another resign or switchover reque
 // must not block every later one. The check and the put are one
 // transaction (both keys unchanged since they were read), so of racing
 // requests one wins and the others see it pending. Bounded by ctx.
-func PutRequest(ctx context.Context, client *clientv3.Client, prefix, election string, r Request) error {
+func (s *Store) PutRequest(ctx context.Context, r Request) error {
 	name := controlResign
 	if r.To != "" {
 		name = controlSwitchover
@@ -162,11 +156,11 @@ func PutRequest(ctx context.Context, client *clientv3.Client, prefix, election s
 	if err != nil {
 		return err
 	}
-	pfx := ControlPrefix(prefix, election)
+	pfx := s.ControlPrefix()
 	resignKey, switchoverKey := pfx+controlResign, pfx+controlSwitchover
 	for {
-		read, err := client.Txn(ctx).Then(clientv3.OpGet(resignKey), clientv3.OpGet(switchoverKey),
-			clientv3.OpGet(CandidatesPrefix(prefix, election)+"/", clientv3.WithPrefix(),
+		read, err := s.client.Txn(ctx).Then(clientv3.OpGet(resignKey), clientv3.OpGet(switchoverKey),
+			clientv3.OpGet(s.CandidatesPrefix(), clientv3.WithPrefix(),
 				clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))).Commit()
 		if err != nil {
 			return fmt.Errorf("read the pending requests: %w", err)
@@ -179,7 +173,7 @@ func PutRequest(ctx context.Context, client *clientv3.Client, prefix, election s
 			return ErrRequestPending
 		}
 		// A missing key's mod revision compares as 0.
-		put, err := client.Txn(ctx).
+		put, err := s.client.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(resignKey), "=", modRevision(resign)),
 				clientv3.Compare(clientv3.ModRevision(switchoverKey), "=", modRevision(switchover))).
 			Then(clientv3.OpPut(pfx+name, string(b))).
@@ -210,13 +204,13 @@ func modRevision(kv *mvccpb.KeyValue) int64 {
 
 // ClearRequest deletes a handled request if it was not replaced since it
 // was read. Bounded by ctx.
-func ClearRequest(ctx context.Context, client *clientv3.Client, prefix, election string, r *Request) error {
+func (s *Store) ClearRequest(ctx context.Context, r *Request) error {
 	name := controlResign
 	if r.To != "" {
 		name = controlSwitchover
 	}
-	key := ControlPrefix(prefix, election) + name
-	_, err := client.Txn(ctx).
+	key := s.ControlPrefix() + name
+	_, err := s.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", r.Revision)).
 		Then(clientv3.OpDelete(key)).
 		Commit()

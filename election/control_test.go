@@ -21,7 +21,7 @@ func putCandidate(ctx context.Context, t *testing.T, cli *clientv3.Client, id st
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := candidateKey("/leaderd", "t", lease.ID)
+	key := testStore(nil).CandidateKey(lease.ID)
 	if _, err := cli.Put(ctx, key, `{"id":"`+id+`"}`, clientv3.WithLease(lease.ID)); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func testRacingRequests(t *testing.T, stale bool) {
 	leader := putCandidate(ctx, t, cli, "a")
 	if stale {
 		for _, name := range []string{"resign", "switchover"} {
-			if _, err := cli.Put(ctx, ControlPrefix("/leaderd", "t")+name,
+			if _, err := cli.Put(ctx, testStore(nil).ControlPrefix()+name,
 				`{"from":"nobody","fencing_token":-1,"to":"ghost","expires":"9999-12-31T23:59:59Z"}`); err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +73,7 @@ func testRacingRequests(t *testing.T, stale bool) {
 				r.To = fmt.Sprintf("b%d", i)
 			}
 			<-start
-			errs <- PutRequest(ctx, cli, "/leaderd", "t", r)
+			errs <- testStore(cli).PutRequest(ctx, r)
 		}()
 	}
 	close(start)
@@ -91,7 +91,7 @@ func testRacingRequests(t *testing.T, stale bool) {
 	if won != 1 {
 		t.Fatalf("%d of %d racing requests were stored, want exactly 1", won, racers)
 	}
-	c, _, err := ReadControl(ctx, cli, "/leaderd", "t")
+	c, _, err := testStore(cli).ReadControl(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,24 +125,24 @@ func TestPutRequestReplacesStaleRequests(t *testing.T) {
 		{"not a request", "resign", `{"from":`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			key := ControlPrefix("/leaderd", "t") + tc.key
+			key := testStore(nil).ControlPrefix() + tc.key
 			if _, err := cli.Put(ctx, key, tc.value); err != nil {
 				t.Fatal(err)
 			}
 			mine := Request{From: "a", FencingToken: token, To: "b", Expires: time.Now().Add(time.Minute)}
-			if err := PutRequest(ctx, cli, "/leaderd", "t", mine); err != nil {
+			if err := testStore(cli).PutRequest(ctx, mine); err != nil {
 				t.Fatalf("with %s=%s: PutRequest = %v, want stored", tc.key, tc.value, err)
 			}
-			c, _, err := ReadControl(ctx, cli, "/leaderd", "t")
+			c, _, err := testStore(cli).ReadControl(ctx)
 			if err != nil || c.Switchover == nil || !c.Switchover.For(leader) || c.Switchover.To != "b" {
 				t.Fatalf("switchover %+v (%v), want the new request", c.Switchover, err)
 			}
 			// Now one is pending: the next is refused.
 			next := Request{From: "a", FencingToken: token, Expires: time.Now().Add(time.Minute)}
-			if err := PutRequest(ctx, cli, "/leaderd", "t", next); !errors.Is(err, ErrRequestPending) {
+			if err := testStore(cli).PutRequest(ctx, next); !errors.Is(err, ErrRequestPending) {
 				t.Fatalf("second PutRequest = %v, want ErrRequestPending", err)
 			}
-			if _, err := cli.Delete(ctx, ControlPrefix("/leaderd", "t"), clientv3.WithPrefix()); err != nil {
+			if _, err := cli.Delete(ctx, testStore(nil).ControlPrefix(), clientv3.WithPrefix()); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -162,21 +162,21 @@ func TestReadControlIgnoresBadRequests(t *testing.T) {
 		{"switchover", `not json`},
 		{"resign", `[1,2,3]`},
 	} {
-		key := ControlPrefix("/leaderd", "t") + tc.key
+		key := testStore(nil).ControlPrefix() + tc.key
 		if _, err := cli.Put(ctx, key, tc.value); err != nil {
 			t.Fatal(err)
 		}
-		c, _, err := ReadControl(ctx, cli, "/leaderd", "t")
+		c, _, err := testStore(cli).ReadControl(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if c.Resign != nil || c.Switchover != nil {
 			t.Fatalf("%s=%s read as %+v %+v, want ignored", tc.key, tc.value, c.Resign, c.Switchover)
 		}
-		if err := PutRequest(ctx, cli, "/leaderd", "t", Request{From: "a", FencingToken: 7, Expires: time.Now().Add(time.Minute)}); err != nil {
+		if err := testStore(cli).PutRequest(ctx, Request{From: "a", FencingToken: 7, Expires: time.Now().Add(time.Minute)}); err != nil {
 			t.Fatalf("with %s=%s: PutRequest = %v, want stored", tc.key, tc.value, err)
 		}
-		if _, err := cli.Delete(ctx, ControlPrefix("/leaderd", "t"), clientv3.WithPrefix()); err != nil {
+		if _, err := cli.Delete(ctx, testStore(nil).ControlPrefix(), clientv3.WithPrefix()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -190,17 +190,17 @@ func TestResignWithATargetIsClearedFromTheResignKey(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	expires := time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano)
-	if _, err := cli.Put(ctx, ControlPrefix("/leaderd", "t")+"resign", `{"from":"a","fencing_token":7,"to":"b","expires":"`+expires+`"}`); err != nil {
+	if _, err := cli.Put(ctx, testStore(nil).ControlPrefix()+"resign", `{"from":"a","fencing_token":7,"to":"b","expires":"`+expires+`"}`); err != nil {
 		t.Fatal(err)
 	}
-	c, _, err := ReadControl(ctx, cli, "/leaderd", "t")
+	c, _, err := testStore(cli).ReadControl(ctx)
 	if err != nil || c.Resign == nil || c.Resign.To != "" {
 		t.Fatalf("read %+v, %v; want a resign without a target", c.Resign, err)
 	}
-	if err := ClearRequest(ctx, cli, "/leaderd", "t", c.Resign); err != nil {
+	if err := testStore(cli).ClearRequest(ctx, c.Resign); err != nil {
 		t.Fatal(err)
 	}
-	if c, _, err = ReadControl(ctx, cli, "/leaderd", "t"); err != nil || c.Resign != nil {
+	if c, _, err = testStore(cli).ReadControl(ctx); err != nil || c.Resign != nil {
 		t.Fatalf("after ClearRequest: resign %+v, %v; want it gone", c.Resign, err)
 	}
 }

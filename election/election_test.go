@@ -19,7 +19,11 @@ var testLease = LeaseOptions{TTL: 3 * time.Second, RenewInterval: 750 * time.Mil
 
 const bound = 15 * time.Second
 
-func testOptions() Options { return Options{Prefix: "/leaderd", Election: "t", Lease: testLease} }
+// testStore is election "t" under /leaderd; a nil client serves for key
+// paths only.
+func testStore(cli *clientv3.Client, opts ...ReadOption) *Store {
+	return NewStore(cli, "/leaderd", "t", opts...)
+}
 
 func waitClosed(t *testing.T, ch <-chan struct{}, what string) time.Time {
 	t.Helper()
@@ -117,7 +121,7 @@ func newCandidacy(t *testing.T, cli *clientv3.Client) *Candidacy {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	c, err := NewCandidacy(ctx, cli, testOptions(), nil)
+	c, err := NewCandidacy(ctx, testStore(cli), testLease, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +176,7 @@ func TestCampaignResignHandsOverWithHigherToken(t *testing.T) {
 		t.Fatalf("b won while a leads: %+v", r)
 	default:
 	}
-	cands, _, err := Candidates(ctx, cli, "/leaderd", "t")
+	cands, _, err := testStore(cli).Candidates(ctx)
 	if err != nil || cands[0].ID != "a" || cands[0].FencingToken() != ra.ten.FencingToken() {
 		t.Fatalf("candidates %+v %v", cands, err)
 	}
@@ -199,7 +203,7 @@ func waitCandidates(t *testing.T, cli *clientv3.Client, n int) {
 	defer tick.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		cands, _, err := Candidates(ctx, cli, "/leaderd", "t")
+		cands, _, err := testStore(cli).Candidates(ctx)
 		cancel()
 		if err == nil && len(cands) >= n {
 			return

@@ -20,7 +20,7 @@ import (
 // exactly what leaderd wrote. `make fuzz` (scripts/fuzz.sh) runs them with
 // -fuzz; `go test` runs the seeds.
 
-const fuzzPrefix, fuzzElection = "/leaderd", "e"
+var fuzzStore = NewStore(nil, "/leaderd", "e")
 
 // hostileValues are the seeds every decoder gets: empty, not JSON, JSON of
 // the wrong shape, and leaderd-shaped JSON with hostile values.
@@ -62,7 +62,7 @@ func fuzzTime(n int64) time.Time { return time.Unix(0, n).UTC() }
 // leader status shows is the key campaigns wait for; its value is shown
 // as leaderd wrote it, or raw when another tool (etcdctl elect) wrote it.
 func FuzzCandidate(f *testing.F) {
-	pfx := CandidatesPrefix(fuzzPrefix, fuzzElection) + "/"
+	pfx := fuzzStore.CandidatesPrefix()
 	good, _ := json.Marshal(CandidateValue{ID: "r1", Addr: "10.0.0.1:5432", Since: fuzzTime(1e18)})
 	f.Add(pfx+"694d", good, int64(0x694d), int64(7))
 	f.Add(pfx+"694d", good, int64(0), int64(7))             // no lease
@@ -133,11 +133,11 @@ func FuzzMember(f *testing.F) {
 		f.Add("r1", v, int64(1))
 	}
 	f.Fuzz(func(t *testing.T, id string, value []byte, lease int64) {
-		if decodeMember(fuzzPrefix, fuzzElection, nil) != nil {
+		if decodeMember(fuzzStore.MembersPrefix(), nil) != nil {
 			t.Fatal("no key decoded as a member")
 		}
-		key := MembersPrefix(fuzzPrefix, fuzzElection) + id
-		m := decodeMember(fuzzPrefix, fuzzElection, &mvccpb.KeyValue{Key: []byte(key), Value: value, Lease: lease})
+		key := fuzzStore.MembersPrefix() + id
+		m := decodeMember(fuzzStore.MembersPrefix(), &mvccpb.KeyValue{Key: []byte(key), Value: value, Lease: lease})
 		var v Member
 		if json.Unmarshal(value, &v) != nil || id == "" || !bytes.HasPrefix(bytes.TrimLeft(value, " \t\r\n"), []byte("{")) {
 			if m != nil {
@@ -165,7 +165,7 @@ func FuzzMember(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rt := decodeMember(fuzzPrefix, fuzzElection, &mvccpb.KeyValue{Key: []byte(MembersPrefix(fuzzPrefix, fuzzElection) + want.ID), Value: b, Lease: 3})
+		rt := decodeMember(fuzzStore.MembersPrefix(), &mvccpb.KeyValue{Key: []byte(fuzzStore.MembersPrefix() + want.ID), Value: b, Lease: 3})
 		want.LeaseID = 3
 		if rt == nil || !rt.Since.Equal(want.Since) {
 			t.Fatalf("round trip of %+v gave %v", want, rt)
@@ -200,7 +200,7 @@ func FuzzControlRequest(f *testing.F) {
 		if parseRequest(name, nil) != nil {
 			t.Fatal("no key parsed as a request")
 		}
-		r := parseRequest(name, &mvccpb.KeyValue{Key: []byte(ControlPrefix(fuzzPrefix, fuzzElection) + name), Value: value, ModRevision: modRev})
+		r := parseRequest(name, &mvccpb.KeyValue{Key: []byte(fuzzStore.ControlPrefix() + name), Value: value, ModRevision: modRev})
 		var v Request
 		if json.Unmarshal(value, &v) != nil || v.From == "" || (switchover && v.To == "") {
 			if r != nil {
@@ -246,7 +246,7 @@ func FuzzControlRequest(f *testing.F) {
 // token (it is what sorts); a value another tool wrote is shown raw as the
 // id; a record leaderd writes round-trips, open or closed.
 func FuzzTenureRecord(f *testing.F) {
-	pfx := HistoryPrefix(fuzzPrefix, fuzzElection)
+	pfx := fuzzStore.HistoryPrefix()
 	good, _ := json.Marshal(TenureRecord{ID: "r1", FencingToken: 12, Start: fuzzTime(1e18), End: fuzzTime(1e18 + 1e9), EndReason: "resigned"})
 	open, _ := json.Marshal(TenureRecord{ID: "r1", FencingToken: 12, Start: fuzzTime(1e18)})
 	f.Add("00000000000000000012", good)
@@ -290,7 +290,7 @@ func FuzzTenureRecord(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			key := historyKey(fuzzPrefix, fuzzElection, want.FencingToken)
+			key := fuzzStore.historyKey(want.FencingToken)
 			rt := decodeTenure(pfx, []byte(key), b)
 			if rt.ID != want.ID || rt.FencingToken != want.FencingToken || !rt.Start.Equal(want.Start) ||
 				!rt.End.Equal(want.End) || rt.EndReason != want.EndReason || rt.Open() != !closed {

@@ -108,7 +108,7 @@ func newLoggedCandidacy(t *testing.T, cli *clientv3.Client, logger *slog.Logger)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	c, err := NewCandidacy(ctx, cli, testOptions(), logger)
+	c, err := NewCandidacy(ctx, testStore(cli), testLease, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,17 +288,18 @@ func TestIgnoredValuesAreLoggedOncePerRevision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	candKey := candidateKey("/leaderd", "t", lease.ID)
-	memberKey := MembersPrefix("/leaderd", "t") + "r1"
-	controlKey := ControlPrefix("/leaderd", "t") + "switchover"
+	candKey := testStore(nil).CandidateKey(lease.ID)
+	memberKey := testStore(nil).MemberKey("r1")
+	controlKey := testStore(nil).ControlPrefix() + "switchover"
+	store := testStore(cli, LogIgnored(logger)) // one memory for the three watches, as in a replica
 	leaderCalls := watchCalls(t, func(ctx context.Context, called func()) {
-		WatchLeader(ctx, cli, "/leaderd", "t", func([]Candidate, error) { called() }, LogIgnored(logger))
+		store.WatchLeader(ctx, func([]Candidate, error) { called() })
 	})
 	controlCalls := watchCalls(t, func(ctx context.Context, called func()) {
-		WatchControl(ctx, cli, "/leaderd", "t", func(Control, error) { called() }, LogIgnored(logger))
+		store.WatchControl(ctx, func(Control, error) { called() })
 	})
 	memberCalls := watchCalls(t, func(ctx context.Context, called func()) {
-		WatchMember(ctx, cli, "/leaderd", "t", "r1", func(*Member, error) { called() }, LogIgnored(logger))
+		store.WatchMember(ctx, "r1", func(*Member, error) { called() })
 	})
 	for _, calls := range []<-chan struct{}{leaderCalls, controlCalls, memberCalls} {
 		waitCall(t, calls) // the first read
@@ -311,9 +312,9 @@ func TestIgnoredValuesAreLoggedOncePerRevision(t *testing.T) {
 		calls <-chan struct{}
 		poke  string // another key under the same watch: a change there reads again
 	}{
-		{candKey, []clientv3.OpOption{clientv3.WithLease(lease.ID)}, leaderCalls, CandidatesPrefix("/leaderd", "t") + "/stray"},
+		{candKey, []clientv3.OpOption{clientv3.WithLease(lease.ID)}, leaderCalls, testStore(nil).CandidatesPrefix() + "stray"},
 		{memberKey, nil, memberCalls, memberKey},
-		{controlKey, nil, controlCalls, ControlPrefix("/leaderd", "t") + "other"},
+		{controlKey, nil, controlCalls, testStore(nil).ControlPrefix() + "other"},
 	} {
 		if _, err := cli.Put(ctx, k.key, garbage, k.opts...); err != nil {
 			t.Fatal(err)
@@ -348,16 +349,16 @@ func TestIgnoredValuesAreLoggedOncePerRevision(t *testing.T) {
 		}
 		waitFor(t, "the second garbage in "+k.key+" logged", func() bool { return logs.count(t, k.key) == 2 })
 	}
-	if _, err := cli.Put(ctx, HistoryPrefix("/leaderd", "t")+"00000000000000000007", garbage); err != nil {
+	if _, err := cli.Put(ctx, testStore(nil).HistoryPrefix()+"00000000000000000007", garbage); err != nil {
 		t.Fatal(err)
 	}
-	logIgnored := LogIgnored(logger) // one memory for both reads
+	history := testStore(cli, LogIgnored(logger)) // one memory for both reads
 	for range 2 {
-		if _, err := History(ctx, cli, "/leaderd", "t", 0, logIgnored); err != nil {
+		if _, err := history.History(ctx, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := logs.count(t, HistoryPrefix("/leaderd", "t")+"00000000000000000007"); n != 1 {
+	if n := logs.count(t, testStore(nil).HistoryPrefix()+"00000000000000000007"); n != 1 {
 		t.Fatalf("history garbage logged %d times by two reads, want once", n)
 	}
 }
@@ -372,7 +373,7 @@ func TestEmptyIDsAreIgnored(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	logger, logs := captureLogs()
-	members := MembersPrefix("/leaderd", "t")
+	members := testStore(nil).MembersPrefix()
 	for key, value := range map[string]string{
 		members:          `{"id":"squatter","role":"primary"}`,
 		members + "null": `null`,
@@ -382,7 +383,7 @@ func TestEmptyIDsAreIgnored(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ms, err := Members(ctx, cli, "/leaderd", "t", LogIgnored(logger))
+	ms, err := testStore(cli, LogIgnored(logger)).Members(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,13 +402,13 @@ func TestEmptyIDsAreIgnored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := candidateKey("/leaderd", "t", lease.ID)
+		key := testStore(nil).CandidateKey(lease.ID)
 		if _, err := cli.Put(ctx, key, value, clientv3.WithLease(lease.ID)); err != nil {
 			t.Fatal(err)
 		}
 		keys = append(keys, key)
 	}
-	cands, _, err := Candidates(ctx, cli, "/leaderd", "t", LogIgnored(logger))
+	cands, _, err := testStore(cli, LogIgnored(logger)).Candidates(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

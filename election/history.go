@@ -39,25 +39,13 @@ type TenureRecord struct {
 // Open reports whether no end was recorded.
 func (r TenureRecord) Open() bool { return r.End.IsZero() }
 
-// HistoryPrefix is where the tenure records live, one key per tenure:
-// <prefix>/<election>/history/<fencing token as %020d>. It ends in a slash
-// so that election "web" does not read "web2"'s history.
-func HistoryPrefix(prefix, election string) string {
-	return prefix + "/" + election + "/history/"
-}
-
-// historyKey zero-pads the token, so keys sort as the tokens do.
-func historyKey(prefix, election string, token int64) string {
-	return fmt.Sprintf("%s%020d", HistoryPrefix(prefix, election), token)
-}
-
 // RecordTenure writes rec under its fencing token and trims the history to
 // the newest HistoryLimit records. A primary calls it twice per tenure: at
 // the start (End zero) and at the end, which overwrites the first record.
 // The put has no lease, as the history outlives the primary. Bounded by
 // ctx: one transaction (put, then list the newest HistoryLimit+1 keys) and,
 // once the history is full, one range delete.
-func RecordTenure(ctx context.Context, client *clientv3.Client, prefix, election string, rec TenureRecord) error {
+func (s *Store) RecordTenure(ctx context.Context, rec TenureRecord) error {
 	if rec.FencingToken <= 0 {
 		return fmt.Errorf("record tenure %d: %w", rec.FencingToken, ErrBadFencingToken)
 	}
@@ -65,9 +53,9 @@ func RecordTenure(ctx context.Context, client *clientv3.Client, prefix, election
 	if err != nil {
 		return fmt.Errorf("record tenure %d: %w", rec.FencingToken, err)
 	}
-	pfx := HistoryPrefix(prefix, election)
-	resp, err := client.Txn(ctx).Then(
-		clientv3.OpPut(historyKey(prefix, election, rec.FencingToken), string(val)),
+	pfx := s.HistoryPrefix()
+	resp, err := s.client.Txn(ctx).Then(
+		clientv3.OpPut(s.historyKey(rec.FencingToken), string(val)),
 		clientv3.OpGet(pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 			clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend),
 			clientv3.WithLimit(HistoryLimit+1)),
@@ -84,7 +72,7 @@ func RecordTenure(ctx context.Context, client *clientv3.Client, prefix, election
 	// Concurrent writers only add keys above it, so this never deletes
 	// one of the newest HistoryLimit.
 	oldest := string(kvs[HistoryLimit].Key)
-	if _, err := client.Delete(ctx, pfx, clientv3.WithRange(oldest+"\x00")); err != nil {
+	if _, err := s.client.Delete(ctx, pfx, clientv3.WithRange(oldest+"\x00")); err != nil {
 		return fmt.Errorf("record tenure %d: trim history: %w", rec.FencingToken, err)
 	}
 	return nil
@@ -93,13 +81,12 @@ func RecordTenure(ctx context.Context, client *clientv3.Client, prefix, election
 // History reads the election's tenure records, newest first, at most limit
 // of them (limit <= 0 means HistoryLimit). Open records are returned as
 // they are: the caller knows whether the tenure is still current.
-func History(ctx context.Context, client *clientv3.Client, prefix, election string, limit int, opts ...ReadOption) ([]TenureRecord, error) {
-	cfg := readOptions(opts)
+func (s *Store) History(ctx context.Context, limit int) ([]TenureRecord, error) {
 	if limit <= 0 {
 		limit = HistoryLimit
 	}
-	pfx := HistoryPrefix(prefix, election)
-	resp, err := client.Get(ctx, pfx, clientv3.WithPrefix(),
+	pfx := s.HistoryPrefix()
+	resp, err := s.client.Get(ctx, pfx, clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend),
 		clientv3.WithLimit(int64(limit)))
 	if err != nil {
@@ -109,7 +96,7 @@ func History(ctx context.Context, client *clientv3.Client, prefix, election stri
 	for _, kv := range resp.Kvs {
 		rec, why := decodeTenureWhy(pfx, kv.Key, kv.Value)
 		if why != "" {
-			cfg.ignored.ignore(kv, why)
+			s.ignored.ignore(kv, why)
 		}
 		out = append(out, rec)
 	}

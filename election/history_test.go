@@ -16,7 +16,7 @@ func record(t *testing.T, cli *clientv3.Client, election string, rec TenureRecor
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	if err := RecordTenure(ctx, cli, "/leaderd", election, rec); err != nil {
+	if err := NewStore(cli, "/leaderd", election).RecordTenure(ctx, rec); err != nil {
 		t.Fatalf("record tenure %d: %v", rec.FencingToken, err)
 	}
 }
@@ -25,7 +25,7 @@ func history(t *testing.T, cli *clientv3.Client, election string, limit int) []T
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	recs, err := History(ctx, cli, "/leaderd", election, limit)
+	recs, err := NewStore(cli, "/leaderd", election).History(ctx, limit)
 	if err != nil {
 		t.Fatalf("history: %v", err)
 	}
@@ -134,7 +134,7 @@ func TestHistoryIsBounded(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	resp, err := cli.Get(ctx, HistoryPrefix("/leaderd", "web"), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, err := cli.Get(ctx, NewStore(nil, "/leaderd", "web").HistoryPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestRecordTenureRejectsBadToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	for _, tok := range []int64{0, -3} {
-		err := RecordTenure(ctx, cli, "/leaderd", "web", TenureRecord{ID: "app", FencingToken: tok})
+		err := NewStore(cli, "/leaderd", "web").RecordTenure(ctx, TenureRecord{ID: "app", FencingToken: tok})
 		if !errors.Is(err, ErrBadFencingToken) {
 			t.Errorf("token %d: err %v, want ErrBadFencingToken", tok, err)
 		}
@@ -176,7 +176,7 @@ func TestRecordTenureBoundedByContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := RecordTenure(ctx, cli, "/leaderd", "web", TenureRecord{ID: "app", FencingToken: 1, Start: time.Now()})
+	err := NewStore(cli, "/leaderd", "web").RecordTenure(ctx, TenureRecord{ID: "app", FencingToken: 1, Start: time.Now()})
 	if err == nil {
 		t.Error("RecordTenure succeeded through a cut-off proxy")
 	}

@@ -8,18 +8,18 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-// ReadOption configures a read or watch of the election's keys.
+// ReadOption configures how a Store reads and watches the election's keys.
 type ReadOption func(*readConfig)
 
 type readConfig struct {
 	ignored *ignoredLog
 }
 
-// LogIgnored makes the read or watch log, at WARN, each value it ignores
-// (not one of leaderd's records, or without an id): once per key and mod
-// revision, not once per read, since the watches read again on every
-// change. Pass one watch's options to that watch only: the memory of what
-// was logged lives with them.
+// LogIgnored makes the Store's reads and watches log, at WARN, each value
+// they ignore (not one of leaderd's records, or without an id): once per
+// key and mod revision, not once per read, since the watches read again on
+// every change. The memory of what was logged lives with the Store, shared
+// by its reads and watches.
 func LogIgnored(logger *slog.Logger) ReadOption {
 	l := newIgnoredLog(logger)
 	return func(c *readConfig) { c.ignored = l }

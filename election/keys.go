@@ -1,12 +1,12 @@
-// Package election is the etcd side of leaderd: a lease with its own
-// keepalive loop and safe deadline, a guarded campaign and resign, and
-// reading the leader and candidates for status.
+// Package election is the etcd side of leaderd: the etcd client
+// (NewClient), a Store bound to one election's keys (candidates, control
+// requests, tenure history, members), a lease with its own keepalive loop
+// and safe deadline, and a guarded campaign and resign.
 package election
 
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -14,14 +14,6 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
-
-// CandidatesPrefix is where the candidates' keys live, laid out as etcd's
-// concurrency election lays them out (so `etcdctl elect` can observe):
-// <prefix>/<election>/candidates/<lease hex>. It has no trailing slash,
-// as the prefix given to concurrency.NewElection has none.
-func CandidatesPrefix(prefix, election string) string {
-	return prefix + "/" + election + "/candidates"
-}
 
 // CandidateValue is the JSON value of a candidate key.
 type CandidateValue struct {
@@ -44,10 +36,8 @@ func (c Candidate) FencingToken() int64 { return c.CreateRevision }
 
 // Candidates reads the candidates in campaign order (oldest key first): the
 // first one is the leader. It returns the response revision too.
-func Candidates(ctx context.Context, client *clientv3.Client, prefix, election string, opts ...ReadOption) ([]Candidate, int64, error) {
-	cfg := readOptions(opts)
-	pfx := CandidatesPrefix(prefix, election) + "/"
-	resp, err := client.Get(ctx, pfx, clientv3.WithPrefix(),
+func (s *Store) Candidates(ctx context.Context) ([]Candidate, int64, error) {
+	resp, err := s.client.Get(ctx, s.CandidatesPrefix(), clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 	if err != nil {
 		return nil, 0, err
@@ -56,7 +46,7 @@ func Candidates(ctx context.Context, client *clientv3.Client, prefix, election s
 	for _, kv := range resp.Kvs {
 		c, ok, why := decodeCandidateWhy(kv)
 		if why != "" {
-			cfg.ignored.ignore(kv, why)
+			s.ignored.ignore(kv, why)
 		}
 		if ok {
 			out = append(out, c)
@@ -125,7 +115,3 @@ func firstCandidate(kvs []*mvccpb.KeyValue) *mvccpb.KeyValue {
 
 // LeaseHex formats a lease id as etcd's election keys do.
 func LeaseHex(id int64) string { return strconv.FormatInt(id, 16) }
-
-func candidateKey(prefix, election string, lease clientv3.LeaseID) string {
-	return fmt.Sprintf("%s/%x", CandidatesPrefix(prefix, election), int64(lease))
-}

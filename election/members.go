@@ -15,12 +15,6 @@ import (
 	"github.com/leaderd/leaderd/role"
 )
 
-// MembersPrefix is where replicas publish their presence:
-// <prefix>/<election>/members/<id>, each on its own lease.
-func MembersPrefix(prefix, election string) string {
-	return prefix + "/" + election + "/members/"
-}
-
 // Member is what a replica publishes about itself. The key lives on the
 // replica's lease, so a replica that is gone disappears with its lease.
 type Member struct {
@@ -42,12 +36,12 @@ type Member struct {
 }
 
 // PublishMember puts m under the members prefix on lease. Bounded by ctx.
-func PublishMember(ctx context.Context, client *clientv3.Client, prefix, election string, lease clientv3.LeaseID, m Member) error {
+func (s *Store) PublishMember(ctx context.Context, lease clientv3.LeaseID, m Member) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	if _, err := client.Put(ctx, MembersPrefix(prefix, election)+m.ID, string(b), clientv3.WithLease(lease)); err != nil {
+	if _, err := s.client.Put(ctx, s.MemberKey(m.ID), string(b), clientv3.WithLease(lease)); err != nil {
 		return fmt.Errorf("publish member %s: %w", m.ID, err)
 	}
 	return nil
@@ -58,11 +52,10 @@ func PublishMember(ctx context.Context, client *clientv3.Client, prefix, electio
 // folded into its latest state), and with an error when etcd cannot be
 // read, until ctx ends: a read, then a watch of the key from the next
 // revision, read again on each change (no polling).
-func WatchMember(ctx context.Context, client *clientv3.Client, prefix, election, id string, fn func(*Member, error), opts ...ReadOption) {
-	cfg := readOptions(opts)
-	key := MembersPrefix(prefix, election) + id
-	watchReads(ctx, client, key, false, func(ctx context.Context) (int64, error) {
-		resp, err := client.Get(ctx, key)
+func (s *Store) WatchMember(ctx context.Context, id string, fn func(*Member, error)) {
+	key := s.MemberKey(id)
+	watchReads(ctx, s.client, key, false, func(ctx context.Context) (int64, error) {
+		resp, err := s.client.Get(ctx, key)
 		if err != nil {
 			fn(nil, err)
 			return 0, err
@@ -71,20 +64,20 @@ func WatchMember(ctx context.Context, client *clientv3.Client, prefix, election,
 		if len(resp.Kvs) > 0 {
 			kv = resp.Kvs[0]
 		}
-		fn(decodeMemberLogged(prefix, election, kv, cfg.ignored), nil)
+		fn(decodeMemberLogged(s.MembersPrefix(), kv, s.ignored), nil)
 		return resp.Header.Revision, nil
 	})
 }
 
-// decodeMember is the record in kv, nil when there is none or it is not
-// one of ours.
-func decodeMember(prefix, election string, kv *mvccpb.KeyValue) *Member {
-	m, _ := decodeMemberWhy(prefix, election, kv)
+// decodeMember is the record in kv (inside the members prefix pfx), nil
+// when there is none or it is not one of ours.
+func decodeMember(pfx string, kv *mvccpb.KeyValue) *Member {
+	m, _ := decodeMemberWhy(pfx, kv)
 	return m
 }
 
-func decodeMemberLogged(prefix, election string, kv *mvccpb.KeyValue, ignored *ignoredLog) *Member {
-	m, why := decodeMemberWhy(prefix, election, kv)
+func decodeMemberLogged(pfx string, kv *mvccpb.KeyValue, ignored *ignoredLog) *Member {
+	m, why := decodeMemberWhy(pfx, kv)
 	if why != "" {
 		ignored.ignore(kv, why)
 	}
@@ -94,11 +87,11 @@ func decodeMemberLogged(prefix, election string, kv *mvccpb.KeyValue, ignored *i
 // decodeMemberWhy is decodeMember, and why kv was ignored ("" when it was
 // not, or there is no kv). A record is a JSON object under a key that
 // names an id.
-func decodeMemberWhy(prefix, election string, kv *mvccpb.KeyValue) (*Member, string) {
+func decodeMemberWhy(pfx string, kv *mvccpb.KeyValue) (*Member, string) {
 	if kv == nil {
 		return nil, ""
 	}
-	id := strings.TrimPrefix(string(kv.Key), MembersPrefix(prefix, election)) // the key is the authority
+	id := strings.TrimPrefix(string(kv.Key), pfx) // the key is the authority
 	if id == "" {
 		return nil, "member key names no id"
 	}
@@ -120,20 +113,19 @@ func jsonObject(b []byte) bool {
 
 // Members reads the registered members, sorted by id, with the seconds
 // left on each one's lease (one TimeToLive call per member). Bounded by ctx.
-func Members(ctx context.Context, client *clientv3.Client, prefix, election string, opts ...ReadOption) ([]Member, error) {
-	cfg := readOptions(opts)
-	resp, err := client.Get(ctx, MembersPrefix(prefix, election), clientv3.WithPrefix())
+func (s *Store) Members(ctx context.Context) ([]Member, error) {
+	resp, err := s.client.Get(ctx, s.MembersPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Member, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		m := decodeMemberLogged(prefix, election, kv, cfg.ignored)
+		m := decodeMemberLogged(s.MembersPrefix(), kv, s.ignored)
 		if m == nil {
 			continue // not ours: skip rather than fail the whole read
 		}
 		if kv.Lease != 0 {
-			if ttl, err := client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
+			if ttl, err := s.client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
 				m.LeaseSeconds = ttl.TTL
 			}
 		}

@@ -24,7 +24,7 @@ func TestWatchMemberReportsTheRecordAfterEachChange(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		WatchMember(wctx, cli, "/leaderd", "t", "a", func(m *Member, err error) {
+		testStore(cli).WatchMember(wctx, "a", func(m *Member, err error) {
 			if err == nil {
 				seen <- m
 			}
@@ -46,7 +46,7 @@ func TestWatchMemberReportsTheRecordAfterEachChange(t *testing.T) {
 	}
 	put := func(m Member) {
 		t.Helper()
-		if err := PublishMember(ctx, cli, "/leaderd", "t", lease.ID, m); err != nil {
+		if err := testStore(cli).PublishMember(ctx, lease.ID, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -68,7 +68,7 @@ func TestWatchMemberReportsTheRecordAfterEachChange(t *testing.T) {
 			break
 		}
 	}
-	if _, err := cli.Delete(ctx, MembersPrefix("/leaderd", "t")+"a"); err != nil {
+	if _, err := cli.Delete(ctx, testStore(nil).MemberKey("a")); err != nil {
 		t.Fatal(err)
 	}
 	for {

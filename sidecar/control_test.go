@@ -27,7 +27,7 @@ func (c *cluster) request(t *testing.T, from event, to string) time.Time {
 	cli, ctx := c.client(t)
 	now := time.Now()
 	r := election.Request{From: from.ID, FencingToken: from.Token, To: to, Requested: now, Expires: now.Add(30 * time.Second)}
-	if err := election.PutRequest(ctx, cli, "/leaderd", "test", r); err != nil {
+	if err := election.NewStore(cli, "/leaderd", "test").PutRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	return now
@@ -39,7 +39,7 @@ func (c *cluster) waitRequestCleared(t *testing.T) {
 	waitUntil(t, "the request cleared", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		ctl, _, err := election.ReadControl(ctx, cli, "/leaderd", "test")
+		ctl, _, err := election.NewStore(cli, "/leaderd", "test").ReadControl(ctx)
 		return err == nil && ctl.Resign == nil && ctl.Switchover == nil
 	})
 }
@@ -101,7 +101,7 @@ func TestPauseFreezesRoles(t *testing.T) {
 	waitUntil(t, "b campaigning", func() bool { return c.replica("b").sc.Status().Phase == role.PhaseCampaigning })
 
 	cli, ctx := c.client(t)
-	if err := election.SetPaused(ctx, cli, "/leaderd", "test", true); err != nil {
+	if err := election.NewStore(cli, "/leaderd", "test").SetPaused(ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "b paused", func() bool {
@@ -123,7 +123,7 @@ func TestPauseFreezesRoles(t *testing.T) {
 		}
 	}
 	// Resumed: the unhealthy primary steps down and b takes over.
-	if err := election.SetPaused(ctx, cli, "/leaderd", "test", false); err != nil {
+	if err := election.NewStore(cli, "/leaderd", "test").SetPaused(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	demote := c.tl.waitFor(t, "a's demote", match(0, event{ID: "a", Hook: "demote", Phase: "end", Reason: role.ReasonUnhealthy}))
@@ -214,11 +214,11 @@ func TestStaleSwitchoverDoesNotStallTheElection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ghostKey := election.CandidatesPrefix("/leaderd", "test") + "/" + election.LeaseHex(int64(ghost.ID))
+	ghostKey := election.NewStore(nil, "/leaderd", "test").CandidateKey(ghost.ID)
 	if _, err := cli.Put(ctx, ghostKey, `{"id":"ghost"}`, clientv3.WithLease(ghost.ID)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Put(ctx, election.ControlPrefix("/leaderd", "test")+"switchover",
+	if _, err := cli.Put(ctx, election.NewStore(nil, "/leaderd", "test").ControlPrefix()+"switchover",
 		`{"from":"nobody","fencing_token":-1,"to":"ghost","expires":"9999-12-31T23:59:59Z"}`); err != nil {
 		t.Fatal(err)
 	}

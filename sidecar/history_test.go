@@ -36,7 +36,7 @@ func TestHistoryKeptInEtcd(t *testing.T) {
 	defer tick.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		recs, err := election.History(ctx, cli, "/leaderd", "test", 0)
+		recs, err := election.NewStore(cli, "/leaderd", "test").History(ctx, 0)
 		cancel()
 		if err == nil && len(recs) == 2 && recs[1].EndReason == role.ReasonShutdown && recs[0].Open() {
 			if recs[1].ID != first.ID || recs[1].FencingToken != first.Token || recs[0].ID != next.ID || recs[0].FencingToken != next.Token {
@@ -140,7 +140,7 @@ func waitHistory(t *testing.T, cli *clientv3.Client, what string, ok func(electi
 	defer tick.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		recs, err := election.History(ctx, cli, "/leaderd", "test", 0)
+		recs, err := election.NewStore(cli, "/leaderd", "test").History(ctx, 0)
 		cancel()
 		if err == nil && len(recs) == 1 && recs[0].FencingToken == 7 && ok(recs[0]) {
 			return

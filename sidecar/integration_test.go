@@ -174,7 +174,7 @@ func TestOwnKeyDeletedByOperator(t *testing.T) {
 	cli := etcdtest.NewClient(t, c.etcd.Endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cands, _, err := election.Candidates(ctx, cli, "/leaderd", "test")
+	cands, _, err := election.NewStore(cli, "/leaderd", "test").Candidates(ctx)
 	if err != nil || len(cands) == 0 || cands[0].ID != first.ID {
 		t.Fatalf("candidates %+v, %v", cands, err)
 	}

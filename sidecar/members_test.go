@@ -26,7 +26,7 @@ func waitMembers(t *testing.T, c *cluster, what string, ok func([]election.Membe
 	defer tick.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		ms, err := election.Members(ctx, cli, "/leaderd", "test")
+		ms, err := election.NewStore(cli, "/leaderd", "test").Members(ctx)
 		cancel()
 		if err == nil && ok(ms) {
 			return ms
@@ -79,7 +79,7 @@ func TestMemberRecordRepublishedAfterDelete(t *testing.T) {
 	cli := etcdtest.NewClient(t, c.etcd.Endpoint())
 	for _, id := range []string{"a", "b"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := cli.Delete(ctx, election.MembersPrefix("/leaderd", "test")+id)
+		_, err := cli.Delete(ctx, election.NewStore(nil, "/leaderd", "test").MemberKey(id))
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -120,11 +120,11 @@ func TestMemberRecordRepairedAfterOverwrite(t *testing.T) {
 	cli := etcdtest.NewClient(t, c.etcd.Endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := cli.Put(ctx, election.MembersPrefix("/leaderd", "test")+"a",
+	if _, err := cli.Put(ctx, election.NewStore(nil, "/leaderd", "test").MembersPrefix()+"a",
 		`{"id":"a","role":"standby","phase":"unhealthy","healthy":false}`, clientv3.WithIgnoreLease()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Put(ctx, election.MembersPrefix("/leaderd", "test")+"b", `{"id":"b","role":"primary"}`); err != nil {
+	if _, err := cli.Put(ctx, election.NewStore(nil, "/leaderd", "test").MembersPrefix()+"b", `{"id":"b","role":"primary"}`); err != nil {
 		t.Fatal(err) // b's record is now off its lease
 	}
 	waitMembers(t, c, "both put back", func(ms []election.Member) bool {
@@ -153,7 +153,7 @@ func TestMemberRecordRepairBacksOff(t *testing.T) {
 	cli := etcdtest.NewClient(t, c.etcd.Endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	key := election.MembersPrefix("/leaderd", "test") + "a"
+	key := election.NewStore(nil, "/leaderd", "test").MemberKey("a")
 	start, err := cli.Get(ctx, key)
 	if err != nil {
 		t.Fatal(err)

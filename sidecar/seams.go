@@ -79,47 +79,59 @@ type hookRunner interface {
 	Run(ctx context.Context, env hooks.Env) hooks.Result
 }
 
-// etcdElector adapts package election to the seams above. Its client is
-// made on the first Grant and retried with it: with --user, clientv3.New
-// logs in at once, and a wrong password or an etcd that is down must leave
-// the replica a retrying standby (after its start-up demote), not end it.
+// etcdElector adapts package election to the seams above. Its client (and
+// the election's Store on it) is made on the first Grant and retried with
+// it: with --user, clientv3.New logs in at once, and a wrong password or an
+// etcd that is down must leave the replica a retrying standby (after its
+// start-up demote), not end it.
 type etcdElector struct {
 	newClient func() (*clientv3.Client, error)
 	opts      election.Options
 	logger    *slog.Logger
 
-	mu     sync.Mutex
-	client *clientv3.Client
-	ready  chan struct{} // closed once client is set
+	mu    sync.Mutex
+	store *election.Store
+	ready chan struct{} // closed once store is set
 }
 
 func newEtcdElector(newClient func() (*clientv3.Client, error), opts election.Options, logger *slog.Logger) *etcdElector {
 	return &etcdElector{newClient: newClient, opts: opts, logger: logger, ready: make(chan struct{})}
 }
 
-// connect returns the client, making it if need be (bounded by its dial
-// timeout).
-func (e *etcdElector) connect() (*clientv3.Client, error) {
+// connect returns the store, making its client if need be (bounded by its
+// dial timeout).
+func (e *etcdElector) connect() (*election.Store, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.client != nil {
-		return e.client, nil
+	if e.store != nil {
+		return e.store, nil
 	}
 	c, err := e.newClient()
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd: %w", err)
 	}
-	e.client = c
+	e.store = election.NewStore(c, e.opts.Prefix, e.opts.Election, election.LogIgnored(e.logger))
 	close(e.ready)
-	return c, nil
+	return e.store, nil
+}
+
+// connected waits until the first Grant has made the store; false if ctx
+// ended first.
+func (e *etcdElector) connected(ctx context.Context) bool {
+	select {
+	case <-e.ready:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (e *etcdElector) Grant(ctx context.Context) (candidacy, error) {
-	client, err := e.connect()
+	store, err := e.connect()
 	if err != nil {
 		return nil, err
 	}
-	c, err := election.NewCandidacy(ctx, client, e.opts, e.logger)
+	c, err := election.NewCandidacy(ctx, store, e.opts.Lease, e.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -127,62 +139,53 @@ func (e *etcdElector) Grant(ctx context.Context) (candidacy, error) {
 }
 
 func (e *etcdElector) WatchLeader(ctx context.Context, fn func([]election.Candidate, error)) {
-	select {
-	case <-e.ready:
-	case <-ctx.Done():
-		return
+	if e.connected(ctx) {
+		e.store.WatchLeader(ctx, fn)
 	}
-	election.WatchLeader(ctx, e.client, e.opts.Prefix, e.opts.Election, fn, election.LogIgnored(e.logger))
 }
 
 func (e *etcdElector) RecordTenure(ctx context.Context, rec election.TenureRecord) error {
-	client, err := e.connect()
+	store, err := e.connect()
 	if err != nil {
 		return err
 	}
-	return election.RecordTenure(ctx, client, e.opts.Prefix, e.opts.Election, rec)
+	return store.RecordTenure(ctx, rec)
 }
 
 func (e *etcdElector) PublishMember(ctx context.Context, lease int64, m election.Member) error {
-	client, err := e.connect()
+	store, err := e.connect()
 	if err != nil {
 		return err
 	}
-	return election.PublishMember(ctx, client, e.opts.Prefix, e.opts.Election, clientv3.LeaseID(lease), m)
+	return store.PublishMember(ctx, clientv3.LeaseID(lease), m)
 }
 
 func (e *etcdElector) WatchMember(ctx context.Context, id string, fn func(*election.Member, error)) {
-	select {
-	case <-e.ready:
-	case <-ctx.Done():
-		return
+	if e.connected(ctx) {
+		e.store.WatchMember(ctx, id, fn)
 	}
-	election.WatchMember(ctx, e.client, e.opts.Prefix, e.opts.Election, id, fn, election.LogIgnored(e.logger))
 }
 
 func (e *etcdElector) WatchControl(ctx context.Context, fn func(election.Control, error)) {
-	select {
-	case <-e.ready:
-	case <-ctx.Done():
-		return
+	if e.connected(ctx) {
+		e.store.WatchControl(ctx, fn)
 	}
-	election.WatchControl(ctx, e.client, e.opts.Prefix, e.opts.Election, fn, election.LogIgnored(e.logger))
 }
 
 func (e *etcdElector) ClearRequest(ctx context.Context, r *election.Request) error {
-	client, err := e.connect()
+	store, err := e.connect()
 	if err != nil {
 		return err
 	}
-	return election.ClearRequest(ctx, client, e.opts.Prefix, e.opts.Election, r)
+	return store.ClearRequest(ctx, r)
 }
 
 // Close closes the client, if one was made.
 func (e *etcdElector) Close() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.client != nil {
-		_ = e.client.Close()
+	if e.store != nil {
+		_ = e.store.Client().Close()
 	}
 }
 

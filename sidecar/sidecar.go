@@ -12,7 +12,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/health"
@@ -211,17 +210,10 @@ func (s *Sidecar) newClient() (*clientv3.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return clientv3.New(clientv3.Config{
-		Endpoints:   s.cfg.Endpoints,
-		DialTimeout: 2 * time.Second,
-		// gRPC raises any keepalive time below 10s to 10s. Cut-offs are
-		// caught by the lease guard's per-call deadlines; these pings only
-		// make a dead connection get replaced (another endpoint tried).
-		DialKeepAliveTime:    10 * time.Second,
-		DialKeepAliveTimeout: 3 * time.Second,
-		TLS:                  tlsCfg,
-		Username:             s.cfg.User,
-		Password:             s.cfg.Password,
-		Logger:               zap.NewNop(),
+	return election.NewClient(election.ClientConfig{
+		Endpoints: s.cfg.Endpoints,
+		TLS:       tlsCfg,
+		User:      s.cfg.User,
+		Password:  s.cfg.Password,
 	})
 }

@@ -8,10 +8,7 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/leaderd/leaderd/election"
-	"github.com/leaderd/leaderd/sidecar"
 )
 
 // `leaderd resign`, `switchover`, `pause` and `resume` steer an election
@@ -27,73 +24,6 @@ const (
 	// leader.
 	controlPoll = 200 * time.Millisecond
 )
-
-// controlOptions is what a control command parsed.
-type controlOptions struct {
-	Config  sidecar.Config
-	To      string        // switchover only
-	Wait    time.Duration // resign, switchover: 0 = do not wait
-	Timeout time.Duration // resign, switchover: the request's lifetime
-}
-
-// controlFlags are status's connection flags (parsed and validated by
-// statusFlags.parse, so every command accepts and refuses the same input)
-// plus, for resign and switchover, --wait and --timeout, and for
-// switchover --to.
-type controlFlags struct {
-	status        statusFlags
-	to            *boundFlag
-	wait, timeout *boundFlag
-}
-
-func newControlFlags(cmd, synopsis, about string, env lookupEnv) *controlFlags {
-	s := newFlagSet(cmd, synopsis, about, env)
-	f := &controlFlags{status: statusFlags{set: s}}
-	f.status.conn = bindElection(s, sidecar.DefaultConfig())
-	if cmd == "switchover" {
-		f.to = s.str("to", "ID", "", "", "the standby to hand the primary role to; required")
-	}
-	if cmd == "resign" || cmd == "switchover" {
-		f.wait = s.str("wait", "DURATION", durationText(defaultControlWait), "",
-			"wait for the new primary; 0: return once the request is stored")
-		f.timeout = s.str("timeout", "DURATION", durationText(defaultControlTimeout), "",
-			"the request expires after this long")
-	}
-	f.status.conn.bindTLSAuth(s)
-	// The control commands print no JSON; statusFlags.parse reads this.
-	f.status.json = &boolFlag{name: "json"}
-	return f
-}
-
-// parse returns errHelp for --help. Errors name the flag.
-func (f *controlFlags) parse(args []string) (controlOptions, error) {
-	st, err := f.status.parse(args)
-	if err != nil {
-		return controlOptions{}, err
-	}
-	opts := controlOptions{Config: st.Config}
-	if f.to != nil {
-		opts.To = strings.TrimSpace(f.to.value)
-		if opts.To == "" {
-			return controlOptions{}, errors.New("--to: required: the id of the standby to hand over to")
-		}
-	}
-	if f.wait != nil {
-		if opts.Wait, err = f.wait.duration(); err != nil {
-			return controlOptions{}, err
-		}
-		if opts.Wait < 0 {
-			return controlOptions{}, fmt.Errorf("%s: want 0 or more, got %q", f.wait.origin(), f.wait.value)
-		}
-		if opts.Timeout, err = f.timeout.duration(); err != nil {
-			return controlOptions{}, err
-		}
-		if opts.Timeout <= 0 {
-			return controlOptions{}, fmt.Errorf("%s: want more than 0, got %q", f.timeout.origin(), f.timeout.value)
-		}
-	}
-	return opts, nil
-}
 
 const controlExit = "Exit status: 0 success, 1 refused, failed, not done within --wait, or etcd\n" +
 	"unreachable, 2 bad input."
@@ -142,7 +72,7 @@ func resumeCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
 // controlRun is one control command at work.
 type controlRun struct {
 	opts      controlOptions
-	client    *clientv3.Client
+	store     *election.Store
 	endpoints string
 	out       io.Writer
 }
@@ -161,12 +91,12 @@ func runControl(name string, f *controlFlags, args []string, stdout, stderr io.W
 		return exitBadInput
 	}
 	c := &controlRun{opts: opts, endpoints: strings.Join(opts.Config.Endpoints, ","), out: stdout}
-	c.client, err = newCLIClient(opts.Config)
+	c.store, err = openStore(opts.Config)
 	if err != nil {
 		fmt.Fprintf(stderr, "leaderd %s: %s\n", name, oneLine(etcdError(c.endpoints, err).Error()))
 		return exitError
 	}
-	defer c.client.Close()
+	defer c.store.Client().Close()
 	if err := do(context.Background(), c); err != nil {
 		fmt.Fprintf(stderr, "leaderd %s: %s\n", name, oneLine(err.Error()))
 		return exitError
@@ -186,9 +116,8 @@ func (c *controlRun) call(ctx context.Context, fn func(context.Context) error) e
 }
 
 func (c *controlRun) setPaused(ctx context.Context, paused bool) error {
-	cfg := c.opts.Config
 	if err := c.call(ctx, func(ctx context.Context) error {
-		return election.SetPaused(ctx, c.client, cfg.Prefix, cfg.Election, paused)
+		return c.store.SetPaused(ctx, paused)
 	}); err != nil {
 		return err
 	}
@@ -205,7 +134,7 @@ func (c *controlRun) candidates(ctx context.Context) ([]election.Candidate, erro
 	var cands []election.Candidate
 	err := c.call(ctx, func(ctx context.Context) error {
 		var err error
-		cands, _, err = election.Candidates(ctx, c.client, c.opts.Config.Prefix, c.opts.Config.Election)
+		cands, _, err = c.store.Candidates(ctx)
 		return err
 	})
 	return cands, err
@@ -215,7 +144,7 @@ func (c *controlRun) control(ctx context.Context) (election.Control, error) {
 	var ctl election.Control
 	err := c.call(ctx, func(ctx context.Context) error {
 		var err error
-		ctl, _, err = election.ReadControl(ctx, c.client, c.opts.Config.Prefix, c.opts.Config.Election)
+		ctl, _, err = c.store.ReadControl(ctx)
 		return err
 	})
 	return ctl, err
@@ -227,9 +156,8 @@ var errPaused = errors.New("the election is paused; leaderd resume first")
 
 // putRequest stores the request; a live one already there is refused.
 func (c *controlRun) putRequest(ctx context.Context, r election.Request) error {
-	cfg := c.opts.Config
 	err := c.call(ctx, func(ctx context.Context) error {
-		return election.PutRequest(ctx, c.client, cfg.Prefix, cfg.Election, r)
+		return c.store.PutRequest(ctx, r)
 	})
 	if errors.Is(err, election.ErrRequestPending) {
 		return fmt.Errorf("%w; retry after it expires", election.ErrRequestPending)
@@ -297,7 +225,7 @@ func switchover(ctx context.Context, c *controlRun) error {
 	var members []election.Member
 	if err := c.call(ctx, func(ctx context.Context) error {
 		var err error
-		members, err = election.Members(ctx, c.client, c.opts.Config.Prefix, c.opts.Config.Election)
+		members, err = c.store.Members(ctx)
 		return err
 	}); err != nil {
 		return err

@@ -22,7 +22,7 @@ func readControl(t *testing.T, c *clientv3.Client, electionName string) election
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	ctl, _, err := election.ReadControl(ctx, c, "/leaderd", electionName)
+	ctl, _, err := election.NewStore(c, "/leaderd", electionName).ReadControl(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,11 +210,11 @@ func TestSwitchoverRefused(t *testing.T) {
 	t.Run("paused", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
-		if err := election.SetPaused(ctx, client, "/leaderd", "db", true); err != nil {
+		if err := election.NewStore(client, "/leaderd", "db").SetPaused(ctx, true); err != nil {
 			t.Fatal(err)
 		}
 		defer func() {
-			if err := election.SetPaused(ctx, client, "/leaderd", "db", false); err != nil {
+			if err := election.NewStore(client, "/leaderd", "db").SetPaused(ctx, false); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -304,7 +304,7 @@ func TestControlWait(t *testing.T) {
 			defer close(done)
 			for {
 				rctx, rcancel := context.WithTimeout(ctx, waitTimeout)
-				c, _, err := election.ReadControl(rctx, client, "/leaderd", name)
+				c, _, err := election.NewStore(client, "/leaderd", name).ReadControl(rctx)
 				rcancel()
 				if err == nil && (c.Resign != nil || c.Switchover != nil) {
 					break
@@ -326,7 +326,7 @@ func TestControlWait(t *testing.T) {
 			}
 			lease, err := client.Grant(ctx, 60)
 			if err == nil {
-				key := fmt.Sprintf("/leaderd/%s/candidates/%x", name, int64(lease.ID))
+				key := election.NewStore(client, "/leaderd", name).CandidateKey(lease.ID)
 				_, err = client.Put(ctx, key, `{"id":"`+next+`"}`, clientv3.WithLease(lease.ID))
 			}
 			if err != nil {
@@ -399,7 +399,7 @@ func mustCandidates(t *testing.T, c *clientv3.Client, name string) []election.Ca
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	cands, _, err := election.Candidates(ctx, c, "/leaderd", name)
+	cands, _, err := election.NewStore(c, "/leaderd", name).Candidates(ctx)
 	if err != nil || len(cands) == 0 {
 		t.Fatalf("candidates: %v, %v", cands, err)
 	}
@@ -483,7 +483,7 @@ func waitCandidates(t *testing.T, c *clientv3.Client, name string, ok func([]ele
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		cands, _, err := election.Candidates(ctx, c, "/leaderd", name)
+		cands, _, err := election.NewStore(c, "/leaderd", name).Candidates(ctx)
 		cancel()
 		if err == nil && ok(cands) {
 			return
@@ -501,7 +501,7 @@ func waitMembers(t *testing.T, c *clientv3.Client, name string, n int) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		ms, err := election.Members(ctx, c, "/leaderd", name)
+		ms, err := election.NewStore(c, "/leaderd", name).Members(ctx)
 		cancel()
 		if err == nil && len(ms) == n {
 			return
@@ -518,10 +518,10 @@ func TestStatusShowsPaused(t *testing.T) {
 	cli := etcdtest.NewClient(t, srv.Endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := election.SetPaused(ctx, cli, "/leaderd", "web", true); err != nil {
+	if err := election.NewStore(cli, "/leaderd", "web").SetPaused(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	rep, _, err := readStatus(ctx, cli, "/leaderd", "web")
+	rep, _, err := readStatus(ctx, election.NewStore(cli, "/leaderd", "web"))
 	if err != nil || !rep.Paused {
 		t.Fatalf("status paused=%v err=%v", rep.Paused, err)
 	}

@@ -34,7 +34,7 @@ func TestHistory(t *testing.T) {
 	defer cancel()
 	recordTenure := func(rec election.TenureRecord) {
 		t.Helper()
-		if err := election.RecordTenure(ctx, client, "/leaderd", "web", rec); err != nil {
+		if err := election.NewStore(client, "/leaderd", "web").RecordTenure(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -50,7 +50,7 @@ func TestHistory(t *testing.T) {
 	leader := putCandidate(t, client, "/leaderd", "web", "app-1")
 	recordTenure(election.TenureRecord{ID: "app-1", FencingToken: leader.created, Start: base.Add(5 * time.Minute)})
 	// Another election's history must not show.
-	if err := election.RecordTenure(ctx, client, "/leaderd", "web2", election.TenureRecord{ID: "other-1", FencingToken: 99, Start: base}); err != nil {
+	if err := election.NewStore(client, "/leaderd", "web2").RecordTenure(ctx, election.TenureRecord{ID: "other-1", FencingToken: 99, Start: base}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -145,7 +145,7 @@ func TestHistory(t *testing.T) {
 
 	t.Run("no leader", func(t *testing.T) {
 		// Without a leader, an open record is a tenure whose end was lost.
-		if err := election.RecordTenure(ctx, client, "/leaderd", "gone", election.TenureRecord{ID: "app-9", FencingToken: 7, Start: base}); err != nil {
+		if err := election.NewStore(client, "/leaderd", "gone").RecordTenure(ctx, election.TenureRecord{ID: "app-9", FencingToken: 7, Start: base}); err != nil {
 			t.Fatal(err)
 		}
 		r := invokeBounded(t, 20*time.Second, nil, "history", "--endpoints", srv.Endpoint(), "--election", "gone", "--json")

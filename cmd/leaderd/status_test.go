@@ -27,9 +27,9 @@ type candidate struct {
 	created int64 // the key's create revision: the fencing token if it leads
 }
 
-// putCandidate writes <prefix>/<election>/candidates/<lease hex> on a new
-// lease with the JSON value a replica publishes.
-func putCandidate(t *testing.T, c *clientv3.Client, prefix, election, id string) candidate {
+// putCandidate writes a candidate key on a new lease with the JSON value
+// a replica publishes.
+func putCandidate(t *testing.T, c *clientv3.Client, prefix, electionName, id string) candidate {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -41,7 +41,7 @@ func putCandidate(t *testing.T, c *clientv3.Client, prefix, election, id string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := fmt.Sprintf("%s/%s/candidates/%x", prefix, election, int64(lease.ID))
+	key := election.NewStore(c, prefix, electionName).CandidateKey(lease.ID)
 	resp, err := c.Put(ctx, key, string(val), clientv3.WithLease(lease.ID))
 	if err != nil {
 		t.Fatalf("put %s: %v", key, err)
@@ -260,7 +260,7 @@ func publishMember(t *testing.T, c *clientv3.Client, prefix, electionName string
 	if err != nil {
 		t.Fatalf("grant: %v", err)
 	}
-	if err := election.PublishMember(ctx, c, prefix, electionName, lease.ID, m); err != nil {
+	if err := election.NewStore(c, prefix, electionName).PublishMember(ctx, lease.ID, m); err != nil {
 		t.Fatal(err)
 	}
 	return lease.ID
@@ -435,7 +435,7 @@ func TestStatusWatch(t *testing.T) {
 
 	t.Run("text", func(t *testing.T) {
 		var out, errOut syncBuffer
-		stop := startWatch(t, &statusWatch{client: client, prefix: "/leaderd", election: "db",
+		stop := startWatch(t, &statusWatch{store: election.NewStore(client, "/leaderd", "db"),
 			out: &out, errOut: &errOut, endpoints: srv.Endpoint()})
 		waitFor(t, &out, "first draw", func(s string) bool { return strings.Contains(s, "availability: 1/2 healthy") })
 
@@ -462,7 +462,7 @@ func TestStatusWatch(t *testing.T) {
 
 	t.Run("json", func(t *testing.T) {
 		var out, errOut syncBuffer
-		stop := startWatch(t, &statusWatch{client: client, prefix: "/leaderd", election: "db", json: true,
+		stop := startWatch(t, &statusWatch{store: election.NewStore(client, "/leaderd", "db"), json: true,
 			out: &out, errOut: &errOut, endpoints: srv.Endpoint()})
 		lines := func(s string) []string { return strings.Split(strings.TrimSuffix(s, "\n"), "\n") }
 		waitFor(t, &out, "first object", func(s string) bool { return strings.HasSuffix(s, "\n") })
@@ -478,7 +478,7 @@ func TestStatusWatch(t *testing.T) {
 		start := time.Now()
 		for i := range 20 {
 			m := member(fmt.Sprintf("app-%d", 4+i%2), "standby", i%3 == 0)
-			if err := election.PublishMember(ctx, client, "/leaderd", "db", lease.ID, m); err != nil {
+			if err := election.NewStore(client, "/leaderd", "db").PublishMember(ctx, lease.ID, m); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -513,7 +513,7 @@ func TestStatusWatchEtcdRestart(t *testing.T) {
 	publishMember(t, client, "/leaderd", "db", member("app-1", "primary", true))
 
 	var out, errOut syncBuffer
-	stop := startWatch(t, &statusWatch{client: client, prefix: "/leaderd", election: "db",
+	stop := startWatch(t, &statusWatch{store: election.NewStore(client, "/leaderd", "db"),
 		out: &out, errOut: &errOut, endpoints: srv.Endpoint(), check: 200 * time.Millisecond, callTimeout: time.Second})
 	waitFor(t, &out, "first draw", func(s string) bool { return strings.Contains(s, "availability: 1/1 healthy") })
 

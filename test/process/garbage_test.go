@@ -122,10 +122,8 @@ func TestGarbageInEtcd(t *testing.T) {
 		t.Fatalf("grant: %v", err)
 	}
 
-	cands := election.CandidatesPrefix(prefix, name) + "/"
-	members := election.MembersPrefix(prefix, name)
-	control := election.ControlPrefix(prefix, name)
-	history := election.HistoryPrefix(prefix, name)
+	store := election.NewStore(cli, prefix, name)
+	cands, members, control, history := store.CandidatesPrefix(), store.MembersPrefix(), store.ControlPrefix(), store.HistoryPrefix()
 	keys := []garbageKey{
 		{key: cands + election.LeaseHex(0x7e57)}, // a candidate's name, no lease
 		{key: cands + election.LeaseHex(int64(foreign.ID)), lease: foreign.ID, huge: true, final: []byte(finalGhost)}, // a foreign campaigner
@@ -145,7 +143,7 @@ func TestGarbageInEtcd(t *testing.T) {
 	// primary is killed below, and the standbys'), the member records and
 	// the history records. Each replica puts its candidate value and its
 	// member record back.
-	cands0, _, err := election.Candidates(ctx, cli, prefix, name)
+	cands0, _, err := store.Candidates(ctx)
 	if err != nil || len(cands0) != 3 || cands0[0].ID != primary.ID {
 		t.Fatalf("candidates %+v (%v), want %s first of 3", cands0, err, primary.ID)
 	}
@@ -231,7 +229,7 @@ func TestGarbageInEtcd(t *testing.T) {
 	// Each replica put its candidate value and its member record back:
 	// the election shows the replicas under their names, in their places.
 	waitEtcd(ctx, t, "the replicas' candidate values and member records put back", func(ctx context.Context) bool {
-		cands, _, err := election.Candidates(ctx, cli, prefix, name)
+		cands, _, err := store.Candidates(ctx)
 		if err != nil || len(cands) < 4 {
 			return false
 		}
@@ -242,7 +240,7 @@ func TestGarbageInEtcd(t *testing.T) {
 				return false
 			}
 		}
-		ms, err := election.Members(ctx, cli, prefix, name)
+		ms, err := store.Members(ctx)
 		own := 0
 		for _, m := range ms {
 			if r := c.byID[m.ID]; r != nil && m.FencingToken != 9223372036854775807 {
@@ -282,7 +280,7 @@ func TestGarbageInEtcd(t *testing.T) {
 
 	// The new tenure is recorded in the history, past the garbage records.
 	recorded := func() bool {
-		recs, err := election.History(ctx, cli, prefix, name, 0)
+		recs, err := store.History(ctx, 0)
 		for _, r := range recs {
 			if err == nil && r.ID == next.ID && r.FencingToken == st.FencingToken {
 				return true

@@ -118,7 +118,7 @@ func TestPausedElectionIgnoresResign(t *testing.T) {
 	cli := etcdtest.NewClient(t, c.etcd.Endpoint())
 	now := time.Now()
 	r := election.Request{From: primary.ID, FencingToken: st.FencingToken, Requested: now, Expires: now.Add(time.Minute)}
-	if err := election.PutRequest(ctx, cli, "/leaderd", "process-test", r); err != nil {
+	if err := election.NewStore(cli, "/leaderd", "process-test").PutRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	c.waitLog(ctx, primary, "request ignored: the election is paused")
