@@ -26,14 +26,6 @@ var (
 // (verification, reads, resign).
 const callTimeout = 2 * time.Second
 
-// Options names a replica's election and sets its lease guard: what the
-// replica makes its Store and each Candidacy from.
-type Options struct {
-	Prefix   string // key prefix, e.g. /leaderd
-	Election string // election name
-	Lease    LeaseOptions
-}
-
 // Candidacy is one lease and the candidate key it may put: a replica's
 // right to campaign. A lost lease ends it; the next campaign needs a new one.
 type Candidacy struct {

@@ -77,9 +77,13 @@ func (r recordFailures) RecordTenure(ctx context.Context, rec election.TenureRec
 func TestHistoryEndRecordWrittenAfterTheOutage(t *testing.T) {
 	srv := etcdtest.Start(t)
 	proxy := etcdtest.StartProxy(t, srv.Endpoint())
-	etcd := newEtcdElector(func() (*clientv3.Client, error) {
-		return clientv3.New(etcdtest.ClientConfig(proxy.Endpoint()))
-	}, election.Options{Prefix: "/leaderd", Election: "test"}, testLogger(t, "a"))
+	etcd := newEtcdElector(func() (*election.Store, error) {
+		c, err := clientv3.New(etcdtest.ClientConfig(proxy.Endpoint()))
+		if err != nil {
+			return nil, err
+		}
+		return election.NewStore(c, "/leaderd", "test"), nil
+	}, election.LeaseOptions{}, testLogger(t, "a"))
 	defer etcd.Close()
 	el := recordFailures{etcd, make(chan error, 1)}
 	cfg := DefaultConfig()
@@ -109,9 +113,13 @@ func TestHistoryEndRecordWrittenAfterTheOutage(t *testing.T) {
 func TestHistoryRetriesEndWithRun(t *testing.T) {
 	srv := etcdtest.Start(t)
 	proxy := etcdtest.StartProxy(t, srv.Endpoint())
-	etcd := newEtcdElector(func() (*clientv3.Client, error) {
-		return clientv3.New(etcdtest.ClientConfig(proxy.Endpoint()))
-	}, election.Options{Prefix: "/leaderd", Election: "test"}, testLogger(t, "a"))
+	etcd := newEtcdElector(func() (*election.Store, error) {
+		c, err := clientv3.New(etcdtest.ClientConfig(proxy.Endpoint()))
+		if err != nil {
+			return nil, err
+		}
+		return election.NewStore(c, "/leaderd", "test"), nil
+	}, election.LeaseOptions{}, testLogger(t, "a"))
 	defer etcd.Close()
 	el := recordFailures{etcd, make(chan error, 1)}
 	cfg := DefaultConfig()

@@ -85,8 +85,8 @@ type hookRunner interface {
 // etcd that is down must leave the replica a retrying standby (after its
 // start-up demote), not end it.
 type etcdElector struct {
-	newClient func() (*clientv3.Client, error)
-	opts      election.Options
+	openStore func() (*election.Store, error)
+	lease     election.LeaseOptions
 	logger    *slog.Logger
 
 	mu    sync.Mutex
@@ -94,8 +94,8 @@ type etcdElector struct {
 	ready chan struct{} // closed once store is set
 }
 
-func newEtcdElector(newClient func() (*clientv3.Client, error), opts election.Options, logger *slog.Logger) *etcdElector {
-	return &etcdElector{newClient: newClient, opts: opts, logger: logger, ready: make(chan struct{})}
+func newEtcdElector(openStore func() (*election.Store, error), lease election.LeaseOptions, logger *slog.Logger) *etcdElector {
+	return &etcdElector{openStore: openStore, lease: lease, logger: logger, ready: make(chan struct{})}
 }
 
 // connect returns the store, making its client if need be (bounded by its
@@ -106,11 +106,11 @@ func (e *etcdElector) connect() (*election.Store, error) {
 	if e.store != nil {
 		return e.store, nil
 	}
-	c, err := e.newClient()
+	store, err := e.openStore()
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd: %w", err)
 	}
-	e.store = election.NewStore(c, e.opts.Prefix, e.opts.Election, election.LogIgnored(e.logger))
+	e.store = store
 	close(e.ready)
 	return e.store, nil
 }
@@ -131,7 +131,7 @@ func (e *etcdElector) Grant(ctx context.Context) (candidacy, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := election.NewCandidacy(ctx, store, e.opts.Lease, e.logger)
+	c, err := election.NewCandidacy(ctx, store, e.lease, e.logger)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/health"
@@ -137,15 +136,11 @@ func (s *Sidecar) Status() Status {
 func (s *Sidecar) Run(ctx context.Context) error {
 	el := s.elector
 	if el == nil {
-		etcd := newEtcdElector(s.newClient, election.Options{
-			Prefix:   s.cfg.Prefix,
-			Election: s.cfg.Election,
-			Lease: election.LeaseOptions{
-				TTL:           s.cfg.TTL,
-				RenewInterval: s.cfg.RenewInterval(),
-				StepDownLead:  s.cfg.StepDownLead(),
-				OnRenew:       s.state.renewed,
-			},
+		etcd := newEtcdElector(s.openStore, election.LeaseOptions{
+			TTL:           s.cfg.TTL,
+			RenewInterval: s.cfg.RenewInterval(),
+			StepDownLead:  s.cfg.StepDownLead(),
+			OnRenew:       s.state.renewed,
 		}, s.logger)
 		// Closed once every actor has stopped: run waits for them.
 		defer etcd.Close()
@@ -205,15 +200,20 @@ func (s *Sidecar) watchFailed(watch string, err error) {
 	}
 }
 
-func (s *Sidecar) newClient() (*clientv3.Client, error) {
+// openStore connects to etcd and binds the election's keys.
+func (s *Sidecar) openStore() (*election.Store, error) {
 	tlsCfg, err := s.cfg.TLSConfig()
 	if err != nil {
 		return nil, err
 	}
-	return election.NewClient(election.ClientConfig{
+	c, err := election.NewClient(election.ClientConfig{
 		Endpoints: s.cfg.Endpoints,
 		TLS:       tlsCfg,
 		User:      s.cfg.User,
 		Password:  s.cfg.Password,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return election.NewStore(c, s.cfg.Prefix, s.cfg.Election, election.LogIgnored(s.logger)), nil
 }
