@@ -65,7 +65,7 @@ const (
 	DemoteTimeout = time.Second
 	// StepDownLead is how long before its lease's deadline (last renewal
 	// sent + TTL) a primary steps down: the demote timeout plus the margin
-	// max(500ms, TTL/10) (DESIGN.md, "the lease guard"; leaderd logs it as
+	// max(500ms, TTL/10) (docs/design.md, "The lease guard"; leaderd logs it as
 	// step_down_lead at start).
 	StepDownLead = DemoteTimeout + 500*time.Millisecond
 	// Election is LEADERD_ELECTION.

@@ -266,7 +266,7 @@ func oneLine(s string) string {
 	return strings.ReplaceAll(strings.TrimSpace(s), "\n", " ")
 }
 
-// durationText prints whole seconds as "60s" (as DESIGN.md writes them),
+// durationText prints whole seconds as "60s" (as README.md's flag table writes them),
 // not time.Duration's "1m0s".
 func durationText(d time.Duration) string {
 	if d%time.Second == 0 {

@@ -1,6 +1,6 @@
 // Command leaderd is a leader-election sidecar on etcd: it campaigns beside
 // each replica of an application and runs the operator's promote and demote
-// hooks when the replica's role changes. See DESIGN.md.
+// hooks when the replica's role changes. See docs/design.md.
 //
 // main stays thin: flags and environment become a sidecar.Config, signals
 // become a cancelled context, errors become exit codes.

@@ -22,7 +22,7 @@ import (
 // waitTimeout bounds every wait in these tests.
 const waitTimeout = 5 * time.Second
 
-// runFlagNames is DESIGN.md's `leaderd run` flag table.
+// runFlagNames is README.md's `leaderd run` flag table ("Flags").
 var runFlagNames = []string{
 	"endpoints", "election", "id", "prefix", "ttl", "on-promote", "on-demote",
 	"promote-timeout", "demote-timeout", "listen", "log-format", "log-level",

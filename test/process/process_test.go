@@ -1,7 +1,7 @@
 // Package process holds leaderd's process-level tests: the real binary,
 // three real `leaderd run` processes on one embedded etcd (each behind its
 // own fault proxy), the example hooks writing one timeline, and real
-// signals. See DESIGN.md, "Tests".
+// signals. See docs/design.md, "Test layers".
 package process
 
 import (
@@ -257,8 +257,8 @@ func assertTokensIncrease(t *testing.T, tens []timeline.Tenure) {
 // assertSafeTimeline is the invariant of every scenario without a frozen
 // process. killed, if given, closes the tenures still open of replicas that
 // were SIGKILLed at the given times: a killed replica's hooks cannot run,
-// so its tenure ends at its death (DESIGN.md: a crash takes the replica's
-// app with it; otherwise only fencing protects).
+// so its tenure ends at its death (docs/design.md, section 1: a crash
+// takes the replica's app with it; otherwise only fencing protects).
 func (c *cluster) assertSafeTimeline(killed map[string]time.Time) []timeline.Tenure {
 	c.t.Helper()
 	tens := timeline.Tenures(c.timeline())
