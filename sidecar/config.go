@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/health"
 )
 
@@ -275,4 +276,25 @@ func (c Config) TLSConfig() (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{pair}
 	}
 	return cfg, nil
+}
+
+// OpenStore connects to etcd as configured (endpoints, TLS, user) and binds
+// the election's keys: the one way both `leaderd run` and the one-shot
+// commands reach etcd. dialTimeout 0 means election.NewClient's default.
+func (c Config) OpenStore(dialTimeout time.Duration, opts ...election.ReadOption) (*election.Store, error) {
+	tlsCfg, err := c.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	client, err := election.NewClient(election.ClientConfig{
+		Endpoints:   c.Endpoints,
+		TLS:         tlsCfg,
+		User:        c.User,
+		Password:    c.Password,
+		DialTimeout: dialTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return election.NewStore(client, c.Prefix, c.Election, opts...), nil
 }

@@ -202,18 +202,5 @@ func (s *Sidecar) watchFailed(watch string, err error) {
 
 // openStore connects to etcd and binds the election's keys.
 func (s *Sidecar) openStore() (*election.Store, error) {
-	tlsCfg, err := s.cfg.TLSConfig()
-	if err != nil {
-		return nil, err
-	}
-	c, err := election.NewClient(election.ClientConfig{
-		Endpoints: s.cfg.Endpoints,
-		TLS:       tlsCfg,
-		User:      s.cfg.User,
-		Password:  s.cfg.Password,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return election.NewStore(c, s.cfg.Prefix, s.cfg.Election, election.LogIgnored(s.logger)), nil
+	return s.cfg.OpenStore(0, election.LogIgnored(s.logger))
 }

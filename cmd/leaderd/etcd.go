@@ -24,21 +24,7 @@ const (
 // The dial gives up at statusDialTimeout; the caller closes the client
 // (store.Client().Close()).
 func openStore(cfg sidecar.Config) (*election.Store, error) {
-	tlsCfg, err := cfg.TLSConfig()
-	if err != nil {
-		return nil, err
-	}
-	client, err := election.NewClient(election.ClientConfig{
-		Endpoints:   cfg.Endpoints,
-		TLS:         tlsCfg,
-		User:        cfg.User,
-		Password:    cfg.Password,
-		DialTimeout: statusDialTimeout,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return election.NewStore(client, cfg.Prefix, cfg.Election), nil
+	return cfg.OpenStore(statusDialTimeout)
 }
 
 // etcdError says "unreachable" when etcd did not answer in time, and
