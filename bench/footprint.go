@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/leaderd/leaderd/internal/replicas"
+	"github.com/leaderd/leaderd/role"
 )
 
 // rssTarget is the footprint target for one idle `leaderd run`.
@@ -19,7 +20,7 @@ const rssTarget = 20 << 20
 // usage is one idle replica's footprint.
 type usage struct {
 	ID       string
-	Role     string
+	Role     role.Role
 	Mem      mem   // at the end of the idle window
 	RSSStart int64 // VmRSS in bytes at the start of the idle window
 	CPU      float64
@@ -73,13 +74,13 @@ func (b *bench) footprint(ctx context.Context) ([]usage, error) {
 		if err != nil {
 			return nil, err
 		}
-		role := "standby"
+		rl := role.Standby
 		if r == primary {
-			role = "primary"
+			rl = role.Primary
 		}
 		ticks := t - start[i]
 		out = append(out, usage{
-			ID: r.ID, Role: role, Mem: m, RSSStart: rssStart[i], Window: window, CPUTicks: ticks,
+			ID: r.ID, Role: rl, Mem: m, RSSStart: rssStart[i], Window: window, CPUTicks: ticks,
 			CPU: 100 * float64(ticks) / float64(hz) / window.Seconds(),
 		})
 	}

@@ -181,7 +181,8 @@ func candidateIDs(cands []election.Candidate) string {
 
 // scrape is what N sequential GET /metrics on one replica cost.
 type scrape struct {
-	ID, Role  string
+	ID        string
+	Role      role.Role
 	Latency   dist  // request sent → body read (and gunzipped, a few µs), per scrape
 	BodyBytes int   // uncompressed text exposition, last scrape
 	WireBytes int   // gzip-encoded response body, last scrape
@@ -223,15 +224,15 @@ func (b *bench) metrics(ctx context.Context) ([]scrape, error) {
 	hz := clockTicks()
 	var out []scrape
 	for _, r := range []*replicas.Replica{primary, standby} {
-		role := "standby"
+		rl := role.Standby
 		if r == primary {
-			role = "primary"
+			rl = role.Primary
 		}
 		s, err := b.scrapeReplica(ctx, r, hz)
 		if err != nil {
-			return nil, fmt.Errorf("scrape %s (%s): %w", r.ID, role, err)
+			return nil, fmt.Errorf("scrape %s (%s): %w", r.ID, rl, err)
 		}
-		s.Role = role
+		s.Role = rl
 		st := s.Latency.stats()
 		fmt.Fprintf(b.log, "bench: metrics: %s (%s) %d scrapes: p50 %s, p99 %s, max %s; body %d B (gzip %d B); CPU %d ticks in %s = %s per scrape\n",
 			s.ID, s.Role, st.N, msFine(st.P50), msFine(st.P99), msFine(st.Max), s.BodyBytes, s.WireBytes,
