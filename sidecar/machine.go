@@ -20,7 +20,7 @@ import (
 
 // loop runs terms until ctx ends.
 func (s *Sidecar) loop(ctx context.Context, el elector) error {
-	// 1. Bring an app left primary by a crash back to a known state.
+	// Bring an app left primary by a crash back to a known state first.
 	if !s.runDemote(ctx, hookRun{event: hooks.Demote, from: role.Standby, to: role.Standby, reason: role.ReasonStartup}) {
 		return errors.New("start-up demote hook did not succeed before shutdown")
 	}
