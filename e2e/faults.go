@@ -89,26 +89,6 @@ func (s *Stack) Connect(ctx context.Context, r Replica) error {
 	return s.docker(ctx, CommandTimeout, "network", "connect", "--alias", r.App, s.network, s.ID(r.App))
 }
 
-// DisconnectService and ConnectService do the same for an etcd member.
-func (s *Stack) DisconnectService(ctx context.Context, service string) error {
-	return s.docker(ctx, CommandTimeout, "network", "disconnect", s.network, s.ID(service))
-}
-
-// ConnectService reattaches service under its name.
-func (s *Stack) ConnectService(ctx context.Context, service string) error {
-	return s.docker(ctx, CommandTimeout, "network", "connect", "--alias", service, s.network, s.ID(service))
-}
-
-// Running reports whether the service's container is running (and not
-// paused).
-func (s *Stack) Running(ctx context.Context, service string) (bool, error) {
-	out, err := run(ctx, CommandTimeout, "docker", "inspect", "-f", "{{.State.Running}} {{.State.Paused}}", s.ID(service))
-	if err != nil {
-		return false, err
-	}
-	return firstLine(out) == "true false", nil
-}
-
 // StartedAt is when the service's container was last started.
 func (s *Stack) StartedAt(ctx context.Context, service string) (time.Time, error) {
 	out, err := run(ctx, CommandTimeout, "docker", "inspect", "-f", "{{.State.StartedAt}}", s.ID(service))

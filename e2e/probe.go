@@ -48,19 +48,6 @@ func (s *Stack) Status(ctx context.Context, r Replica) (sidecar.Status, error) {
 	return st, err
 }
 
-// ExecStatus reads r's /status from inside the sidecar's container (busybox
-// wget over its loopback), so it works while r is disconnected from the
-// network. Not while it is paused or stopped.
-func (s *Stack) ExecStatus(ctx context.Context, r Replica) (sidecar.Status, error) {
-	var st sidecar.Status
-	out, err := run(ctx, CommandTimeout, "docker", "exec", s.ID(r.Sidecar),
-		"wget", "-q", "-T", "2", "-O", "-", "http://127.0.0.1:8008/status")
-	if err != nil {
-		return st, err
-	}
-	return st, json.Unmarshal([]byte(out), &st)
-}
-
 // IsPrimary asks r's sidecar GET /primary: true on 200, false on 503, an
 // error when it does not answer (stopped, paused, cut off) or answers
 // anything else.

@@ -236,23 +236,11 @@ func (s *Stack) ID(service string) string {
 	return id
 }
 
-// Network is the network the apps and the etcd members are attached to.
-func (s *Stack) Network() string { return s.network }
-
 // Compose runs `docker compose -f docker-compose.yml -p <project> args...`,
 // bounded by timeout, and returns its stdout.
 func (s *Stack) Compose(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
 	argv := append(append([]string{}, s.compose...), "-f", s.file, "-p", s.project)
 	return run(ctx, timeout, argv[0], append(argv[1:], args...)...)
-}
-
-// Up runs `compose up -d` (creates missing containers, starts stopped ones)
-// and refreshes the container ids.
-func (s *Stack) Up(ctx context.Context) error {
-	if out, err := s.Compose(ctx, UpTimeout, "up", "-d"); err != nil {
-		return fmt.Errorf("compose up: %w\n%s", err, out)
-	}
-	return s.Refresh(ctx)
 }
 
 // Logs returns the last tail lines of the services' logs (all when none).

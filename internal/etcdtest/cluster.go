@@ -106,15 +106,6 @@ func (c *Cluster) Size() int { return len(c.members) }
 // Endpoint is member i's client URL.
 func (c *Cluster) Endpoint(i int) string { return c.clients[i].String() }
 
-// Endpoints are every member's client URLs, as "http://127.0.0.1:PORT".
-func (c *Cluster) Endpoints() []string {
-	out := make([]string, len(c.members))
-	for i := range c.members {
-		out[i] = c.Endpoint(i)
-	}
-	return out
-}
-
 // Leader is the index of the member that member i takes for the leader,
 // or -1 while it knows none.
 func (c *Cluster) Leader(i int) int {
