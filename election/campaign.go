@@ -52,7 +52,7 @@ func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error)
 		return nil, c.ended(ctx, err)
 	}
 	// The value is kept for the campaign and, once won, for the tenure.
-	stopKeeping := startKeeper(c.store.client, c.key, value, rev, c.lease.ID(), c.lease.logger)
+	stopKeeping := startKeeper(c.store.client, c.key, value, rev, c.lease.ID(), c.keepPace, c.lease.logger)
 	won := false
 	defer func() {
 		if !won {
@@ -264,7 +264,7 @@ func (c *Candidacy) verify(ctx context.Context, rev int64) (*Tenure, error) {
 	if first := firstCandidate(resp.Kvs); first == nil || string(first.Key) != c.key || first.CreateRevision != rev {
 		return nil, ErrNotLeader
 	}
-	left := time.Until(c.lease.SafeDeadline())
+	left := c.lease.untilSafeDeadline()
 	if left <= 0 {
 		return nil, ErrSafeDeadline
 	}

@@ -34,6 +34,8 @@ type Candidacy struct {
 	logger *slog.Logger
 	lease  *Lease
 	key    string // CandidateKey of the lease, as etcd's concurrency election names it
+
+	keepPace backoff // the candidate value keeper's
 }
 
 // NewCandidacy grants a lease with its guard running, for a campaign in
@@ -56,6 +58,8 @@ func candidacyOn(store *Store, opts LeaseOptions, logger *slog.Logger, lease *Le
 		logger: logger,
 		lease:  lease,
 		key:    store.CandidateKey(lease.ID()),
+
+		keepPace: backoff{min: keepRetryMin, max: keepRetryMax},
 	}
 }
 
@@ -119,7 +123,7 @@ func (t *Tenure) watch(fromRev int64) {
 	case <-keyGone:
 		// A process resumed after a pause sees its passed deadline and the
 		// deletion that the lease's expiry caused at once: name the cause.
-		if now := time.Now(); !now.Before(t.c.lease.SafeDeadline()) {
+		if now := t.c.lease.clock.Now(); !now.Before(t.c.lease.SafeDeadline()) {
 			t.lost.mark(t.c.lease.lapse(now))
 		} else {
 			t.lost.mark(ErrKeyDeleted)

@@ -289,7 +289,7 @@ func TestRenewalCountsFromTheSend(t *testing.T) {
 		{400 * time.Millisecond, 600 * time.Millisecond},
 		{1700 * time.Millisecond, 0}, // a slow grant: renew at once
 	} {
-		l := &Lease{ttl: 4 * time.Second, opts: LeaseOptions{RenewInterval: time.Second}, deadline: now.Add(-tc.sentAgo + 4*time.Second)}
+		l := &Lease{clock: realClock{}, ttl: 4 * time.Second, opts: LeaseOptions{RenewInterval: time.Second}, deadline: now.Add(-tc.sentAgo + 4*time.Second)}
 		if got := l.untilRenewal(); got > tc.want || got < tc.want-50*time.Millisecond {
 			t.Errorf("sent %s ago: next renewal in %s, want %s", tc.sentAgo, got, tc.want)
 		}

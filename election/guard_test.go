@@ -65,6 +65,7 @@ func frozenLease(sent time.Time) *Lease {
 		ttl:    testLease.TTL,
 		opts:   testLease,
 		logger: slog.New(slog.DiscardHandler),
+		clock:  realClock{},
 		keepAliveOnce: func(ctx context.Context, _ clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
 			<-ctx.Done()
 			return nil, ctx.Err()

@@ -19,6 +19,10 @@ const (
 	keepRetryMax = 5 * time.Second
 )
 
+// backoff bounds the pace of a keeper's rewrites: from min, doubling up to
+// max. Production keeps keepRetryMin and keepRetryMax; tests shorten them.
+type backoff struct{ min, max time.Duration }
+
 // valueKeeper keeps this replica's value in its candidate key: a value
 // overwritten by someone else would show the replica under another name
 // (and no switchover could name it).
@@ -28,15 +32,16 @@ type valueKeeper struct {
 	value  string
 	rev    int64 // the key's create revision: its place and fencing token
 	lease  clientv3.LeaseID
+	pace   backoff
 	logger *slog.Logger
 }
 
 // startKeeper keeps value in the candidate key created at rev until stop
 // is called, the key is gone or replaced, or the lease is gone. stop does
 // not wait: nothing on a step-down path waits for the keeper.
-func startKeeper(client *clientv3.Client, key, value string, rev int64, lease clientv3.LeaseID, logger *slog.Logger) (stop func()) {
+func startKeeper(client *clientv3.Client, key, value string, rev int64, lease clientv3.LeaseID, pace backoff, logger *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
-	k := &valueKeeper{client: client, key: key, value: value, rev: rev, lease: lease, logger: logger}
+	k := &valueKeeper{client: client, key: key, value: value, rev: rev, lease: lease, pace: pace, logger: logger}
 	go k.run(ctx)
 	return cancel
 }
@@ -51,7 +56,7 @@ func (k *valueKeeper) run(ctx context.Context) {
 	ignored := newIgnoredLog(k.logger)
 	var lastRewrite time.Time
 	gap := time.Duration(0) // no rewrite before lastRewrite + gap
-	nextGap := keepRetryMin
+	nextGap := k.pace.min
 	for ctx.Err() == nil {
 		gctx, gcancel := context.WithTimeout(ctx, callTimeout)
 		resp, err := k.client.Get(gctx, k.key)
@@ -71,8 +76,8 @@ func (k *valueKeeper) run(ctx context.Context) {
 			continue
 		}
 		ignored.ignore(kv, "not the value this replica put in its candidate key: putting it back")
-		if time.Since(lastRewrite) > keepRetryMax {
-			gap, nextGap = 0, keepRetryMin
+		if time.Since(lastRewrite) > k.pace.max {
+			gap, nextGap = 0, k.pace.min
 		}
 		if d := time.Until(lastRewrite.Add(gap)); d > 0 {
 			_ = pause(ctx, d)
@@ -94,7 +99,7 @@ func (k *valueKeeper) run(ctx context.Context) {
 			// Whether or not the guard held, read again: a failed guard
 			// means it changed once more.
 			lastRewrite = time.Now()
-			gap, nextGap = nextGap, min(2*nextGap, keepRetryMax)
+			gap, nextGap = nextGap, min(2*nextGap, k.pace.max)
 		}
 	}
 }

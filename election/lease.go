@@ -43,6 +43,10 @@ type LeaseOptions struct {
 	// OnRenew, if set, is called after every renewal attempt, from the
 	// lease's own goroutine; it must not block.
 	OnRenew func(err error)
+
+	// clock times the guard and the renewals; nil is the real one. Tests
+	// set theirs.
+	clock clock
 }
 
 // Lease is an etcd lease kept alive by its own KeepAliveOnce loop. It
@@ -55,6 +59,7 @@ type Lease struct {
 	ttl    time.Duration
 	opts   LeaseOptions
 	logger *slog.Logger
+	clock  clock // every time compared with the deadline is read off it
 
 	// keepAliveOnce sends one renewal: the client's, or a test's stand-in.
 	keepAliveOnce func(context.Context, clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error)
@@ -82,9 +87,13 @@ func grantWith(ctx context.Context, client *clientv3.Client, opts LeaseOptions, 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	clk := opts.clock
+	if clk == nil {
+		clk = realClock{}
+	}
 	gctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), max(opts.RenewInterval, 2*time.Second))
 	defer cancel()
-	sent := time.Now()
+	sent := clk.Now()
 	resp, err := client.Grant(gctx, int64(opts.TTL/time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("grant lease: %w", err)
@@ -95,6 +104,7 @@ func grantWith(ctx context.Context, client *clientv3.Client, opts LeaseOptions, 
 		ttl:           time.Duration(resp.TTL) * time.Second,
 		opts:          opts,
 		logger:        logger.With("lease", LeaseHex(int64(resp.ID))),
+		clock:         clk,
 		keepAliveOnce: keepAliveOnce,
 		deadline:      sent.Add(time.Duration(resp.TTL) * time.Second),
 		renewed:       make(chan struct{}),
@@ -102,14 +112,14 @@ func grantWith(ctx context.Context, client *clientv3.Client, opts LeaseOptions, 
 		stop:          make(chan struct{}),
 		done:          make(chan struct{}),
 	}
-	if time.Until(l.SafeDeadline()) <= 0 {
+	if l.untilSafeDeadline() <= 0 {
 		// The grant took so long that no safe time is left: give it back.
 		l.lost.mark(ErrSafeDeadline)
 		close(l.done)
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		_ = l.revoke(rctx)
-		return nil, fmt.Errorf("grant lease: %w (the grant took %s)", ErrSafeDeadline, time.Since(sent).Round(time.Millisecond))
+		return nil, fmt.Errorf("grant lease: %w (the grant took %s)", ErrSafeDeadline, clk.Now().Sub(sent).Round(time.Millisecond))
 	}
 	go l.loop()
 	return l, nil
@@ -131,6 +141,10 @@ func (l *Lease) Deadline() time.Time {
 // SafeDeadline is the time the holder must have started stepping down by.
 func (l *Lease) SafeDeadline() time.Time { return l.Deadline().Add(-l.opts.StepDownLead) }
 
+// untilSafeDeadline is the time left before the safe deadline, on the
+// lease's clock; negative once it passed.
+func (l *Lease) untilSafeDeadline() time.Duration { return l.SafeDeadline().Sub(l.clock.Now()) }
+
 // Lost is closed once the lease is gone on the server or its safe deadline
 // passed, or it was closed.
 func (l *Lease) Lost() <-chan struct{} { return l.lost.Done() }
@@ -145,9 +159,9 @@ func (l *Lease) Err() error { return l.lost.Err() }
 func (l *Lease) loop() {
 	defer close(l.done)
 	retry := max(200*time.Millisecond, l.opts.RenewInterval/4)
-	renew := time.NewTimer(l.untilRenewal())
+	renew := l.clock.NewTimer(l.untilRenewal())
 	defer renew.Stop()
-	guard := time.AfterFunc(time.Until(l.SafeDeadline()), func() { l.lost.mark(l.lapse(time.Now())) })
+	guard := l.clock.AfterFunc(l.untilSafeDeadline(), func() { l.lost.mark(l.lapse(l.clock.Now())) })
 	defer guard.Stop()
 	failing := false
 	for {
@@ -157,12 +171,12 @@ func (l *Lease) loop() {
 			return
 		case <-l.lost.Done():
 			if errors.Is(l.lost.Err(), ErrLeaseExpired) {
-				l.logger.Warn("lease expired while the process was not running", "deadline_ago", time.Since(l.Deadline()).Round(time.Millisecond))
+				l.logger.Warn("lease expired while the process was not running", "deadline_ago", l.clock.Now().Sub(l.Deadline()).Round(time.Millisecond))
 			} else {
-				l.logger.Warn("lease safe deadline passed", "deadline_in", time.Until(l.Deadline()).Round(time.Millisecond))
+				l.logger.Warn("lease safe deadline passed", "deadline_in", l.Deadline().Sub(l.clock.Now()).Round(time.Millisecond))
 			}
 			return
-		case <-renew.C:
+		case <-renew.C():
 		}
 		err := l.renewOnce()
 		if l.opts.OnRenew != nil {
@@ -170,7 +184,7 @@ func (l *Lease) loop() {
 		}
 		switch {
 		case err == nil:
-			guard.Reset(time.Until(l.SafeDeadline()))
+			guard.Reset(l.untilSafeDeadline())
 			renew.Reset(l.untilRenewal())
 			if failing {
 				l.logger.Info("lease renewal recovered")
@@ -215,7 +229,7 @@ func (l *Lease) renewal() <-chan struct{} {
 func (l *Lease) awaitHeadroom(ctx context.Context, headroom time.Duration) error {
 	for {
 		renewed := l.renewal() // before the check, so no renewal is missed
-		if time.Until(l.SafeDeadline()) >= headroom {
+		if l.untilSafeDeadline() >= headroom {
 			return nil
 		}
 		select {
@@ -233,17 +247,16 @@ func (l *Lease) awaitHeadroom(ctx context.Context, headroom time.Duration) error
 // grant or renewal from eating into the guard's two spare renewals.
 func (l *Lease) untilRenewal() time.Duration {
 	lastSent := l.Deadline().Add(-l.ttl)
-	return max(0, time.Until(lastSent.Add(l.opts.RenewInterval)))
+	return max(0, lastSent.Add(l.opts.RenewInterval).Sub(l.clock.Now()))
 }
 
 // renewOnce sends one keepalive. Its deadline never passes the safe
 // deadline, so the loop is back in time to see the guard's verdict.
 func (l *Lease) renewOnce() error {
-	callDeadline := time.Now().Add(l.opts.RenewInterval)
-	if sd := l.SafeDeadline(); sd.Before(callDeadline) {
-		callDeadline = sd
-	}
-	ctx, cancel := context.WithDeadline(clientv3.WithRequireLeader(context.Background()), callDeadline)
+	// A timeout, not a deadline: the lease's clock need not be the
+	// context's.
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(context.Background()),
+		min(l.opts.RenewInterval, l.untilSafeDeadline()))
 	defer cancel()
 	go func() {
 		// Stopping the lease cuts a renewal in flight short.
@@ -253,7 +266,7 @@ func (l *Lease) renewOnce() error {
 		case <-ctx.Done():
 		}
 	}()
-	sent := time.Now()
+	sent := l.clock.Now()
 	resp, err := l.keepAliveOnce(ctx, l.id)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
