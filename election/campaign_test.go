@@ -141,7 +141,7 @@ func TestCampaignAbandonedDuringOutageLeavesNoGoroutine(t *testing.T) {
 	ch := campaign(waiter, ctx, "waiter")
 	waitCandidates(t, cli, 2)
 
-	proxy.CutOff()
+	cutOff(t, proxy)
 	cancel()
 	if r := result(t, ch); !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("abandoned campaign returned %+v, want context.Canceled", r)
@@ -225,15 +225,16 @@ func stalledRenewals(cli *clientv3.Client, attempted chan<- struct{}, release <-
 	}
 }
 
-func grantStalled(t *testing.T, cli *clientv3.Client, keepAlive func(context.Context, clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error)) *Candidacy {
+func grantStalled(t *testing.T, cli *clientv3.Client, clk *jumpClock, keepAlive func(context.Context, clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error)) *Candidacy {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	l, err := grantWith(ctx, cli, headroomLease, nil, keepAlive)
+	opts := leaseOn(headroomLease, clk)
+	l, err := grantWith(ctx, cli, opts, nil, keepAlive)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := candidacyOn(testStore(cli), headroomLease, l.logger, l)
+	c := candidacyOn(testStore(cli), opts, l.logger, l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -249,16 +250,18 @@ func TestCampaignWithoutHeadroomReturnsNoTenure(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := etcdtest.NewClient(t, srv.Endpoint())
 	attempted := make(chan struct{}, 1)
-	c := grantStalled(t, cli, stalledRenewals(cli, attempted, nil))
+	clk := newJumpClock()
+	c := grantStalled(t, cli, clk, stalledRenewals(cli, attempted, nil))
+	clk.jump(c.Lease().untilRenewal())            // the first renewal is due: do not wait for it
 	waitClosed(t, attempted, "the first renewal") // from now on, less than a renew interval is left
-	if left := time.Until(c.Lease().SafeDeadline()); left >= headroomLease.RenewInterval {
+	if left := c.Lease().untilSafeDeadline(); left >= headroomLease.RenewInterval {
 		t.Fatalf("%s left before the safe deadline at the first renewal, want less than %s", left, headroomLease.RenewInterval)
 	}
 
 	r := result(t, campaign(c, context.Background(), "late"))
 	if r.ten != nil {
 		r.ten.Stop()
-		t.Fatalf("won with %s left before the safe deadline", time.Until(c.Lease().SafeDeadline()))
+		t.Fatalf("won with %s left before the safe deadline", c.Lease().untilSafeDeadline())
 	}
 	if !errors.Is(r.err, ErrSafeDeadline) {
 		t.Fatalf("campaign returned %v, want ErrSafeDeadline", r.err)
@@ -270,7 +273,9 @@ func TestCampaignWinsOnceARenewalRestoresHeadroom(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := etcdtest.NewClient(t, srv.Endpoint())
 	attempted, release := make(chan struct{}, 1), make(chan struct{})
-	c := grantStalled(t, cli, stalledRenewals(cli, attempted, release))
+	clk := newJumpClock()
+	c := grantStalled(t, cli, clk, stalledRenewals(cli, attempted, release))
+	clk.jump(c.Lease().untilRenewal()) // the first renewal is due: do not wait for it
 	waitClosed(t, attempted, "the first renewal")
 	granted := c.Lease().Deadline()
 

@@ -38,9 +38,14 @@ func waitClosed(t *testing.T, ch <-chan struct{}, what string) time.Time {
 
 func grant(t *testing.T, cli *clientv3.Client) *Lease {
 	t.Helper()
+	return grantOpts(t, cli, testLease)
+}
+
+func grantOpts(t *testing.T, cli *clientv3.Client, opts LeaseOptions) *Lease {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	l, err := Grant(ctx, cli, testLease, nil)
+	l, err := Grant(ctx, cli, opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,22 +59,20 @@ func grant(t *testing.T, cli *clientv3.Client) *Lease {
 
 func TestLeaseRenewalMovesTheDeadline(t *testing.T) {
 	srv := etcdtest.Start(t)
-	l := grant(t, etcdtest.NewClient(t, srv.Endpoint()))
+	clk := newJumpClock()
+	l := grantOpts(t, etcdtest.NewClient(t, srv.Endpoint()), leaseOn(testLease, clk))
 	first := l.Deadline()
-	if got := time.Until(l.SafeDeadline()); got <= 0 || got > testLease.TTL-testLease.StepDownLead {
+	if got := l.untilSafeDeadline(); got <= 0 || got > testLease.TTL-testLease.StepDownLead {
 		t.Fatalf("safe deadline in %s, want within (0, TTL-lead]", got)
 	}
-	// Outlive the first TTL: renewals must keep it alive and move the deadline.
-	deadline := time.Now().Add(bound)
-	for !l.Deadline().After(first.Add(testLease.TTL)) {
-		if time.Now().After(deadline) {
-			t.Fatal("deadline never moved past one TTL")
+	// Outlive the first TTL: renewals must keep it alive and move the
+	// deadline. The clock jumps to each renewal instead of waiting for it;
+	// etcd answers them for real.
+	for renewals := 0; !l.Deadline().After(first.Add(testLease.TTL)); renewals++ {
+		if renewals > 2*int(testLease.TTL/testLease.RenewInterval) {
+			t.Fatalf("deadline never moved past one TTL in %d renewals", renewals)
 		}
-		select {
-		case <-l.Lost():
-			t.Fatalf("lease lost while etcd is healthy: %v", l.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+		jumpToRenewal(t, l, clk) // fails if the lease is lost meanwhile
 	}
 }
 
@@ -81,7 +84,7 @@ func TestLeaseCutOffIsLostBeforeServerExpiry(t *testing.T) {
 	l := grant(t, etcdtest.NewClient(t, proxy.Endpoint()))
 	direct := etcdtest.NewClient(t, srv.Endpoint())
 
-	proxy.CutOff()
+	cutOff(t, proxy)
 	lostAt := waitClosed(t, l.Lost(), "the lease to be lost")
 	if !errors.Is(l.Err(), ErrSafeDeadline) {
 		t.Fatalf("lost with %v, want ErrSafeDeadline", l.Err())
@@ -105,12 +108,14 @@ func TestLeaseCutOffIsLostBeforeServerExpiry(t *testing.T) {
 func TestLeaseRevokedElsewhereIsLost(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := etcdtest.NewClient(t, srv.Endpoint())
-	l := grant(t, cli)
+	clk := newJumpClock()
+	l := grantOpts(t, cli, leaseOn(testLease, clk))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if _, err := cli.Revoke(ctx, l.ID()); err != nil {
 		t.Fatal(err)
 	}
+	clk.jump(l.untilRenewal()) // the next renewal finds the lease gone
 	waitClosed(t, l.Lost(), "the lease to be lost")
 	if !errors.Is(l.Err(), ErrLeaseNotFound) {
 		t.Fatalf("lost with %v, want ErrLeaseNotFound", l.Err())
@@ -131,6 +136,15 @@ func newCandidacy(t *testing.T, cli *clientv3.Client) *Candidacy {
 		_ = c.Close(ctx)
 	})
 	return c
+}
+
+// cutOff cuts proxy off for the rest of the test. The cleanups registered
+// before (the revokes) run once it is healed, instead of each waiting out
+// its timeout.
+func cutOff(t *testing.T, proxy *etcdtest.Proxy) {
+	t.Helper()
+	proxy.CutOff()
+	t.Cleanup(proxy.Heal)
 }
 
 type campaignResult struct {
@@ -247,12 +261,16 @@ func TestTenureLostWhenKeyDeleted(t *testing.T) {
 func TestTenureLostWithLease(t *testing.T) {
 	srv := etcdtest.Start(t)
 	proxy := etcdtest.StartProxy(t, srv.Endpoint())
-	a := newCandidacy(t, etcdtest.NewClient(t, proxy.Endpoint()))
+	clk := newJumpClock()
+	a := newCandidacyWith(t, etcdtest.NewClient(t, proxy.Endpoint()), leaseOn(testLease, clk))
 	r := result(t, campaign(a, context.Background(), "a"))
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	proxy.CutOff()
+	cutOff(t, proxy)
+	// No renewal gets through from now on: move to the safe deadline
+	// instead of waiting for it.
+	clk.jumpTo(a.Lease().SafeDeadline())
 	waitClosed(t, r.ten.Lost(), "the tenure to be lost")
 	if !errors.Is(r.ten.Err(), ErrSafeDeadline) {
 		t.Fatalf("lost with %v, want ErrSafeDeadline", r.ten.Err())
@@ -267,10 +285,12 @@ func TestCampaignReturnsWhenLeaseIsLost(t *testing.T) {
 		t.Fatal(r.err)
 	}
 	proxy := etcdtest.StartProxy(t, srv.Endpoint())
-	waiter := newCandidacy(t, etcdtest.NewClient(t, proxy.Endpoint()))
+	clk := newJumpClock()
+	waiter := newCandidacyWith(t, etcdtest.NewClient(t, proxy.Endpoint()), leaseOn(testLease, clk))
 	ch := campaign(waiter, context.Background(), "waiter")
 	waitCandidates(t, cli, 2)
-	proxy.CutOff()
+	cutOff(t, proxy)
+	clk.jumpTo(waiter.Lease().SafeDeadline()) // no renewal gets through: do not wait for it
 	r := result(t, ch)
 	if !errors.Is(r.err, ErrSafeDeadline) {
 		t.Fatalf("campaign returned %v, want ErrSafeDeadline", r.err)

@@ -131,6 +131,10 @@ func TestOverwrittenCandidateValueIsPutBackInPlace(t *testing.T) {
 	logger, logs := captureLogs()
 	leader := newLoggedCandidacy(t, cli, logger)
 	waiter := newLoggedCandidacy(t, cli, logger)
+	// The back-off is TestCandidateValueKeeperBacksOff's: here each repair
+	// may come at once.
+	leader.keepPace = backoff{min: 10 * time.Millisecond, max: 100 * time.Millisecond}
+	waiter.keepPace = leader.keepPace
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	rl := result(t, campaign(leader, ctx, "leader"))
@@ -200,6 +204,10 @@ func TestCandidateValueKeeperBacksOff(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := etcdtest.NewClient(t, srv.Endpoint())
 	cand := newLoggedCandidacy(t, cli, nil)
+	// Production's bounds (0.25s to 5s) and the fight below, all a quarter
+	// as long: the same number of rewrites, in a quarter of the time.
+	const scale = 4
+	cand.keepPace = backoff{min: keepRetryMin / scale, max: keepRetryMax / scale}
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	r := result(t, campaign(cand, ctx, "me"))
@@ -213,8 +221,8 @@ func TestCandidateValueKeeperBacksOff(t *testing.T) {
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	events := cli.Watch(wctx, cand.key, clientv3.WithRev(start.modified+1))
-	const fight = 2 * time.Second
-	for end := time.Now().Add(fight); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	const fight = 2 * time.Second / scale
+	for end := time.Now().Add(fight); time.Now().Before(end); time.Sleep(20 * time.Millisecond / scale) {
 		if _, err := cli.Put(ctx, cand.key, `{"id":"twin"}`, clientv3.WithIgnoreLease()); err != nil {
 			t.Fatal(err)
 		}
@@ -235,11 +243,11 @@ func TestCandidateValueKeeperBacksOff(t *testing.T) {
 			}
 		}
 	}
-	// Puts at most 0.25s, 0.5s, 1s apart: 4 in 2s (a few more allowed
+	// Puts at least min, 2min, 4min apart: 4 in 8min (a few more allowed
 	// for a slow machine), not one per overwrite (about 100).
 	t.Logf("%d rewrites during %s of overwrites", rewrites, fight)
 	if rewrites < 1 || rewrites > 6 {
-		t.Fatalf("%d rewrites during %s of overwrites every 20ms, want 1 to 6", rewrites, fight)
+		t.Fatalf("%d rewrites during %s of overwrites every %s, want 1 to 6", rewrites, fight, 20*time.Millisecond/scale)
 	}
 	if now := getKey(t, cli, cand.key); now.created != start.created || now.lease != start.lease {
 		t.Fatalf("key %+v after the fight, want created %d on lease %x", now, start.created, start.lease)

@@ -40,7 +40,8 @@ func TestLeaseLossIsMarkedWhileLoggingStalls(t *testing.T) {
 	h := stalledHandler{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	l, err := Grant(ctx, etcdtest.NewClient(t, proxy.Endpoint()), testLease, slog.New(h))
+	clk := newJumpClock()
+	l, err := Grant(ctx, etcdtest.NewClient(t, proxy.Endpoint()), leaseOn(testLease, clk), slog.New(h))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,9 @@ func TestLeaseLossIsMarkedWhileLoggingStalls(t *testing.T) {
 	}()
 
 	proxy.CutOff()
+	clk.jump(l.untilRenewal()) // the renewal now due fails, and its failure is logged
 	waitClosed(t, h.entered, "the lease loop to be stuck in a log call")
+	clk.jumpTo(l.SafeDeadline()) // the guard's time, without waiting it out
 	waitClosed(t, l.Lost(), "the lease to be lost")
 	if !errors.Is(l.Err(), ErrSafeDeadline) {
 		t.Fatalf("lost with %v, want ErrSafeDeadline", l.Err())
