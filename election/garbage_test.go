@@ -204,9 +204,9 @@ func TestCandidateValueKeeperBacksOff(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := etcdtest.NewClient(t, srv.Endpoint())
 	cand := newLoggedCandidacy(t, cli, nil)
-	// Production's bounds (0.25s to 5s) and the fight below, all a quarter
-	// as long: the same number of rewrites, in a quarter of the time.
-	const scale = 4
+	// Production's bounds (0.25s to 5s) and the fight below, all half
+	// as long: the same number of rewrites, in half the time.
+	const scale = 2
 	cand.keepPace = backoff{min: keepRetryMin / scale, max: keepRetryMax / scale}
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
