@@ -77,15 +77,7 @@ func (r recordFailures) RecordTenure(ctx context.Context, rec election.TenureRec
 func TestHistoryEndRecordWrittenAfterTheOutage(t *testing.T) {
 	srv := etcdtest.Start(t)
 	proxy := etcdtest.StartProxy(t, srv.Endpoint())
-	etcd := newEtcdElector(func() (*election.Store, error) {
-		c, err := clientv3.New(etcdtest.ClientConfig(proxy.Endpoint()))
-		if err != nil {
-			return nil, err
-		}
-		return election.NewStore(c, "/leaderd", "test"), nil
-	}, election.LeaseOptions{}, testLogger(t, "a"))
-	defer etcd.Close()
-	el := recordFailures{etcd, make(chan error, 1)}
+	el := recordFailures{testElector(t, proxy.Endpoint()), make(chan error, 1)}
 	cfg := DefaultConfig()
 	cfg.ID = "a"
 	s := newSidecar(cfg, testLogger(t, "a"), el, nil, nil)
@@ -113,15 +105,7 @@ func TestHistoryEndRecordWrittenAfterTheOutage(t *testing.T) {
 func TestHistoryRetriesEndWithRun(t *testing.T) {
 	srv := etcdtest.Start(t)
 	proxy := etcdtest.StartProxy(t, srv.Endpoint())
-	etcd := newEtcdElector(func() (*election.Store, error) {
-		c, err := clientv3.New(etcdtest.ClientConfig(proxy.Endpoint()))
-		if err != nil {
-			return nil, err
-		}
-		return election.NewStore(c, "/leaderd", "test"), nil
-	}, election.LeaseOptions{}, testLogger(t, "a"))
-	defer etcd.Close()
-	el := recordFailures{etcd, make(chan error, 1)}
+	el := recordFailures{testElector(t, proxy.Endpoint()), make(chan error, 1)}
 	cfg := DefaultConfig()
 	cfg.ID = "a"
 	s := newSidecar(cfg, testLogger(t, "a"), el, nil, nil)
@@ -172,4 +156,19 @@ func waitDone(t *testing.T, what string, wait func()) {
 	case <-time.After(waitBound):
 		t.Fatalf("timed out waiting for %s", what)
 	}
+}
+
+// testElector is the sidecar's etcd elector for election "test" through
+// endpoint, closed at the test's end.
+func testElector(t *testing.T, endpoint string) *etcdElector {
+	t.Helper()
+	etcd := newEtcdElector(func() (*election.Store, error) {
+		c, err := clientv3.New(etcdtest.ClientConfig(endpoint))
+		if err != nil {
+			return nil, err
+		}
+		return election.NewStore(c, "/leaderd", "test"), nil
+	}, election.LeaseOptions{}, testLogger(t, "a"))
+	t.Cleanup(etcd.Close)
+	return etcd
 }
