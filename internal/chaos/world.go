@@ -52,8 +52,10 @@ type node struct {
 	rep       *replicas.Replica // nil while not running
 	startedAt time.Time         // when rep started
 	stderr    *os.File          // the campaign's copy of rep's stderr pipe (write end)
-	expecting bool              // an injected fault is stopping the process
-	graceful  bool              // ... with SIGTERM: it must exit 0
+	// stopping holds the processes an injected fault is stopping (true:
+	// with SIGTERM, so it must exit 0). Kept per process: a restart must
+	// not make the old process's exit, recorded late, look uninjected.
+	stopping map[*replicas.Replica]bool
 	frozenAt  time.Time         // zero unless SIGSTOPped
 	hookAt    time.Time         // zero unless a hook fault is on
 	hookMode  string
@@ -175,7 +177,7 @@ func (w *World) start(n *node) error {
 	n.mu.Lock()
 	// The campaign keeps the write end until the process exits, to fill
 	// the pipe when it stalls the reader.
-	n.rep, n.startedAt, n.stderr, n.expecting, n.graceful = rep, time.Now(), wr, false, false
+	n.rep, n.startedAt, n.stderr = rep, time.Now(), wr
 	n.mu.Unlock()
 	go w.watchExit(n, rep)
 	return nil
@@ -206,10 +208,11 @@ func (w *World) watchExit(n *node, rep *replicas.Replica) {
 	<-rep.Done()
 	code := rep.ExitCode()
 	n.mu.Lock()
-	// A data race is never what the fault asked for.
-	injected := n.expecting && code != raceExitCode
-	graceful := n.graceful
+	graceful, expected := n.stopping[rep]
+	delete(n.stopping, rep)
 	n.mu.Unlock()
+	// A data race is never what the fault asked for.
+	injected := expected && code != raceExitCode
 	n.exited(rep)
 	w.mu.Lock()
 	w.exits = append(w.exits, Exit{Replica: n.id, At: time.Now(), Code: code, Injected: injected, Graceful: graceful})
@@ -232,6 +235,14 @@ func (n *node) exited(rep *replicas.Replica) {
 			n.stderr = nil
 		}
 	}
+}
+
+// expectStop marks rep's coming exit as injected; n.mu is held.
+func (n *node) expectStop(rep *replicas.Replica, graceful bool) {
+	if n.stopping == nil {
+		n.stopping = map[*replicas.Replica]bool{}
+	}
+	n.stopping[rep] = graceful
 }
 
 // replica is the process running under n's id, or nil.
@@ -270,8 +281,7 @@ func (n *node) signal(sig syscall.Signal, expectExit bool) error {
 	n.mu.Lock()
 	rep := n.rep
 	if rep != nil && expectExit {
-		n.expecting = true
-		n.graceful = sig == syscall.SIGTERM
+		n.expectStop(rep, sig == syscall.SIGTERM)
 	}
 	n.mu.Unlock()
 	if rep == nil {
@@ -346,7 +356,9 @@ func (w *World) setUnhealthy(n *node, bad bool) error {
 func (w *World) stopReplica(n *node, grace time.Duration) {
 	n.mu.Lock()
 	rep := n.rep
-	n.expecting, n.graceful = true, true
+	if rep != nil {
+		n.expectStop(rep, true)
+	}
 	n.mu.Unlock()
 	if rep == nil {
 		return
@@ -411,7 +423,9 @@ func (w *World) close() {
 	if w.set != nil {
 		for _, n := range w.nodes {
 			n.mu.Lock()
-			n.expecting = true
+			if n.rep != nil {
+				n.expectStop(n.rep, false)
+			}
 			n.mu.Unlock()
 			n.stall.set(false)
 		}
