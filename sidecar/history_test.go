@@ -75,6 +75,7 @@ func (r recordFailures) RecordTenure(ctx context.Context, rec election.TenureRec
 // written once etcd answers again, so `leaderd history` does not say
 // "ended without a record".
 func TestHistoryEndRecordWrittenAfterTheOutage(t *testing.T) {
+	t.Parallel() // it waits out dial and call timeouts; nothing shared
 	srv := etcdtest.Start(t)
 	proxy := etcdtest.StartProxy(t, srv.Endpoint())
 	el := recordFailures{testElector(t, proxy.Endpoint()), make(chan error, 1)}
@@ -103,6 +104,7 @@ func TestHistoryEndRecordWrittenAfterTheOutage(t *testing.T) {
 
 // The retries end with Run: a stop during the outage is not held up.
 func TestHistoryRetriesEndWithRun(t *testing.T) {
+	t.Parallel() // it waits out dial and call timeouts; nothing shared
 	srv := etcdtest.Start(t)
 	proxy := etcdtest.StartProxy(t, srv.Endpoint())
 	el := recordFailures{testElector(t, proxy.Endpoint()), make(chan error, 1)}

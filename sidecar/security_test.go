@@ -26,6 +26,7 @@ const grantFailureMsg = "cannot get a lease; retrying"
 const retryWindow = 3 * time.Second
 
 func TestTLSClientCertificate(t *testing.T) {
+	t.Parallel() // it waits out dial and call timeouts; nothing shared
 	certs, err := etcdtest.NewCerts(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +65,7 @@ func TestTLSClientCertificate(t *testing.T) {
 }
 
 func TestUserAuth(t *testing.T) {
+	t.Parallel() // it waits out dial and call timeouts; nothing shared
 	c := newClusterWithOptions(t, etcdtest.Options{})
 	admin := etcdtest.NewClient(t, c.etcd.Endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
@@ -97,6 +99,7 @@ func TestUserAuth(t *testing.T) {
 // etcd is down waits as standby and promotes once etcd is back, like one
 // without auth.
 func TestUserAuthEtcdDownAtStart(t *testing.T) {
+	t.Parallel() // it waits out dial and call timeouts; nothing shared
 	c := newClusterWithOptions(t, etcdtest.Options{})
 	admin := etcdtest.NewClient(t, c.etcd.Endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
