@@ -109,6 +109,7 @@ const (
 // switchover still hands over, and the new tenure is recorded. Logging of
 // the garbage is bounded.
 func TestGarbageInEtcd(t *testing.T) {
+	t.Parallel() // its own etcd and replicas; it waits more than it computes
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	c := newCluster(t, ttl, demoteTimeout)

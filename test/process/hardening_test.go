@@ -40,6 +40,7 @@ func (c *cluster) waitLog(ctx context.Context, r *replicas.Replica, msg string) 
 // a growing back-off, not every quarter second for ever (each cycle costs
 // a lease, two hooks, a resign, a revoke and two history records).
 func TestFailingPromoteBacksOff(t *testing.T) {
+	t.Parallel() // it mostly waits out back-offs; its own etcd and replica
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	c := newCluster(t, ttl, demoteTimeout)
