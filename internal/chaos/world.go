@@ -56,10 +56,10 @@ type node struct {
 	// with SIGTERM, so it must exit 0). Kept per process: a restart must
 	// not make the old process's exit, recorded late, look uninjected.
 	stopping map[*replicas.Replica]bool
-	frozenAt  time.Time         // zero unless SIGSTOPped
-	hookAt    time.Time         // zero unless a hook fault is on
-	hookMode  string
-	stall     *stall
+	frozenAt time.Time // zero unless SIGSTOPped
+	hookAt   time.Time // zero unless a hook fault is on
+	hookMode string
+	stall    *stall
 }
 
 // stall holds a replica's stderr reader still while set, so its pipe fills
