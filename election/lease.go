@@ -31,7 +31,7 @@ var (
 	ErrLeaseExpired error = &lossError{"election: lease expired while the process was not running", role.ReasonLeaseLost}
 )
 
-// LeaseOptions sets the lease guard's timing. See DESIGN.md, "Safety".
+// LeaseOptions sets the lease guard's timing. See docs/design.md, "The lease guard".
 type LeaseOptions struct {
 	// TTL is asked of etcd, in whole seconds.
 	TTL time.Duration
