@@ -10,14 +10,6 @@ import (
 	"github.com/leaderd/leaderd/role"
 )
 
-// wake does a non-blocking send on a buffered(1) wake-up channel.
-func wake(ch chan<- struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default: // a wake-up is pending already
-	}
-}
-
 // notReady says why this replica must not campaign now ("" when it may):
 // the phase to show while it waits.
 func (s *Sidecar) notReady() role.Phase {

@@ -22,7 +22,6 @@ type state struct {
 	demoteFailed   bool
 	candidacy      candidacy // nil while no lease is held
 	tenure         tenure    // the tenure being served; nil while none
-	fencingToken   int64     // the tenure's, while one is served
 	controlKnown   bool      // the control keys were read at least once
 	resignFor      int64     // the tenure a pending POST /resign is for; 0: none
 	controlFailing bool      // the control watch's last read failed
@@ -66,6 +65,14 @@ func (s *state) update(fn func(*state)) {
 	fn(s)
 }
 
+// wake does a non-blocking send on a buffered(1) wake-up channel.
+func wake(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
 // setPhase is the only writer of the phase.
 func (s *state) setPhase(p role.Phase) { s.update(func(s *state) { s.phase = p }) }
 
@@ -76,13 +83,13 @@ func (s *state) setCandidacy(c candidacy) { s.update(func(s *state) { s.candidac
 
 // beginTenure records the tenure being served.
 func (s *state) beginTenure(t tenure) {
-	s.update(func(s *state) { s.tenure, s.fencingToken = t, t.FencingToken() })
+	s.update(func(s *state) { s.tenure = t })
 }
 
 // endTerm forgets the lease and the tenure: nothing is held until the next
 // grant.
 func (s *state) endTerm() {
-	s.update(func(s *state) { s.candidacy, s.tenure, s.fencingToken = nil, nil, 0 })
+	s.update(func(s *state) { s.candidacy, s.tenure = nil, nil })
 }
 
 func (s *state) setDemoteFailed(failed bool) {
@@ -260,6 +267,15 @@ func (s *state) servingToken(now time.Time) int64 {
 	return s.tenure.FencingToken()
 }
 
+// tenureToken is the fencing token of the tenure held, 0 while none; mu is
+// held.
+func (s *state) tenureToken() int64 {
+	if s.tenure == nil {
+		return 0
+	}
+	return s.tenure.FencingToken()
+}
+
 // secondsToSafeDeadline is the time left on the lease; 0 without one.
 func (s *state) secondsToSafeDeadline(now time.Time) float64 {
 	s.mu.Lock()
@@ -329,7 +345,7 @@ func (s *state) memberRecord(id, version, addr string) (int64, election.Member) 
 	}
 	if s.role == role.Primary {
 		// With phase primary, this tells followers the promote has ended.
-		m.FencingToken = s.fencingToken
+		m.FencingToken = s.tenureToken()
 	}
 	return s.candidacy.LeaseID(), m
 }
@@ -346,7 +362,7 @@ func (s *state) snapshot(id, electionName string, now time.Time) Status {
 		AppHealthy:     s.appHealthy(),
 		Degraded:       s.demoteFailed,
 		Paused:         s.control.Paused,
-		FencingToken:   s.fencingToken,
+		FencingToken:   s.tenureToken(),
 		Etcd:           EtcdStatus{Reachable: s.etcdReachable, Error: s.etcdErr},
 		LastTransition: s.lastTransition,
 		Hooks:          make(map[string]HookStatus, len(s.hooks)),
