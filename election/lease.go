@@ -43,10 +43,44 @@ type LeaseOptions struct {
 	// OnRenew, if set, is called after every renewal attempt, from the
 	// lease's own goroutine; it must not block.
 	OnRenew func(err error)
+	// ReadBack, if set, has the grant read back with TimeToLive before the
+	// guard starts, and is given what was found. etcd raises a TTL below
+	// its minimum without a word; when the TTL differs, the guard runs on
+	// the figures ReadBack returns for the granted TTL.
+	ReadBack func(TTLReadBack) (renewInterval, stepDownLead time.Duration)
 
 	// clock times the guard and the renewals; nil is the real one. Tests
 	// set theirs.
 	clock clock
+}
+
+// TTLReadBack is what reading a new lease's TTL back found.
+type TTLReadBack struct {
+	// Asked is the TTL asked for; Granted the one TimeToLive reports,
+	// and GrantResponse the one in the grant's answer (they should agree).
+	Asked, Granted, GrantResponse time.Duration
+	// Err is the TimeToLive's failure; Granted is then GrantResponse.
+	Err error
+}
+
+// readBackTimeout bounds the TimeToLive that reads a grant back.
+const readBackTimeout = 2 * time.Second
+
+// readBackTTL asks etcd what TTL it granted lease id.
+func readBackTTL(ctx context.Context, client *clientv3.Client, id clientv3.LeaseID, asked, answered time.Duration) TTLReadBack {
+	rb := TTLReadBack{Asked: asked, Granted: answered, GrantResponse: answered}
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), readBackTimeout)
+	defer cancel()
+	resp, err := client.TimeToLive(ctx, id)
+	switch {
+	case err != nil:
+		rb.Err = fmt.Errorf("read the lease's TTL back: %w", err)
+	case resp.TTL < 0: // -1: etcd no longer has the lease
+		rb.Err = fmt.Errorf("read the lease's TTL back: %w", ErrLeaseNotFound)
+	default:
+		rb.Granted = time.Duration(resp.GrantedTTL) * time.Second
+	}
+	return rb
 }
 
 // Lease is an etcd lease kept alive by its own KeepAliveOnce loop. It
@@ -98,15 +132,24 @@ func grantWith(ctx context.Context, client *clientv3.Client, opts LeaseOptions, 
 	if err != nil {
 		return nil, fmt.Errorf("grant lease: %w", err)
 	}
+	ttl := time.Duration(resp.TTL) * time.Second
+	if opts.ReadBack != nil {
+		rb := readBackTTL(ctx, client, resp.ID, opts.TTL, ttl)
+		// The shorter of the two answers, should they differ: the deadline
+		// must never be later than etcd's expiry.
+		ttl = min(ttl, rb.Granted)
+		opts.RenewInterval, opts.StepDownLead = opts.ReadBack(rb)
+		opts.TTL = ttl
+	}
 	l := &Lease{
 		client:        client,
 		id:            resp.ID,
-		ttl:           time.Duration(resp.TTL) * time.Second,
+		ttl:           ttl,
 		opts:          opts,
 		logger:        logger.With("lease", LeaseHex(int64(resp.ID))),
 		clock:         clk,
 		keepAliveOnce: keepAliveOnce,
-		deadline:      sent.Add(time.Duration(resp.TTL) * time.Second),
+		deadline:      sent.Add(ttl),
 		renewed:       make(chan struct{}),
 		lost:          newLoss(),
 		stop:          make(chan struct{}),

@@ -88,6 +88,8 @@ type etcdElector struct {
 	openStore func() (*election.Store, error)
 	lease     election.LeaseOptions
 	logger    *slog.Logger
+	// ttl reads the first lease's TTL back; nil: no read-back.
+	ttl *ttlCheck
 
 	mu    sync.Mutex
 	store *election.Store
@@ -131,7 +133,8 @@ func (e *etcdElector) Grant(ctx context.Context) (candidacy, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := election.NewCandidacy(ctx, store, e.lease, e.logger)
+	opts := e.ttl.options(e.lease, func(o election.LeaseOptions) { e.lease = o })
+	c, err := election.NewCandidacy(ctx, store, opts, e.logger)
 	if err != nil {
 		return nil, err
 	}

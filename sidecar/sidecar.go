@@ -121,6 +121,8 @@ func defaultBackOff() backoff.BackOff {
 // Status returns what GET /status shows.
 func (s *Sidecar) Status() Status {
 	st := s.state.snapshot(s.cfg.ID, s.cfg.Election, time.Now())
+	b := s.cfg.Budget(s.state.ttlInEffect())
+	st.Budget = &b
 	if s.checker != nil {
 		last := s.checker.Last()
 		st.HealthCheck = &last
@@ -142,6 +144,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			StepDownLead:  s.cfg.StepDownLead(),
 			OnRenew:       s.state.renewed,
 		}, s.logger)
+		etcd.ttl = &ttlCheck{cfg: s.cfg, logger: s.logger, inEffect: s.state.setTTLInEffect}
 		// Closed once every actor has stopped: run waits for them.
 		defer etcd.Close()
 		el = etcd

@@ -34,6 +34,7 @@ type state struct {
 	lastTransition *Transition
 	hooks          map[string]HookStatus
 	started        time.Time
+	grantedTTL     time.Duration // the TTL etcd granted, when it differs from --ttl; 0: none
 
 	// Set before Run and never changed, so not guarded by mu.
 	metrics *metrics  // safe for concurrent use
@@ -90,6 +91,16 @@ func (s *state) beginTenure(t tenure) {
 // grant.
 func (s *state) endTerm() {
 	s.update(func(s *state) { s.candidacy, s.tenure = nil, nil })
+}
+
+// setTTLInEffect records a TTL etcd granted other than --ttl.
+func (s *state) setTTLInEffect(ttl time.Duration) { s.update(func(s *state) { s.grantedTTL = ttl }) }
+
+// ttlInEffect is the TTL etcd granted when it differs from --ttl; 0 otherwise.
+func (s *state) ttlInEffect() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.grantedTTL
 }
 
 func (s *state) setDemoteFailed(failed bool) {

@@ -25,6 +25,9 @@ type Status struct {
 	Etcd           EtcdStatus            `json:"etcd"`
 	LastTransition *Transition           `json:"last_transition"`
 	Hooks          map[string]HookStatus `json:"hooks"`
+	// Budget is the timing budget of this configuration, with the TTL
+	// etcd granted (see Budget).
+	Budget *Budget `json:"budget"`
 }
 
 // LeaderStatus is the known leader of the election.

@@ -47,6 +47,10 @@ type Options struct {
 	// TLS, when set, serves clients over https (Endpoint is then
 	// "https://127.0.0.1:PORT"). Default nil: plain http.
 	TLS *TLS
+	// ElectionTimeout is etcd's --election-timeout. Default 0: etcd's
+	// (1s). etcd's minimum lease TTL follows it (1.5 x, rounded up to
+	// whole seconds): a test sets it to make etcd raise a granted TTL.
+	ElectionTimeout time.Duration
 }
 
 // Server is an embedded single-member etcd on free loopback ports. Its
@@ -58,9 +62,10 @@ type Server struct {
 	removeDir bool
 	clientURL url.URL
 	peerURL   url.URL
-	logger    *slog.Logger // component=etcdtest
-	etcdLog   *slog.Logger // component=etcd, etcd's own error-level entries
-	tls       *TLS         // nil: plain http
+	logger    *slog.Logger  // component=etcdtest
+	etcdLog   *slog.Logger  // component=etcd, etcd's own error-level entries
+	tls       *TLS          // nil: plain http
+	election  time.Duration // etcd's --election-timeout; 0: its default
 
 	mu     sync.Mutex
 	etcd   *embed.Etcd // nil while stopped
@@ -76,11 +81,12 @@ func StartServer(ctx context.Context, opts Options) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		name:    "etcdtest-" + randomSuffix(),
-		dir:     opts.Dir,
-		logger:  logger.With("component", "etcdtest"),
-		etcdLog: logger.With("component", "etcd"),
-		tls:     opts.TLS,
+		name:     "etcdtest-" + randomSuffix(),
+		dir:      opts.Dir,
+		logger:   logger.With("component", "etcdtest"),
+		etcdLog:  logger.With("component", "etcd"),
+		tls:      opts.TLS,
+		election: opts.ElectionTimeout,
 	}
 	if s.dir == "" {
 		tmp, err := os.MkdirTemp("", "etcdtest-*")
@@ -224,6 +230,9 @@ func (s *Server) config() *embed.Config {
 	// Small snapshots keep the data dir small in long demos.
 	cfg.SnapshotCount = 1000
 	cfg.SnapshotCatchUpEntries = 100
+	if s.election > 0 {
+		cfg.ElectionMs = uint(s.election / time.Millisecond)
+	}
 	if s.tls != nil {
 		s.tls.apply(cfg)
 	}
