@@ -66,7 +66,8 @@ func newLogSink(stderr io.Writer, format string) *logsink.Sink {
 // logStarting logs every flag's value in effect, once, as `leaderd run`
 // starts: the option table's values (secrets only as set or not: the
 // password, the API token, and the hook and health check command lines and
-// URL, which may hold credentials), then the timing derived from them.
+// URL, which may hold credentials), then the timing derived from them and
+// the timing budget (group budget).
 func logStarting(logger *slog.Logger, opts runOptions) {
 	c := opts.Config
 	attrs := append([]any{"version", versionString()}, logAttrs(runOptionTable(defaultRunOptions()), opts)...)
@@ -75,5 +76,8 @@ func logStarting(logger *slog.Logger, opts runOptions) {
 		"step_down_lead", c.StepDownLead().String(),
 		"pid", os.Getpid(),
 	)
+	// The same figures as `leaderd check` and GET /status's budget, for the
+	// TTL asked; a TTL etcd raises is warned about after the first grant.
+	attrs = append(attrs, slog.Group("budget", c.Budget(0).LogAttrs()...))
 	logger.Info("starting", attrs...)
 }

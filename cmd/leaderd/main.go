@@ -33,6 +33,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "campaign for an election beside this replica and run its hooks", runCommand},
+		{"check", "validate run's configuration and print its timing budget (no etcd)", checkCommand},
 		{"status", "show an election's leader, fencing token and candidates", statusCommand},
 		{"history", "show an election's last tenures: id, fencing token, start, end, reason", historyCommand},
 		{"resign", "ask the primary to step down; another replica takes over", resignCommand},

@@ -109,7 +109,7 @@ type runFlags struct {
 }
 
 func newRunFlags(env lookupEnv) *runFlags {
-	s := newFlagSet("run", "--election NAME [flags]",
+	return newRunOptionFlags("run", "--election NAME [flags]",
 		"Campaign for the election beside this replica and run the promote and demote\n"+
 			"hooks when its role changes. SIGTERM or SIGINT stops gracefully (demote,\n"+
 			"resign, revoke the lease); a second signal cuts the etcd clean-up short\n"+
@@ -117,6 +117,12 @@ func newRunFlags(env lookupEnv) *runFlags {
 			"configuration reload: restart to apply changes); a closed stdout or stderr\n"+
 			"does not stop it.\n\n"+
 			"Exit status: 0 after a graceful stop, 1 on a runtime error, 2 on bad input.", env)
+}
+
+// newRunOptionFlags binds runOptionTable to the flag set of cmd: `leaderd
+// run`, and `leaderd check`, which takes the very same flags.
+func newRunOptionFlags(cmd, synopsis, about string, env lookupEnv) *runFlags {
+	s := newFlagSet(cmd, synopsis, about, env)
 	def := defaultRunOptions()
 	return &runFlags{set: s, options: bindOptions(s, def, runOptionTable(def))}
 }
