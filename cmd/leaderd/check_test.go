@@ -134,3 +134,25 @@ func TestCheckHelp(t *testing.T) {
 		}
 	}
 }
+
+// README.md's `leaderd check` example is this binary's output (up to the
+// example's "...").
+func TestCheckREADMEExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cmd = "$ leaderd check --election orders-db --id db-1 --ttl 4s --demote-timeout 1s\n"
+	_, block, ok := strings.Cut(string(readme), cmd)
+	if !ok {
+		t.Fatalf("README.md has no example %q", cmd)
+	}
+	block, _, ok = strings.Cut(block, "...\n```")
+	if !ok {
+		t.Fatal("README.md's check example does not end with ...")
+	}
+	r := invoke(envMap{}, strings.Fields(strings.TrimPrefix(cmd, "$ leaderd "))...)
+	if r.code != exitOK || !strings.HasPrefix(r.stdout, block) {
+		t.Errorf("README.md's example is not the output (exit %d):\n%s\n--- README:\n%s", r.code, r.stdout, block)
+	}
+}
