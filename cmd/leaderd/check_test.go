@@ -156,3 +156,18 @@ func TestCheckREADMEExample(t *testing.T) {
 		t.Errorf("README.md's example is not the output (exit %d):\n%s\n--- README:\n%s", r.code, r.stdout, block)
 	}
 }
+
+// `leaderd run` logs the same budget in its start-up line (one line, group
+// budget).
+func TestRunLogsTheBudget(t *testing.T) {
+	fields, line := startLine(t, []string{"--election", "web", "--ttl", "4s", "--demote-timeout", "1s"}, envMap{})
+	b, ok := fields["budget"].(map[string]any)
+	if !ok {
+		t.Fatalf("start-up line has no budget group: %s", line)
+	}
+	for k, want := range map[string]string{"ttl": "4s", "safe_deadline": "2.5s", "crash_failover": "5.575s", "graceful_hand_off": "1.1s", "frozen_after_thaw": "1s"} {
+		if b[k] != want {
+			t.Errorf("budget.%s = %v, want %s", k, b[k], want)
+		}
+	}
+}
