@@ -105,7 +105,7 @@ func newSidecar(cfg Config, logger *slog.Logger, el elector, promote, demote hoo
 		elector:           el,
 		promote:           promote,
 		demote:            demote,
-		state:             newState(),
+		state:             newState(cfg.Election, cfg.ID),
 		newBackOff:        defaultBackOff,
 	}
 }
