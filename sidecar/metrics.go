@@ -78,6 +78,17 @@ func newMetrics(st *state, electionName, id string) *metrics {
 	return m
 }
 
+// expectHooks creates the failed and timeout series of these hooks at 0,
+// so that an alert's increase() sees the first failure: a series born at
+// 1 has no earlier sample to rise from.
+func (m *metrics) expectHooks(names ...string) {
+	for _, h := range names {
+		for _, result := range []string{"failed", "timeout"} {
+			m.hookDuration.WithLabelValues(h, result)
+		}
+	}
+}
+
 // countLogDrops exports dropped, the log sink's count of dropped lines, as
 // leaderd_log_lines_dropped_total. A nil dropped exports nothing.
 func (m *metrics) countLogDrops(dropped func() uint64) {
