@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -20,7 +21,7 @@ import (
 // failing demote, for alerting.
 func (s *Sidecar) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/primary", s.check(func() bool { return s.state.servingPrimary(time.Now()) }))
+	mux.HandleFunc("/primary", s.handlePrimary)
 	mux.HandleFunc("/standby", s.check(s.state.readableStandby))
 	mux.HandleFunc("/livez", s.check(s.state.alive))
 	mux.HandleFunc("/healthz", s.check(s.state.healthy))
@@ -28,11 +29,30 @@ func (s *Sidecar) Handler() http.Handler {
 		if !readOnly(w, r) {
 			return
 		}
-		writeJSON(w, r, http.StatusOK, s.Status())
+		st := s.Status()
+		setFencingHeader(w, st.FencingToken)
+		writeJSON(w, r, http.StatusOK, st)
 	})
 	mux.Handle("/metrics", readOnlyHandler(s.state.metrics.handler()))
 	mux.HandleFunc("/resign", s.handleResign)
 	return mux
+}
+
+// FencingTokenHeader carries, on /primary and /status answers, the fencing
+// token of the tenure the replica holds; it is absent while none is held.
+const FencingTokenHeader = "X-Leaderd-Fencing-Token"
+
+// handlePrimary is GET /primary. The answer and the header come from one
+// read of the state, so every 200 carries the token of the tenure it
+// vouches for. A 503 carries the held tenure's token too (promoting,
+// demoting, lost), which no one should trust without the 200.
+func (s *Sidecar) handlePrimary(w http.ResponseWriter, r *http.Request) {
+	if !readOnly(w, r) {
+		return
+	}
+	serving, held := s.state.fencing(time.Now())
+	setFencingHeader(w, held)
+	s.writeCheck(w, r, serving != 0)
 }
 
 func (s *Sidecar) check(ok func() bool) http.HandlerFunc {
@@ -40,12 +60,24 @@ func (s *Sidecar) check(ok func() bool) http.HandlerFunc {
 		if !readOnly(w, r) {
 			return
 		}
-		code := http.StatusServiceUnavailable
-		if ok() {
-			code = http.StatusOK
-		}
-		st := s.Status()
-		writeJSON(w, r, code, map[string]any{"id": st.ID, "role": st.Role, "phase": st.Phase, "healthy": st.Healthy})
+		s.writeCheck(w, r, ok())
+	}
+}
+
+func (s *Sidecar) writeCheck(w http.ResponseWriter, r *http.Request, ok bool) {
+	code := http.StatusServiceUnavailable
+	if ok {
+		code = http.StatusOK
+	}
+	st := s.Status()
+	writeJSON(w, r, code, map[string]any{"id": st.ID, "role": st.Role, "phase": st.Phase, "healthy": st.Healthy})
+}
+
+// setFencingHeader sets FencingTokenHeader to token; a standby (token 0)
+// sends none, as /status omits its fencing_token.
+func setFencingHeader(w http.ResponseWriter, token int64) {
+	if token != 0 {
+		w.Header().Set(FencingTokenHeader, strconv.FormatInt(token, 10))
 	}
 }
 

@@ -49,3 +49,43 @@ func TestHTTPRoleEndpoints(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 }
+
+// TestHTTPFencingTokenHeader: /primary and /status carry the held tenure's
+// token in X-Leaderd-Fencing-Token, GET and HEAD alike; a standby sends
+// none; a promoting replica's 503 carries it, every 200 does.
+func TestHTTPFencingTokenHeader(t *testing.T) {
+	release := make(chan struct{})
+	m := startMachine(t, func(m *machine) { m.promote.block = release })
+	c := m.candidacy(t)
+	m.calls.waitFor(t, "campaign", 1)
+	waitUntil(t, "campaigning", func() bool { return m.sc.Status().Phase == role.PhaseCampaigning })
+	header := func(method, path string) (int, []string) {
+		rec := serve(m.sc, method, path)
+		return rec.Code, rec.Header().Values(FencingTokenHeader)
+	}
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		for _, path := range []string{"/primary", "/status", "/standby"} {
+			if _, got := header(method, path); got != nil {
+				t.Errorf("standby: %s %s sends %s %q, want none", method, path, FencingTokenHeader, got)
+			}
+		}
+	}
+
+	m.win(t, c, 11)
+	waitUntil(t, "promoting", func() bool { return m.sc.Status().Phase == role.PhasePromoting })
+	if code, got := header(http.MethodGet, "/primary"); code != http.StatusServiceUnavailable || len(got) != 1 || got[0] != "11" {
+		t.Errorf("promoting: GET /primary = %d with %q, want 503 with [11]", code, got)
+	}
+	close(release)
+	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		for path, want := range map[string]int{"/primary": 200, "/status": 200} {
+			if code, got := header(method, path); code != want || len(got) != 1 || got[0] != "11" {
+				t.Errorf("primary: %s %s = %d with %q, want %d with [11]", method, path, code, got, want)
+			}
+		}
+	}
+	if _, got := header(http.MethodGet, "/standby"); got != nil {
+		t.Errorf("primary: GET /standby sends %q, want none", got)
+	}
+}

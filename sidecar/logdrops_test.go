@@ -21,16 +21,16 @@ func scrapeMetrics(t *testing.T, m *metrics) string {
 // exported as a counter; without one the metric is absent.
 func TestMetricsCountLogDrops(t *testing.T) {
 	var dropped uint64 = 7
-	m := newState().metrics
+	m := newState("e", "me").metrics
 	m.countLogDrops(func() uint64 { return dropped })
-	assertMetric(t, scrapeMetrics(t, m), "leaderd_log_lines_dropped_total 7")
+	assertMetric(t, scrapeMetrics(t, m), `leaderd_log_lines_dropped_total{election="e",id="me"} 7`)
 	dropped = 9
-	assertMetric(t, scrapeMetrics(t, m), "leaderd_log_lines_dropped_total 9")
+	assertMetric(t, scrapeMetrics(t, m), `leaderd_log_lines_dropped_total{election="e",id="me"} 9`)
 	if body := scrapeMetrics(t, m); !strings.Contains(body, "# TYPE leaderd_log_lines_dropped_total counter") {
 		t.Errorf("leaderd_log_lines_dropped_total is not a counter")
 	}
 
-	m = newState().metrics
+	m = newState("e", "me").metrics
 	m.countLogDrops(nil)
 	if body := scrapeMetrics(t, m); strings.Contains(body, "leaderd_log_lines_dropped_total") {
 		t.Errorf("leaderd_log_lines_dropped_total exported without a count")

@@ -14,16 +14,23 @@ import (
 
 // metrics are the sidecar's Prometheus metrics, on a registry of its own so
 // that several sidecars in one process (tests, embedding) do not collide.
+// Every series, the Go runtime's and the process's included, carries the
+// constant labels election and id: one leaderd process serves one replica
+// of one election, so its runtime series are that replica's too, and one
+// selector ({election="db"}) picks out all of them.
 type metrics struct {
 	registry          *prometheus.Registry
+	reg               prometheus.Registerer // registry, adding the constant labels
 	transitions       *prometheus.CounterVec
 	hookDuration      *prometheus.HistogramVec
 	keepaliveFailures prometheus.Counter
 }
 
-func newMetrics(st *state) *metrics {
+func newMetrics(st *state, electionName, id string) *metrics {
+	registry := prometheus.NewRegistry()
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
+		registry: registry,
+		reg:      prometheus.WrapRegistererWith(prometheus.Labels{"election": electionName, "id": id}, registry),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "leaderd_role_transitions_total",
 			Help: "Changes of role, by reason.",
@@ -41,7 +48,7 @@ func newMetrics(st *state) *metrics {
 	gauge := func(name, help string, value func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, value)
 	}
-	m.registry.MustRegister(
+	m.reg.MustRegister(
 		m.transitions, m.hookDuration, m.keepaliveFailures,
 		gauge("leaderd_is_primary", "1 while primary and inside the safe deadline (as GET /primary).", func() float64 {
 			return boolFloat(st.servingPrimary(time.Now()))
@@ -55,6 +62,12 @@ func newMetrics(st *state) *metrics {
 		gauge("leaderd_app_healthy", "1 when the local app counts as healthy (always, without a health check).", func() float64 {
 			return boolFloat(st.appHealthy())
 		}),
+		gauge("leaderd_degraded", "1 while a failed demote is retried (/status degraded, /healthz 503).", func() float64 {
+			return boolFloat(st.degraded())
+		}),
+		gauge("leaderd_fencing_token", "The fencing token of the tenure this replica holds; 0 while it holds none.", func() float64 {
+			return float64(st.heldToken())
+		}),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -65,13 +78,24 @@ func newMetrics(st *state) *metrics {
 	return m
 }
 
+// expectHooks creates the failed and timeout series of these hooks at 0,
+// so that an alert's increase() sees the first failure: a series born at
+// 1 has no earlier sample to rise from.
+func (m *metrics) expectHooks(names ...string) {
+	for _, h := range names {
+		for _, result := range []string{"failed", "timeout"} {
+			m.hookDuration.WithLabelValues(h, result)
+		}
+	}
+}
+
 // countLogDrops exports dropped, the log sink's count of dropped lines, as
 // leaderd_log_lines_dropped_total. A nil dropped exports nothing.
 func (m *metrics) countLogDrops(dropped func() uint64) {
 	if dropped == nil {
 		return
 	}
-	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "leaderd_log_lines_dropped_total",
 		Help: "Log lines dropped because stderr did not take them (stalled or closed).",
 	}, func() float64 { return float64(dropped()) }))

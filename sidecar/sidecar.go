@@ -78,12 +78,14 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 		&hooks.Runner{Name: "demote", Command: cfg.OnDemote, Timeout: cfg.DemoteTimeout, Logger: logger},
 	)
 	s.state.metrics.countLogDrops(cfg.LogLinesDropped)
+	s.state.metrics.expectHooks("promote", "demote")
 	if cfg.Health.Enabled() {
 		s.checker = health.NewChecker(cfg.Health, logger)
 		s.setHealth(s.checker)
 	}
 	if cfg.OnLeaderChange != "" {
 		s.follow = &hooks.Runner{Name: "leader-change", Command: cfg.OnLeaderChange, Timeout: cfg.PromoteTimeout, Logger: logger}
+		s.state.metrics.expectHooks("leader-change")
 	}
 	return s, nil
 }
@@ -105,7 +107,7 @@ func newSidecar(cfg Config, logger *slog.Logger, el elector, promote, demote hoo
 		elector:           el,
 		promote:           promote,
 		demote:            demote,
-		state:             newState(),
+		state:             newState(cfg.Election, cfg.ID),
 		newBackOff:        defaultBackOff,
 	}
 }

@@ -45,7 +45,9 @@ type state struct {
 	changed chan struct{}
 }
 
-func newState() *state {
+// newState is a standby's state before Run; electionName and id label its
+// metrics.
+func newState(electionName, id string) *state {
 	st := &state{
 		role:    role.Standby,
 		phase:   role.PhaseStarting,
@@ -54,7 +56,7 @@ func newState() *state {
 		started: time.Now(),
 		changed: make(chan struct{}, 1),
 	}
-	st.metrics = newMetrics(st)
+	st.metrics = newMetrics(st, electionName, id)
 	return st
 }
 
@@ -269,6 +271,11 @@ func (s *state) servingPrimary(now time.Time) bool { return s.servingToken(now) 
 func (s *state) servingToken(now time.Time) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.servingTokenLocked(now)
+}
+
+// servingTokenLocked is servingToken; mu is held.
+func (s *state) servingTokenLocked(now time.Time) int64 {
 	if s.phase != role.PhasePrimary || s.candidacy == nil || s.tenure == nil || !now.Before(s.candidacy.SafeDeadline()) {
 		return 0
 	}
@@ -276,6 +283,28 @@ func (s *state) servingToken(now time.Time) int64 {
 		return 0
 	}
 	return s.tenure.FencingToken()
+}
+
+// fencing is servingToken and the held tenure's token (tenureToken), read
+// under one lock so that a 200 from /primary and its header agree.
+func (s *state) fencing(now time.Time) (serving, held int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.servingTokenLocked(now), s.tenureToken()
+}
+
+// heldToken is the fencing token of the tenure held, 0 while none.
+func (s *state) heldToken() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tenureToken()
+}
+
+// degraded reports a failed demote being retried (/status degraded).
+func (s *state) degraded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.demoteFailed
 }
 
 // tenureToken is the fencing token of the tenure held, 0 while none; mu is

@@ -57,7 +57,8 @@ func stderrPipe(t *testing.T, closeRead bool) (w *os.File, started func()) {
 	return w, func() { w.Close() }
 }
 
-// metricValue reads one un-labelled metric from the replica's /metrics.
+// metricValue reads one metric that has only the constant labels (election
+// and id, the replica's) from the replica's /metrics.
 func metricValue(ctx context.Context, t *testing.T, r *replicas.Replica, name string) float64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -73,13 +74,19 @@ func metricValue(ctx context.Context, t *testing.T, r *replicas.Replica, name st
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 1<<20))
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %q: %v", name, sc.Text(), err)
-			}
-			return f
+		rest, ok := strings.CutPrefix(sc.Text(), name+"{")
+		if !ok {
+			continue
 		}
+		labels, v, ok := strings.Cut(rest, "} ")
+		if !ok || strings.Count(labels, "=") != 2 || !strings.Contains(labels, `id="`+r.ID+`"`) {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			t.Fatalf("%s: %q: %v", name, sc.Text(), err)
+		}
+		return f
 	}
 	t.Fatalf("%s /metrics has no %s", r.ID, name)
 	return 0
