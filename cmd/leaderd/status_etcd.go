@@ -64,6 +64,7 @@ func readStatus(ctx context.Context, store *election.Store) (statusReport, int64
 	if len(cands) > 0 {
 		r.Leader = &statusLeader{ID: cands[0].ID, FencingToken: cands[0].FencingToken()}
 	}
+	r.Switchover = switchoverStatus(control.Switchover, cands, time.Now())
 	for _, m := range members {
 		sm := statusMember{
 			ID:               m.ID,

@@ -23,8 +23,10 @@ type statusReport struct {
 	Availability float64 `json:"availability"`
 	Registered   int     `json:"registered"`
 	// Paused is true while `leaderd pause` holds: no automatic role change.
-	Paused  bool `json:"paused"`
-	Healthy int  `json:"healthy"`
+	Paused bool `json:"paused"`
+	// Switchover is the switchover request stored, null when none.
+	Switchover *statusSwitchover `json:"switchover"`
+	Healthy    int               `json:"healthy"`
 }
 
 type statusLeader struct {
@@ -112,6 +114,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 	if r.Paused {
 		fmt.Fprintf(tw, "paused:\tyes (leaderd resume to allow role changes)\n")
 	}
+	printSwitchover(tw, r.Switchover, now)
 	_ = tw.Flush()
 	if len(r.Candidates) == 0 {
 		fmt.Fprintln(w, "\nno candidates")
