@@ -42,10 +42,14 @@ func newControlFlags(cmd, synopsis, about string, env lookupEnv) *controlFlags {
 		f.cancel = s.boolean("cancel", "cancel the pending switchover request (takes no --to or --at)")
 	}
 	if cmd == "resign" || cmd == "switchover" {
-		f.wait = s.str("wait", "DURATION", durationText(defaultControlWait), "",
-			"wait for the new primary; 0: return once the request is stored")
-		f.timeout = s.str("timeout", "DURATION", durationText(defaultControlTimeout), "",
-			"the request expires after this long")
+		wait, timeout := "wait for the new primary; 0: return once the request is stored",
+			"the request expires after this long"
+		if cmd == "switchover" {
+			wait = "wait (from --at) until --to has promoted; 0: return once the request is stored"
+			timeout = "the request expires this long after --at (or now)"
+		}
+		f.wait = s.str("wait", "DURATION", durationText(defaultControlWait), "", wait)
+		f.timeout = s.str("timeout", "DURATION", durationText(defaultControlTimeout), "", timeout)
 	}
 	f.status.conn.bindTLSAuth(s)
 	// The control commands print no JSON; statusFlags.parse reads this.
