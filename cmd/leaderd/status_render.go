@@ -65,6 +65,7 @@ type statusMember struct {
 // screen (terminal) or a blank line and a time stamp (pipe, file).
 func (s *statusWatch) draw(r statusReport) error {
 	defer func() { s.drawn++ }()
+	s.turn = switchoverTurn(r.Switchover, time.Now())
 	if s.json {
 		return json.NewEncoder(s.out).Encode(r)
 	}

@@ -54,6 +54,21 @@ func switchoverStatus(r *election.Request, cands []election.Candidate, now time.
 		Requested: r.Requested, At: r.At, Expires: r.Expires, State: requestState(r, cands, now)}
 }
 
+// switchoverTurn is when s changes state by the clock alone: its at while
+// scheduled, its expiry while pending; zero when never (none, expired,
+// stale).
+func switchoverTurn(s *statusSwitchover, now time.Time) time.Time {
+	switch {
+	case s == nil:
+		return time.Time{}
+	case s.State == requestScheduled && now.Before(s.At):
+		return s.At
+	case s.State == requestScheduled || s.State == requestPending:
+		return s.Expires
+	}
+	return time.Time{}
+}
+
 // switchoverLine is one line saying what the request is:
 // "db-1 (token 41) -> db-2 at 2026-12-01T02:00:00Z (in 9m0s), expires
 // 2026-12-01T02:00:30Z: scheduled".

@@ -317,3 +317,29 @@ func TestSwitchoverWaitFailures(t *testing.T) {
 		check(t, r, exitTargetUnhealthy, `^leaderd switchover: app-2 stopped campaigning \(standby\); app-1 \(token \d+\) stays the primary`)
 	})
 }
+
+// status --watch redraws when the switchover changes state by the clock
+// alone (at its at, at its expiry), with nothing changing in etcd.
+func TestStatusWatchRedrawsAtTheSwitchoversTurns(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := etcdtest.NewClient(t, srv.Endpoint())
+	leader, _ := fakeElection(t, client, "db")
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	at := time.Now().Add(time.Second)
+	if err := election.NewStore(client, "/leaderd", "db").PutRequest(ctx, election.Request{
+		From: "app-1", FencingToken: leader.created, To: "app-2", Requested: time.Now(), At: at, Expires: at.Add(time.Second),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut syncBuffer
+	stop := startWatch(t, &statusWatch{store: election.NewStore(client, "/leaderd", "db"),
+		out: &out, errOut: &errOut, endpoints: srv.Endpoint()})
+	defer stop()
+	waitFor(t, &out, "the scheduled switchover", func(s string) bool { return strings.Contains(s, ": scheduled\n") })
+	waitFor(t, &out, "a redraw at its at", func(s string) bool { return strings.Contains(s, ": pending\n") })
+	if time.Now().Before(at) {
+		t.Fatalf("shown pending before its at %s", at)
+	}
+	waitFor(t, &out, "a redraw at its expiry", func(s string) bool { return strings.Contains(s, ": expired\n") })
+}
