@@ -29,13 +29,38 @@ type Request struct {
 	FencingToken int64     `json:"fencing_token"`
 	To           string    `json:"to,omitempty"`
 	Requested    time.Time `json:"requested"`
-	Expires      time.Time `json:"expires"`
+	// At is when a scheduled request becomes due; zero: at once. Nothing
+	// acts on a request before it is due, so a far-off At (garbage, or
+	// hostile) only ever delays that one request, never the election.
+	At      time.Time `json:"at,omitzero"`
+	Expires time.Time `json:"expires"`
 	// Revision is the key's mod revision, for a guarded clear.
 	Revision int64 `json:"-"`
 }
 
 // Live reports whether the request has not expired at now.
 func (r *Request) Live(now time.Time) bool { return r != nil && now.Before(r.Expires) }
+
+// Due reports whether the request may be acted on at now: it is live and
+// its At (if any) has come.
+func (r *Request) Due(now time.Time) bool { return r.Live(now) && !now.Before(r.At) }
+
+// UntilDue is how long until the request is due at now: 0 when it is due,
+// expired, or nil.
+func (r *Request) UntilDue(now time.Time) time.Duration {
+	if !r.Live(now) || !now.Before(r.At) {
+		return 0
+	}
+	return r.At.Sub(now)
+}
+
+// Same reports whether r and o are the same request: the same tenure,
+// target, times (a request is identified by what it asks, not by the
+// revision it was read at).
+func (r *Request) Same(o *Request) bool {
+	return r != nil && o != nil && r.From == o.From && r.FencingToken == o.FencingToken && r.To == o.To &&
+		r.Requested.Equal(o.Requested) && r.At.Equal(o.At) && r.Expires.Equal(o.Expires)
+}
 
 // For reports whether the request names the tenure of leader (the first
 // candidate): its id and fencing token. Only such a request is acted on;
@@ -200,6 +225,29 @@ func modRevision(kv *mvccpb.KeyValue) int64 {
 		return 0
 	}
 	return kv.ModRevision
+}
+
+// ErrRequestChanged means the request key changed since it was read: it was
+// handled, cancelled or replaced meanwhile.
+var ErrRequestChanged = errors.New("election: the request changed since it was read")
+
+// CancelSwitchover deletes the switchover request r (as read by
+// ReadControl), guarded by its revision so that it never deletes a newer
+// request than the one the caller saw: ErrRequestChanged then. Bounded by
+// ctx.
+func (s *Store) CancelSwitchover(ctx context.Context, r *Request) error {
+	key := s.ControlPrefix() + controlSwitchover
+	resp, err := s.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", r.Revision)).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("cancel the switchover request: %w", err)
+	}
+	if !resp.Succeeded {
+		return ErrRequestChanged
+	}
+	return nil
 }
 
 // ClearRequest deletes a handled request if it was not replaced since it

@@ -25,9 +25,10 @@ func (s *Sidecar) notReady() role.Phase {
 		return role.PhaseUnhealthy
 	case c.Paused:
 		return role.PhasePaused
-	case c.Switchover.Live(time.Now()) && s.state.leadsNow(c.Switchover) && c.Switchover.To != s.cfg.ID &&
+	case c.Switchover.Due(time.Now()) && s.state.leadsNow(c.Switchover) && c.Switchover.To != s.cfg.ID &&
 		c.Switchover.From != s.cfg.ID && s.state.isCandidate(c.Switchover.To):
-		// Only for the tenure that leads now: a request left from an
+		// Only once due (a scheduled one does nothing before its at), and
+		// only for the tenure that leads now: a request left from an
 		// earlier one, or for a tenure that never was, would otherwise
 		// stall the election until it expired (a year 9999 one, for ever)
 		// once its target is a campaigner that never takes over. And only
@@ -118,19 +119,24 @@ func (s *Sidecar) waitReady(ctx context.Context, cand candidacy) bool {
 			logged = why
 		}
 		expiry, stop := s.untilExpiry(why)
+		due, stopDue := s.untilDue(s.dueForLeader)
 		select {
 		case <-ctx.Done():
 			stop()
+			stopDue()
 			return false
 		case <-cand.Lost():
 			stop()
+			stopDue()
 			return false
 		case <-s.state.health.Changes():
 		case <-s.controlChanged:
 		case <-s.candidatesChanged:
 		case <-expiry:
+		case <-due:
 		}
 		stop()
+		stopDue()
 	}
 }
 
@@ -150,13 +156,17 @@ func (s *Sidecar) onNotReady(withdraw func()) (stop func()) {
 				withdraw()
 				return
 			}
+			due, stopDue := s.untilDue(s.dueForLeader) // a scheduled switchover's at
 			select {
 			case <-done:
+				stopDue()
 				return
 			case <-s.state.health.Changes():
 			case <-s.controlChanged:
 			case <-s.candidatesChanged:
+			case <-due:
 			}
+			stopDue()
 		}
 	}()
 	return func() {

@@ -51,32 +51,37 @@ func (s *Sidecar) serve(tctx context.Context, token int64) *stepDownCause {
 			if resign {
 				return stepDownFor(role.ReasonResigned)
 			}
-			if r := c.Resign; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token {
+			if r := c.Resign; r.Due(now) && r.From == s.cfg.ID && r.FencingToken == token {
 				return &stepDownCause{reason: role.ReasonResigned, request: r}
 			}
-			// A switchover waits until the target is next in line: the other
+			// A request acts only once due (a scheduled one at its at). A
+			// switchover waits until the target is next in line: the other
 			// standbys yield, so the target and nobody else takes over.
-			if r := c.Switchover; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token && s.state.nextCandidate() == r.To {
+			if r := c.Switchover; r.Due(now) && r.From == s.cfg.ID && r.FencingToken == token && s.state.nextCandidate() == r.To {
 				return &stepDownCause{reason: role.ReasonSwitchover, request: r}
 			}
 		}
+		due, stopDue := s.untilDue(func(r *election.Request) bool { return r.From == s.cfg.ID && r.FencingToken == token })
 		select {
 		case <-tctx.Done():
+			stopDue()
 			return nil
 		case <-s.resignRequests:
 		case <-s.state.health.Changes():
 		case <-s.controlChanged:
 		case <-s.candidatesChanged:
+		case <-due:
 		}
+		stopDue()
 	}
 }
 
-// liveRequest is the live resign or switchover request, if any.
+// liveRequest is the due resign or switchover request, if any.
 func liveRequest(c election.Control, now time.Time) *election.Request {
-	if c.Resign.Live(now) {
+	if c.Resign.Due(now) {
 		return c.Resign
 	}
-	if c.Switchover.Live(now) {
+	if c.Switchover.Due(now) {
 		return c.Switchover
 	}
 	return nil

@@ -28,6 +28,12 @@ const (
 const controlExit = "Exit status: 0 success, 1 refused, failed, not done within --wait, or etcd\n" +
 	"unreachable, 2 bad input."
 
+// switchoverExit adds the codes of a failed switchover --wait.
+const switchoverExit = "Exit status: 0 success (--wait: --to has promoted), 1 refused, failed, another\n" +
+	"replica took over, or etcd unreachable, 2 bad input; with --wait: 3 timed out\n" +
+	"(the request expired, or --wait ran out), 4 cancelled (the request was\n" +
+	"deleted or replaced), 5 --to is unhealthy, gone, or stopped campaigning."
+
 func resignCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
 	f := newControlFlags("resign", "--election NAME [--wait DURATION] [--timeout DURATION] [flags]",
 		"Ask the election's primary to step down: it runs its demote hook (reason\n"+
@@ -40,13 +46,21 @@ func resignCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
 }
 
 func switchoverCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
-	f := newControlFlags("switchover", "--election NAME --to ID [--wait DURATION] [--timeout DURATION] [flags]",
+	f := newControlFlags("switchover", "--election NAME --to ID [--at TIME] [--wait DURATION] [--timeout DURATION] [flags]\n"+
+		"       leaderd switchover --election NAME --cancel [flags]",
 		"Hand the primary role to the standby --to and to nobody else: the other\n"+
 			"standbys stop campaigning until --to is next in line, then the primary\n"+
 			"steps down (demote hook, reason switchover) and --to is elected. Refused\n"+
 			"before anything is written when --to is unknown, unhealthy, not\n"+
-			"campaigning or already the primary, or the election is paused. The\n"+
-			"request expires after --timeout; waits up to --wait for --to to lead.\n\n"+controlExit, env)
+			"campaigning or already the primary, or the election is paused, or\n"+
+			"another request is pending (a scheduled one too: --cancel it first).\n"+
+			"With --at the request is stored now and acted on at TIME, not before; it\n"+
+			"names the current primary's tenure, so if the primary changes before\n"+
+			"TIME it is stale and ignored. The request expires --timeout after TIME\n"+
+			"(or now). --wait waits, from TIME, until --to has promoted (its promote\n"+
+			"hook ended) and prints its fencing token and the hand-off measured; 0:\n"+
+			"return once stored. --cancel deletes the pending request, whatever its\n"+
+			"state, unless it changed since read; with none it says so and exits 0.\n\n"+switchoverExit, env)
 	return runControl("switchover", f, args, stdout, stderr, switchover)
 }
 
@@ -99,6 +113,10 @@ func runControl(name string, f *controlFlags, args []string, stdout, stderr io.W
 	defer c.store.Client().Close()
 	if err := do(context.Background(), c); err != nil {
 		fmt.Fprintf(stderr, "leaderd %s: %s\n", name, oneLine(err.Error()))
+		var coded *codedError
+		if errors.As(err, &coded) {
+			return coded.code
+		}
 		return exitError
 	}
 	return exitOK
@@ -154,15 +172,22 @@ func (c *controlRun) control(ctx context.Context) (election.Control, error) {
 // campaign, so the election would be left without a primary.
 var errPaused = errors.New("the election is paused; leaderd resume first")
 
-// putRequest stores the request; a live one already there is refused.
+// putRequest stores the request; a live one already there is refused. A
+// scheduled switchover blocks until it is cancelled: it may be hours off.
 func (c *controlRun) putRequest(ctx context.Context, r election.Request) error {
 	err := c.call(ctx, func(ctx context.Context) error {
 		return c.store.PutRequest(ctx, r)
 	})
-	if errors.Is(err, election.ErrRequestPending) {
-		return fmt.Errorf("%w; retry after it expires", election.ErrRequestPending)
+	if !errors.Is(err, election.ErrRequestPending) {
+		return err
 	}
-	return err
+	if ctl, cerr := c.control(ctx); cerr == nil {
+		if sw := ctl.Switchover; sw.Live(time.Now()) && !sw.Due(time.Now()) {
+			return fmt.Errorf("a switchover %s -> %s scheduled at %s is pending; leaderd switchover --cancel first",
+				sw.From, sw.To, sw.At.UTC().Format(time.RFC3339))
+		}
+	}
+	return fmt.Errorf("%w; retry after it expires", election.ErrRequestPending)
 }
 
 func resign(ctx context.Context, c *controlRun) error {
@@ -203,9 +228,17 @@ func resign(ctx context.Context, c *controlRun) error {
 }
 
 func switchover(ctx context.Context, c *controlRun) error {
+	if c.opts.Cancel {
+		return cancelSwitchover(ctx, c)
+	}
 	to := c.opts.To
-	cands, err := c.candidates(ctx)
-	if err != nil {
+	var cands []election.Candidate
+	var rev int64 // of the candidates read: --wait watches from there
+	if err := c.call(ctx, func(ctx context.Context) error {
+		var err error
+		cands, rev, err = c.store.Candidates(ctx)
+		return err
+	}); err != nil {
 		return err
 	}
 	if len(cands) == 0 {
@@ -234,26 +267,40 @@ func switchover(ctx context.Context, c *controlRun) error {
 		return err
 	}
 	now := time.Now()
-	if err := c.putRequest(ctx, election.Request{
+	req := election.Request{
 		From: old.ID, FencingToken: old.FencingToken(), To: to,
 		Requested: now.UTC(), Expires: now.Add(c.opts.Timeout).UTC(),
-	}); err != nil {
+	}
+	if !c.opts.At.IsZero() {
+		req.At, req.Expires = c.opts.At.UTC(), c.opts.At.Add(c.opts.Timeout).UTC()
+	}
+	// Watch before the put, so that no step of a quick hand-off is missed.
+	var w *electionWatch
+	if c.opts.Wait > 0 {
+		w = c.watchElection(ctx, rev)
+		defer w.stop()
+	}
+	if err := c.putRequest(ctx, req); err != nil {
 		return err
 	}
-	if c.opts.Wait == 0 {
+	switch {
+	case c.opts.Wait > 0:
+	case req.At.IsZero():
 		fmt.Fprintf(c.out, "switchover requested: %s (token %d) -> %s; the request expires in %s\n",
 			old.ID, old.FencingToken(), to, durationText(c.opts.Timeout))
 		return nil
+	default:
+		fmt.Fprintf(c.out, "switchover scheduled: %s (token %d) -> %s at %s (in %s); the request expires at %s\n",
+			old.ID, old.FencingToken(), to, req.At.Format(time.RFC3339), durationRounded(time.Until(req.At)),
+			req.Expires.Format(time.RFC3339))
+		return nil
 	}
-	next, err := c.awaitNextTenure(ctx, old, now)
+	done, err := c.awaitPromoted(ctx, w, old, req)
 	if err != nil {
 		return err
 	}
-	if next.ID != to {
-		return fmt.Errorf("%s stepped down but %s (token %d) became the primary, not %s", old.ID, next.ID, next.FencingToken(), to)
-	}
-	fmt.Fprintf(c.out, "switched over: %s -> %s (token %d) in %s\n",
-		old.ID, to, next.FencingToken(), durationRounded(time.Since(now)))
+	fmt.Fprintf(c.out, "switched over: %s -> %s (token %d) in %s; %s\n",
+		old.ID, to, done.token, durationRounded(done.at.Sub(done.start)), done.handOff())
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/internal/etcdtest"
+	"github.com/leaderd/leaderd/role"
 	"github.com/leaderd/leaderd/sidecar"
 )
 
@@ -296,7 +297,7 @@ func TestControlWait(t *testing.T) {
 	srv := etcdtest.Start(t)
 	client := etcdtest.NewClient(t, srv.Endpoint())
 
-	handOff := func(t *testing.T, name string, revoke []clientv3.LeaseID, next string) {
+	handOff := func(t *testing.T, name string, revoke []clientv3.LeaseID, next string, promoted ...election.Member) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		done := make(chan struct{})
 		t.Cleanup(func() { cancel(); <-done })
@@ -317,6 +318,17 @@ func TestControlWait(t *testing.T) {
 			}
 			for _, l := range revoke {
 				if _, err := client.Revoke(ctx, l); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			// The new primary's record once its promote ended.
+			for _, m := range promoted {
+				lease, err := client.Grant(ctx, 60)
+				if err == nil {
+					err = election.NewStore(client, "/leaderd", name).PublishMember(ctx, lease.ID, m)
+				}
+				if err != nil {
 					t.Error(err)
 					return
 				}
@@ -347,9 +359,11 @@ func TestControlWait(t *testing.T) {
 
 	t.Run("switched over", func(t *testing.T) {
 		old, standby := fakeElection(t, client, "s1")
-		handOff(t, "s1", []clientv3.LeaseID{old.lease}, "")
+		m := member("app-2", role.Primary, true)
+		m.FencingToken = standby.created
+		handOff(t, "s1", []clientv3.LeaseID{old.lease}, "", m)
 		r := invokeBounded(t, 30*time.Second, nil, "switchover", "--endpoints", srv.Endpoint(), "--election", "s1", "--to", "app-2", "--wait", "10s")
-		re := fmt.Sprintf(`^switched over: app-1 -> app-2 \(token %d\) in \S+\n$`, standby.created)
+		re := fmt.Sprintf(`^switched over: app-1 -> app-2 \(token %d\) in \S+; hand-off \S+ \(observed: old primary's key gone to new primary's promote end\)\n$`, standby.created)
 		if r.code != exitOK || r.stderr != "" || !regexp.MustCompile(re).MatchString(r.stdout) {
 			t.Errorf("exit %d, stdout %q, stderr %q; want 0 and %s", r.code, r.stdout, r.stderr, re)
 		}
@@ -454,10 +468,28 @@ func TestControlReplicas(t *testing.T) {
 	leader, last := cands[0], cands[len(cands)-1]
 	// Hand over to the last in line: the one in the middle must yield.
 	r := invokeBounded(t, 40*time.Second, nil, append([]string{"switchover", "--to", last.ID}, conn...)...)
-	re := fmt.Sprintf(`^switched over: %s -> %s \(token \d+\) in \S+\n$`, leader.ID, last.ID)
+	re := fmt.Sprintf(`^switched over: %s -> %s \(token \d+\) in \S+; hand-off \S+ \(observed: [^)]+\)\n$`, leader.ID, last.ID)
 	if r.code != exitOK || !regexp.MustCompile(re).MatchString(r.stdout) {
 		t.Fatalf("switchover: exit %d, stdout %q, stderr %q; want 0 and %s", r.code, r.stdout, r.stderr, re)
 	}
+	// The new primary's record shows the token printed: it has promoted.
+	waitCandidates(t, client, "e2e", func(c []election.Candidate) bool { return len(c) == len(ids) && c[0].ID == last.ID })
+	if !strings.Contains(r.stdout, fmt.Sprintf("(token %d)", mustCandidates(t, client, "e2e")[0].FencingToken())) {
+		t.Errorf("switchover printed %q, not the new primary's token", r.stdout)
+	}
+
+	// Scheduled: nothing before its at; --wait counts from there.
+	leader, next := mustCandidates(t, client, "e2e")[0], mustCandidates(t, client, "e2e")[1]
+	asked := time.Now()
+	r = invokeBounded(t, 40*time.Second, nil, append([]string{"switchover", "--to", next.ID, "--at", "+1s"}, conn...)...)
+	re = fmt.Sprintf(`^switched over: %s -> %s \(token \d+\) in \S+; hand-off \S+ \(observed: [^)]+\)\n$`, leader.ID, next.ID)
+	if r.code != exitOK || !regexp.MustCompile(re).MatchString(r.stdout) {
+		t.Fatalf("scheduled switchover: exit %d, stdout %q, stderr %q; want 0 and %s", r.code, r.stdout, r.stderr, re)
+	}
+	if took := time.Since(asked); took < time.Second {
+		t.Fatalf("a switchover --at +1s --wait returned after %s", took)
+	}
+	last = next
 
 	// Everyone campaigns again (the request was handled), then resign.
 	waitCandidates(t, client, "e2e", func(c []election.Candidate) bool { return len(c) == len(ids) && c[0].ID == last.ID })

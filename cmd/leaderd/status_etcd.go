@@ -64,6 +64,7 @@ func readStatus(ctx context.Context, store *election.Store) (statusReport, int64
 	if len(cands) > 0 {
 		r.Leader = &statusLeader{ID: cands[0].ID, FencingToken: cands[0].FencingToken()}
 	}
+	r.Switchover = switchoverStatus(control.Switchover, cands, time.Now())
 	for _, m := range members {
 		sm := statusMember{
 			ID:               m.ID,
@@ -118,6 +119,9 @@ type statusWatch struct {
 
 	terminal bool // out is a terminal: clear the screen between redraws
 	drawn    int  // redraws so far
+	// turn is when the switchover drawn changes state by the clock alone
+	// (its at, its expiry): redrawn then; zero: never.
+	turn time.Time
 }
 
 // run draws the status, then redraws it after every change under
@@ -190,7 +194,18 @@ func (s *statusWatch) follow(ctx context.Context, rev int64) error {
 	}
 	check := time.NewTicker(every)
 	defer check.Stop()
+	turn := time.NewTimer(time.Hour)
+	turn.Stop()
+	defer turn.Stop()
+	var armed time.Time // the turn the timer is set for
 	for {
+		if !s.turn.Equal(armed) {
+			armed = s.turn
+			turn.Stop()
+			if !armed.IsZero() {
+				turn.Reset(time.Until(armed))
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -205,6 +220,12 @@ func (s *statusWatch) follow(ctx context.Context, rev int64) error {
 				// Trailing edge: the redraw shows the whole burst.
 				pending = true
 				redraw.Reset(watchCoalesce)
+			}
+		case <-turn.C:
+			armed, s.turn = time.Time{}, time.Time{}
+			if !pending {
+				pending = true
+				redraw.Reset(0)
 			}
 		case <-redraw.C:
 			pending = false

@@ -23,8 +23,10 @@ type statusReport struct {
 	Availability float64 `json:"availability"`
 	Registered   int     `json:"registered"`
 	// Paused is true while `leaderd pause` holds: no automatic role change.
-	Paused  bool `json:"paused"`
-	Healthy int  `json:"healthy"`
+	Paused bool `json:"paused"`
+	// Switchover is the switchover request stored, null when none.
+	Switchover *statusSwitchover `json:"switchover"`
+	Healthy    int               `json:"healthy"`
 }
 
 type statusLeader struct {
@@ -63,6 +65,7 @@ type statusMember struct {
 // screen (terminal) or a blank line and a time stamp (pipe, file).
 func (s *statusWatch) draw(r statusReport) error {
 	defer func() { s.drawn++ }()
+	s.turn = switchoverTurn(r.Switchover, time.Now())
 	if s.json {
 		return json.NewEncoder(s.out).Encode(r)
 	}
@@ -112,6 +115,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 	if r.Paused {
 		fmt.Fprintf(tw, "paused:\tyes (leaderd resume to allow role changes)\n")
 	}
+	printSwitchover(tw, r.Switchover, now)
 	_ = tw.Flush()
 	if len(r.Candidates) == 0 {
 		fmt.Fprintln(w, "\nno candidates")

@@ -67,7 +67,16 @@ type jsonStatus struct {
 	Availability float64      `json:"availability"`
 	Registered   int          `json:"registered"`
 	Paused       bool         `json:"paused"`
-	Healthy      int          `json:"healthy"`
+	Switchover   *struct {
+		From         string    `json:"from"`
+		FencingToken int64     `json:"fencing_token"`
+		To           string    `json:"to"`
+		Requested    time.Time `json:"requested"`
+		At           time.Time `json:"at"`
+		Expires      time.Time `json:"expires"`
+		State        string    `json:"state"`
+	} `json:"switchover"`
+	Healthy int `json:"healthy"`
 }
 
 type jsonMember struct {
