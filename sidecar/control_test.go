@@ -162,8 +162,11 @@ func TestPostResignNeedsTheToken(t *testing.T) {
 	c := newCluster(t)
 	a := c.start("a", func(cfg *Config) { cfg.APIToken = "s3cret" })
 	first := c.tl.waitFor(t, "a's promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
-	c.start("b")
+	b := c.start("b")
 	waitUntil(t, "a serving", func() bool { return httpCode(a.sc, "/primary") == http.StatusOK })
+	// Until b campaigns (its start-up demote first), a resign would hand
+	// the role back to a.
+	waitUntil(t, "b campaigning", func() bool { return b.sc.Status().Phase == role.PhaseCampaigning })
 	post := func(auth string) int {
 		req := httptest.NewRequest(http.MethodPost, "/resign", nil)
 		if auth != "" {

@@ -212,15 +212,17 @@ func TestFlappingHealthDoesNotFlapTheRole(t *testing.T) {
 	writeHealth(t, counter, "0")
 	a := c.start("a", func(cfg *Config) {
 		cfg.Health.Command = fmt.Sprintf(`n=$(cat %[1]s); echo $((n+1)) > %[1]s; [ $((n %% 2)) -eq 0 ]`, counter)
-		cfg.Health.Interval = 50 * time.Millisecond
-		cfg.Health.Timeout = 50 * time.Millisecond
+		// Generous for a shell check on a loaded machine (50ms timed out):
+		// a timed-out pass next to a real failure is two failures in a row.
+		cfg.Health.Interval = 250 * time.Millisecond
+		cfg.Health.Timeout = 250 * time.Millisecond
 		cfg.Health.Failures = 2
 		cfg.Health.Successes = 1
 	})
 	c.tl.waitFor(t, "a's promote", match(0, event{ID: "a", Hook: "promote", Phase: "end"}))
 	start := a.sc.Status().HealthCheck.Checks
-	// Watch 20 more checks: any demote would be a role flap.
-	waitUntil(t, "20 more checks", func() bool { return a.sc.Status().HealthCheck.Checks >= start+20 })
+	// Watch 15 more checks: any demote would be a role flap.
+	waitUntil(t, "15 more checks", func() bool { return a.sc.Status().HealthCheck.Checks >= start+15 })
 	evs, _ := c.tl.snapshot()
 	if i := match(0, event{ID: "a", Hook: "demote", Reason: role.ReasonUnhealthy})(evs); i >= 0 {
 		t.Fatalf("a flapping app made the primary step down:\n%s", formatEvents(evs))
