@@ -172,6 +172,17 @@ func (e *fakeElector) ClearRequest(ctx context.Context, r *election.Request) err
 	return nil
 }
 
+// ReadPeers reads no peers: a fake election has no priorities, so a
+// winner promotes.
+func (e *fakeElector) ReadPeers(ctx context.Context) (election.Peers, error) {
+	return election.Peers{}, nil
+}
+
+func (e *fakeElector) PutRequest(ctx context.Context, r election.Request) error {
+	e.calls.add("put request to=%s", r.To)
+	return nil
+}
+
 func (e *fakeElector) PublishMember(ctx context.Context, lease int64, m election.Member) error {
 	return nil
 }

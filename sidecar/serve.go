@@ -30,8 +30,10 @@ func stepDownFor(reason role.Reason) *stepDownCause { return &stepDownCause{reas
 // returns (nil: tctx ended). While the election is paused no role
 // changes but a forced one: resign and switchover requests are ignored,
 // and so is an unhealthy app.
-func (s *Sidecar) serve(tctx context.Context, token int64) *stepDownCause {
+func (s *Sidecar) serve(tctx context.Context, el elector, token int64) *stepDownCause {
 	var ignored int64 // the control request last logged as ignored
+	fb := s.newFailback(el, token)
+	defer fb.stop()
 	for {
 		c := s.controlState()
 		now := time.Now()
@@ -59,6 +61,11 @@ func (s *Sidecar) serve(tctx context.Context, token int64) *stepDownCause {
 			if r := c.Switchover; r.Live(now) && r.From == s.cfg.ID && r.FencingToken == token && s.state.nextCandidate() == r.To {
 				return &stepDownCause{reason: role.ReasonSwitchover, request: r}
 			}
+			// Failback asks for a switchover only while no request for this
+			// tenure is pending: an operator's, or its own, is respected.
+			if r := liveRequest(c, now); r == nil || r.From != s.cfg.ID || r.FencingToken != token {
+				fb.check(tctx, now)
+			}
 		}
 		select {
 		case <-tctx.Done():
@@ -67,6 +74,7 @@ func (s *Sidecar) serve(tctx context.Context, token int64) *stepDownCause {
 		case <-s.state.health.Changes():
 		case <-s.controlChanged:
 		case <-s.candidatesChanged:
+		case <-fb.wake():
 		}
 	}
 }

@@ -93,7 +93,7 @@ func (s *Sidecar) setHealth(h appHealth) { s.state.health = h }
 
 func newSidecar(cfg Config, logger *slog.Logger, el elector, promote, demote hookRunner) *Sidecar {
 	abortCtx, abort := context.WithCancel(context.Background())
-	return &Sidecar{
+	s := &Sidecar{
 		controlChanged:    make(chan struct{}, 1),
 		candidatesChanged: make(chan struct{}, 1),
 		resignRequests:    make(chan struct{}, 1),
@@ -108,6 +108,9 @@ func newSidecar(cfg Config, logger *slog.Logger, el elector, promote, demote hoo
 		state:             newState(),
 		newBackOff:        defaultBackOff,
 	}
+	// A target that led longer than any promote, and a TTL more, served.
+	s.state.yields.servedFor = cfg.PromoteTimeout + cfg.TTL
+	return s
 }
 
 func defaultBackOff() backoff.BackOff {
