@@ -44,3 +44,15 @@ func (s *Store) ReadPeers(ctx context.Context) (Peers, error) {
 	}
 	return p, nil
 }
+
+// LeaseRenewed reports whether the lease has at least half its granted
+// TTL left: its holder renews it (every TTL/4 for leaderd). A holder that
+// was killed leaves its keys until the lease expires; this tells it from
+// a live one. A lease that is gone is not renewed. Bounded by ctx.
+func (s *Store) LeaseRenewed(ctx context.Context, lease int64) (bool, error) {
+	resp, err := s.client.TimeToLive(ctx, clientv3.LeaseID(lease))
+	if err != nil {
+		return false, err
+	}
+	return resp.TTL > 0 && 2*resp.TTL >= resp.GrantedTTL, nil
+}

@@ -178,6 +178,10 @@ func (e *fakeElector) ReadPeers(ctx context.Context) (election.Peers, error) {
 	return election.Peers{}, nil
 }
 
+func (e *fakeElector) LeaseRenewed(ctx context.Context, lease int64) (bool, error) {
+	return true, nil
+}
+
 func (e *fakeElector) PutRequest(ctx context.Context, r election.Request) error {
 	e.calls.add("put request to=%s", r.To)
 	return nil

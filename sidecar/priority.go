@@ -19,7 +19,7 @@ import (
 // member record is on the same lease and healthy, and that allowed
 // accepts; the earliest in campaign order among equals. ok is false when
 // there is none.
-func higherTarget(p election.Peers, id string, own int, allowed func(string) bool) (election.Candidate, bool) {
+func higherTarget(p election.Peers, id string, own int, allowed func(election.Candidate) bool) (election.Candidate, bool) {
 	var best election.Candidate
 	found := false
 	for _, c := range p.Candidates {
@@ -29,7 +29,7 @@ func higherTarget(p election.Peers, id string, own int, allowed func(string) boo
 		// A candidate key alone may be another tool's, or a replica that
 		// has not published its record yet: promoting is always safe.
 		m := p.Members[c.ID]
-		if m == nil || m.LeaseID != c.LeaseID || !m.Healthy || !allowed(c.ID) {
+		if m == nil || m.LeaseID != c.LeaseID || !m.Healthy || !allowed(c) {
 			continue
 		}
 		best, found = c, true
@@ -47,28 +47,35 @@ func (s *Sidecar) peersTimeout() time.Duration { return min(cleanupTimeout, s.cf
 // promoting is always safe.
 func (s *Sidecar) yieldTarget(el elector) (election.Candidate, bool) {
 	now := time.Now()
-	if sw := s.controlState().Switchover; sw.Live(now) && sw.To == s.cfg.ID {
-		return election.Candidate{}, false // an operator asked for this replica by name
+	if s.state.namedTarget(now) {
+		return election.Candidate{}, false // an operator's switchover asked for this replica
 	}
 	rctx, cancel := context.WithTimeout(s.abortCtx, s.peersTimeout())
+	defer cancel()
 	peers, err := el.ReadPeers(rctx)
-	cancel()
 	if err != nil {
 		s.logger.Warn("cannot read the candidates' priorities; promoting", "err", err)
 		return election.Candidate{}, false
 	}
-	blocked := ""
-	target, ok := higherTarget(peers, s.cfg.ID, s.cfg.Priority, func(id string) bool {
-		if s.state.yieldAllowed(id, now) {
-			return true
-		}
-		blocked = id
-		return false
+	return higherTarget(peers, s.cfg.ID, s.cfg.Priority, func(c election.Candidate) bool {
+		return s.mayYieldTo(rctx, el, c, now)
 	})
-	if blocked != "" && (!ok || target.ID != blocked) {
-		s.logger.Info("not yielding to a higher-priority replica: it did not serve after the last yield (back-off)", "target", clip(blocked))
+}
+
+// mayYieldTo reports whether c, a healthy higher-priority campaigner, may
+// be yielded to: it is not in yield back-off, and its lease is renewed (a
+// killed replica's keys stay until its lease expires). Unsure: no.
+func (s *Sidecar) mayYieldTo(ctx context.Context, el elector, c election.Candidate, now time.Time) bool {
+	if !s.state.yieldAllowed(c.ID, now) {
+		s.logger.Info("not yielding to a higher-priority replica: it did not serve after the last yield (back-off)", "target", clip(c.ID))
+		return false
 	}
-	return target, ok
+	renewed, err := el.LeaseRenewed(ctx, c.LeaseID)
+	if err != nil || !renewed {
+		s.logger.Info("not yielding to a higher-priority replica: its lease is not being renewed", "target", clip(c.ID), "err", err)
+		return false
+	}
+	return true
 }
 
 // yield gives up a won leader key without promoting: nothing was promoted,
@@ -212,7 +219,9 @@ func (f *failback) handOver(ctx context.Context, due election.Peers, now time.Ti
 		}
 	}
 	peers.Candidates = still
-	target, ok := higherTarget(peers, s.cfg.ID, s.cfg.Priority, func(string) bool { return true })
+	target, ok := higherTarget(peers, s.cfg.ID, s.cfg.Priority, func(c election.Candidate) bool {
+		return s.mayYieldTo(rctx, f.el, c, now)
+	})
 	if !ok {
 		return
 	}

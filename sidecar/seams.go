@@ -36,6 +36,8 @@ type elector interface {
 	ReadPeers(ctx context.Context) (election.Peers, error)
 	// PutRequest stores a switchover request unless one is pending.
 	PutRequest(ctx context.Context, r election.Request) error
+	// LeaseRenewed reports whether a lease's holder renews it.
+	LeaseRenewed(ctx context.Context, lease int64) (bool, error)
 }
 
 type candidacy interface {
@@ -198,6 +200,14 @@ func (e *etcdElector) PutRequest(ctx context.Context, r election.Request) error 
 		return err
 	}
 	return store.PutRequest(ctx, r)
+}
+
+func (e *etcdElector) LeaseRenewed(ctx context.Context, lease int64) (bool, error) {
+	store, err := e.connect()
+	if err != nil {
+		return false, err
+	}
+	return store.LeaseRenewed(ctx, lease)
 }
 
 // Close closes the client, if one was made.
