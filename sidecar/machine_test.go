@@ -114,6 +114,8 @@ type fakeElector struct {
 	leaderReads chan error
 	// failEnds fails this many end-record writes first (etcd unreachable).
 	failEnds int
+	// peers, if set, is what ReadPeers reads; nil: no peers.
+	peers func() election.Peers
 }
 
 func (e *fakeElector) Grant(ctx context.Context) (candidacy, error) {
@@ -175,6 +177,9 @@ func (e *fakeElector) ClearRequest(ctx context.Context, r *election.Request) err
 // ReadPeers reads no peers: a fake election has no priorities, so a
 // winner promotes.
 func (e *fakeElector) ReadPeers(ctx context.Context) (election.Peers, error) {
+	if e.peers != nil {
+		return e.peers(), nil
+	}
 	return election.Peers{}, nil
 }
 
