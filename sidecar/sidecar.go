@@ -124,6 +124,7 @@ func defaultBackOff() backoff.BackOff {
 // Status returns what GET /status shows.
 func (s *Sidecar) Status() Status {
 	st := s.state.snapshot(s.cfg.ID, s.cfg.Election, time.Now())
+	st.Priority = s.cfg.Priority
 	if s.checker != nil {
 		last := s.checker.Last()
 		st.HealthCheck = &last
