@@ -81,9 +81,9 @@ func runOptionTable(def runOptions) []option {
 			field: func(o *runOptions) any { return &o.Config.NoFailover }},
 		{name: "api-token", arg: "TOKEN", usage: "bearer token that allows POST /resign", secret: true,
 			field: func(o *runOptions) any { return &o.Config.APIToken }},
-		{name: "priority", arg: "N", usage: "failover rank: a winner yields to a healthy campaigner of higher priority",
+		{name: "priority", arg: "N", usage: "failover rank: a higher one campaigning wins",
 			field: func(o *runOptions) any { return &o.Config.Priority }},
-		{name: "failback", arg: "off|after=DURATION", usage: "hand the role back to a higher-priority replica campaigning that long",
+		{name: "failback", arg: "MODE", usage: "off, or after=DURATION: hand over to a higher one",
 			field: func(o *runOptions) any { return &o.Failback },
 			set: func(o *runOptions, f *boundFlag) error {
 				d, err := sidecar.ParseFailback(f.value)
