@@ -312,3 +312,19 @@ func TestFailbackAfterHandsOverOnlyAfterItsDuration(t *testing.T) {
 	assertNoOverlap(t, evs)
 	waitUntil(t, "high primary", func() bool { return c.replica("high").sc.Status().Phase == role.PhasePrimary })
 }
+
+func TestParseFailback(t *testing.T) {
+	for in, want := range map[string]time.Duration{"off": 0, " off ": 0, "after=90s": 90 * time.Second, "after=1h": time.Hour} {
+		if got, err := ParseFailback(in); err != nil || got != want {
+			t.Errorf("ParseFailback(%q) = %s, %v; want %s", in, got, err, want)
+		}
+		if want > 0 && FailbackText(want) != "after="+want.String() {
+			t.Errorf("FailbackText(%s) = %q", want, FailbackText(want))
+		}
+	}
+	for _, in := range []string{"", "on", "after=", "after=0", "after=-5s", "after=5", "AFTER=5s", "after 5s"} {
+		if _, err := ParseFailback(in); err == nil {
+			t.Errorf("ParseFailback(%q): no error", in)
+		}
+	}
+}
