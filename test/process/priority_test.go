@@ -20,11 +20,7 @@ func prio(n string, extra ...string) []string { return append([]string{"--priori
 // startPrimaryThen starts first alone and waits until it serves as
 // primary, then starts the others in order, each campaigning before the
 // next starts (so the campaign order is theirs). It returns the primary.
-func (c *cluster) startPrimaryThen(ctx context.Context, first string, firstFlags []string, others ...struct {
-	id    string
-	flags []string
-},
-) *replicas.Replica {
+func (c *cluster) startPrimaryThen(ctx context.Context, first string, firstFlags []string, others ...replicaFlags) *replicas.Replica {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, electedTimeout+time.Duration(len(others))*electedTimeout)
 	defer cancel()
@@ -39,7 +35,8 @@ func (c *cluster) startPrimaryThen(ctx context.Context, first string, firstFlags
 	return primary
 }
 
-type replicaFlags = struct {
+// replicaFlags is a replica to start, with its extra flags.
+type replicaFlags struct {
 	id    string
 	flags []string
 }
