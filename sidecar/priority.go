@@ -11,7 +11,7 @@ import (
 
 // Priority: a winner yields to a healthy campaigner of strictly higher
 // priority instead of promoting, and with --failback a primary hands the
-// role to one that has campaigned long enough. docs/design.md, "Priority",
+// role to one that has campaigned long enough. docs/design.md, 8.1,
 // explains the rules.
 
 // higherTarget is the candidate this replica (id, at priority own) should

@@ -1,12 +1,14 @@
 package sidecar
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/leaderd/leaderd/election"
 	"github.com/leaderd/leaderd/hooks"
+	"github.com/leaderd/leaderd/internal/etcdtest"
 	"github.com/leaderd/leaderd/internal/timeline"
 	"github.com/leaderd/leaderd/role"
 )
@@ -195,14 +197,19 @@ func lowWinsWhileHighCampaigns(t *testing.T, c *cluster, lowPrio, highPrio int, 
 		got := p.sc.state.candidatesSnapshot()
 		return len(got) == 3 && got[1] == "low" && got[2] == "high"
 	})
-	// The yield needs high's member record: published as soon as it has a
-	// lease, but wait for it rather than race it.
+	// The yield needs high's member record on its candidate's lease: the
+	// record is published beside the campaign, so wait for it rather than
+	// race it.
+	store := election.NewStore(etcdtest.NewClient(t, c.etcd.Endpoint()), DefaultConfig().Prefix, "test")
 	waitUntil(t, "high published a healthy record", func() bool {
-		ok := false
-		for _, cand := range p.sc.state.campaignersSnapshot() {
-			ok = ok || cand.ID == "high" && cand.Priority == highPrio
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		peers, err := store.ReadPeers(ctx)
+		if err != nil || len(peers.Candidates) != 3 {
+			return false
 		}
-		return ok
+		high, m := peers.Candidates[2], peers.Members["high"]
+		return high.ID == "high" && high.Priority == highPrio && m != nil && m.Healthy && m.LeaseID == high.LeaseID
 	})
 	if err := c.stop("p"); err != nil {
 		t.Fatalf("stop p: %v", err)

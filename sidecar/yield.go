@@ -9,7 +9,7 @@ import (
 // so again for that target until the target has served a while, or a
 // back-off has passed that doubles on repeats. A target that fails its
 // promote, steps down or flaps so never makes the replicas below it cycle
-// through the leader key. docs/design.md, "Priority", explains it.
+// through the leader key. docs/design.md, 8.1, explains it.
 const (
 	yieldBackOffMin = 5 * time.Second
 	yieldBackOffMax = 5 * time.Minute
