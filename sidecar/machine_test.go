@@ -116,6 +116,8 @@ type fakeElector struct {
 	failEnds int
 	// peers, if set, is what ReadPeers reads; nil: no peers.
 	peers func() election.Peers
+	// requests are the requests PutRequest stored.
+	requests []election.Request
 }
 
 func (e *fakeElector) Grant(ctx context.Context) (candidacy, error) {
@@ -188,6 +190,9 @@ func (e *fakeElector) LeaseRenewed(ctx context.Context, lease int64) (bool, erro
 }
 
 func (e *fakeElector) PutRequest(ctx context.Context, r election.Request) error {
+	e.mu.Lock()
+	e.requests = append(e.requests, r)
+	e.mu.Unlock()
 	e.calls.add("put request to=%s", r.To)
 	return nil
 }

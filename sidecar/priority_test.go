@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -333,5 +334,69 @@ func TestParseFailback(t *testing.T) {
 		if _, err := ParseFailback(in); err == nil {
 			t.Errorf("ParseFailback(%q): no error", in)
 		}
+	}
+}
+
+// TestFailbackCheck drives one tenure's failback with explicit times: a
+// higher candidate is handed the role only once its key has been seen for
+// the duration, not while it is in yield back-off, and a new key (a
+// restart, an unhealthy spell) starts its clock over.
+func TestFailbackCheck(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Election, cfg.ID, cfg.Priority, cfg.FailbackAfter = "e", "me", 50, 10*time.Second
+	cl := newCalls()
+	peers := peersWith(200, true)
+	el := &fakeElector{calls: cl, peers: func() election.Peers { return peers }}
+	s := newSidecar(cfg, slog.New(slog.DiscardHandler), el, nil, nil)
+	s.state.setLeader(peers.Candidates)
+	fb := s.newFailback(el, 42)
+	defer fb.stop()
+	ctx := context.Background()
+	puts := func() int {
+		log, _ := cl.snapshot()
+		n := 0
+		for _, l := range log {
+			if l == "put request to=high" {
+				n++
+			}
+		}
+		return n
+	}
+	t0 := time.Now()
+	fb.check(ctx, t0)
+	fb.check(ctx, t0.Add(9*time.Second))
+	if n := puts(); n != 0 {
+		t.Fatalf("%d requests before the duration", n)
+	}
+	// The key changes (high restarted): its clock starts over.
+	peers.Candidates[1].Key, peers.Candidates[1].LeaseID = "c/8", 8
+	peers.Members["high"].LeaseID = 8
+	s.state.setLeader(peers.Candidates)
+	fb.check(ctx, t0.Add(9*time.Second))
+	fb.check(ctx, t0.Add(12*time.Second))
+	if n := puts(); n != 0 {
+		t.Fatalf("%d requests 3s after a new key", n)
+	}
+	// Due at 19s, but in back-off until 16s + 5s.
+	s.state.yielded("high", t0.Add(16*time.Second))
+	fb.check(ctx, t0.Add(20*time.Second))
+	if n := puts(); n != 0 {
+		t.Fatalf("%d requests while high is in back-off", n)
+	}
+	fb.check(ctx, t0.Add(21*time.Second))
+	if n := puts(); n != 1 {
+		t.Fatalf("%d requests once due and out of back-off, want 1", n)
+	}
+	el.mu.Lock()
+	r := el.requests[0]
+	el.mu.Unlock()
+	at := t0.Add(21 * time.Second)
+	if r.From != "me" || r.FencingToken != 42 || r.To != "high" || !r.Requested.Equal(at.UTC()) || !r.Expires.Equal(at.Add(s.failbackRequestTTL()).UTC()) {
+		t.Fatalf("request %+v, want from me, token 42, to high, expiring %s after %s", r, s.failbackRequestTTL(), at)
+	}
+	// The request armed the back-off: no second one at once.
+	fb.check(ctx, t0.Add(22*time.Second))
+	if n := puts(); n != 1 {
+		t.Fatalf("%d requests, want still 1", n)
 	}
 }
