@@ -118,6 +118,8 @@ type fakeElector struct {
 	peers func() election.Peers
 	// requests are the requests PutRequest stored.
 	requests []election.Request
+	// leaders, if set, delivers good leader reads with these candidates.
+	leaders chan []election.Candidate
 }
 
 func (e *fakeElector) Grant(ctx context.Context) (candidacy, error) {
@@ -149,6 +151,8 @@ func (e *fakeElector) WatchLeader(ctx context.Context, fn func([]election.Candid
 		select {
 		case err := <-e.leaderReads: // nil when the test gives none
 			fn(nil, err)
+		case cands := <-e.leaders:
+			fn(cands, nil)
 		case <-ctx.Done():
 			return
 		}

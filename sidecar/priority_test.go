@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,5 +399,50 @@ func TestFailbackCheck(t *testing.T) {
 	fb.check(ctx, t0.Add(22*time.Second))
 	if n := puts(); n != 1 {
 		t.Fatalf("%d requests, want still 1", n)
+	}
+}
+
+// TestServeFailbackWaitsForResumeAndPendingRequests: a primary with
+// failback on asks for nothing while the election is paused or a request
+// for its tenure is pending, and asks once both are gone.
+func TestServeFailbackWaitsForResumeAndPendingRequests(t *testing.T) {
+	var highCampaigns atomic.Bool // before the win: nobody to yield to
+	m := startMachine(t, func(m *machine) {
+		m.configure = func(c *Config) { c.Priority, c.FailbackAfter = 50, 200*time.Millisecond }
+		m.el.control = make(chan election.Control, 1)
+		m.el.leaders = make(chan []election.Candidate, 1)
+		m.el.peers = func() election.Peers {
+			if highCampaigns.Load() {
+				return peersWith(200, true)
+			}
+			return election.Peers{}
+		}
+	})
+	m.el.control <- election.Control{}
+	m.win(t, m.candidacy(t), 42)
+	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
+
+	m.el.control <- election.Control{Paused: true}
+	waitUntil(t, "paused", func() bool { return m.sc.Status().Paused })
+	highCampaigns.Store(true)
+	m.el.leaders <- peersWith(200, true).Candidates
+	waitUntil(t, "high seen", func() bool { return len(m.sc.state.candidatesSnapshot()) == 2 })
+	noRequestFor := func(what string, d time.Duration) {
+		t.Helper()
+		time.Sleep(d) // a negative claim needs a window: here 5 x --failback
+		if log, _ := m.calls.snapshot(); hasPrefix(log, "put request") {
+			t.Fatalf("failback asked for a switchover %s:\n  %s", what, strings.Join(log, "\n  "))
+		}
+	}
+	noRequestFor("while paused", time.Second)
+
+	pending := &election.Request{From: "me", FencingToken: 42, To: "other", Expires: time.Now().Add(time.Minute), Revision: 9}
+	m.el.control <- election.Control{Switchover: pending}
+	noRequestFor("while a request for its tenure is pending", time.Second)
+
+	m.el.control <- election.Control{}
+	m.calls.waitFor(t, "put request to=high", 1)
+	if st := m.sc.Status(); st.Phase != role.PhasePrimary {
+		t.Fatalf("phase %s: the request alone must not end the tenure", st.Phase)
 	}
 }
