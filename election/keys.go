@@ -20,7 +20,15 @@ type CandidateValue struct {
 	ID    string    `json:"id"`
 	Addr  string    `json:"addr"`
 	Since time.Time `json:"since"`
+	// Priority is the replica's --priority, so that a winner can see from
+	// the candidates alone whether a higher one campaigns. A value without
+	// it (an older leaderd, a hand-written key) reads as DefaultPriority.
+	Priority int `json:"priority"`
 }
+
+// DefaultPriority is the priority of a replica without --priority, and of
+// a candidate or member record that does not name one.
+const DefaultPriority = 100
 
 // Candidate is one key under the candidates prefix.
 type Candidate struct {
@@ -73,17 +81,18 @@ func decodeCandidateWhy(kv *mvccpb.KeyValue) (Candidate, bool, string) {
 		return Candidate{}, false, ""
 	}
 	c := Candidate{Key: string(kv.Key), LeaseID: kv.Lease, CreateRevision: kv.CreateRevision}
+	c.Priority = DefaultPriority // unless the value names one
 	why := ""
 	switch err := json.Unmarshal(kv.Value, &c.CandidateValue); {
 	case len(kv.Value) == 0:
-		c.CandidateValue, why = CandidateValue{}, "empty candidate value"
+		c.CandidateValue, why = CandidateValue{Priority: DefaultPriority}, "empty candidate value"
 	case err != nil:
 		// A value written by another tool (etcdctl elect): show the raw
 		// value as the id, and nothing a partial decode left in the other
 		// fields.
-		c.CandidateValue, why = CandidateValue{ID: string(kv.Value)}, "candidate value is not leaderd's JSON: shown raw as the id"
+		c.CandidateValue, why = CandidateValue{ID: string(kv.Value), Priority: DefaultPriority}, "candidate value is not leaderd's JSON: shown raw as the id"
 	case c.ID == "":
-		c.CandidateValue, why = CandidateValue{}, "candidate value has no id"
+		c.CandidateValue, why = CandidateValue{Priority: DefaultPriority}, "candidate value has no id"
 	}
 	return c, true, why
 }

@@ -25,6 +25,9 @@ type Member struct {
 	Since   time.Time  `json:"since"`   // when this record's role began
 	Version string     `json:"version"` // leaderd's version
 	Addr    string     `json:"addr"`    // --advertise; may be empty
+	// Priority is --priority; a record without it (an older leaderd) reads
+	// as DefaultPriority.
+	Priority int `json:"priority"`
 	// FencingToken is the tenure's token while the replica is primary: a
 	// record with phase primary and the leader key's token says that
 	// tenure's promote has ended. 0 (absent) otherwise.
@@ -95,7 +98,7 @@ func decodeMemberWhy(pfx string, kv *mvccpb.KeyValue) (*Member, string) {
 	if id == "" {
 		return nil, "member key names no id"
 	}
-	var m Member
+	m := Member{Priority: DefaultPriority}
 	if err := json.Unmarshal(kv.Value, &m); err != nil || !jsonObject(kv.Value) {
 		return nil, "member value is not leaderd's JSON record"
 	}

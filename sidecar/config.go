@@ -61,6 +61,15 @@ type Config struct {
 	// (--no-failover): it follows the primary and can be a switchover
 	// target only once the flag is gone.
 	NoFailover bool
+	// Priority ranks this replica at failover (--priority; default
+	// election.DefaultPriority): a winner yields to a healthy campaigner of
+	// strictly higher priority instead of promoting. Published in the
+	// candidate key and the member record.
+	Priority int
+	// FailbackAfter, when positive, hands the role to a higher-priority
+	// replica once it has campaigned continuously that long while this one
+	// is primary (--failback after=DURATION); 0: off, the default.
+	FailbackAfter time.Duration
 	// APIToken enables POST /resign for callers that send it as a bearer
 	// token (--api-token; LEADERD_API_TOKEN). Empty: POST /resign is refused.
 	APIToken string
@@ -100,6 +109,7 @@ func DefaultConfig() Config {
 		PromoteTimeout: 60 * time.Second,
 		DemoteTimeout:  defaultDemoteTimeout,
 		Listen:         "127.0.0.1:8008",
+		Priority:       election.DefaultPriority,
 		Health:         health.DefaultConfig(),
 	}
 }
@@ -158,6 +168,39 @@ func TTLFor(demoteTimeout time.Duration) time.Duration {
 	return ttl
 }
 
+// The range of --priority: any 32-bit integer would do, but JSON readers
+// in other languages keep these exact.
+const (
+	MinPriority = -1_000_000_000
+	MaxPriority = 1_000_000_000
+)
+
+// ParseFailback parses a --failback value: "off" (0) or "after=DURATION"
+// (a positive duration). Its error names no flag; the caller adds it.
+func ParseFailback(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if v == "off" {
+		return 0, nil
+	}
+	rest, ok := strings.CutPrefix(v, "after=")
+	if !ok {
+		return 0, fmt.Errorf("want off or after=DURATION, got %q", v)
+	}
+	d, err := time.ParseDuration(rest)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("want off or after=DURATION with a positive duration, got %q", v)
+	}
+	return d, nil
+}
+
+// FailbackText is the --failback value for d, as ParseFailback reads it.
+func FailbackText(d time.Duration) string {
+	if d <= 0 {
+		return "off"
+	}
+	return "after=" + d.String()
+}
+
 var electionName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
 // Validate checks every field and the relations between them. Its errors
@@ -202,6 +245,12 @@ func (c Config) Validate() error {
 	if budget := c.TTL - c.StepDownLead(); budget < 2*c.RenewInterval() {
 		return fmt.Errorf("--ttl %s is too short for --demote-timeout %s: need ttl - demote-timeout - margin (%s) >= 2 x renew interval (%s); raise --ttl or lower --demote-timeout",
 			c.TTL, c.DemoteTimeout, c.Margin(), 2*c.RenewInterval())
+	}
+	if c.Priority < MinPriority || c.Priority > MaxPriority {
+		return fmt.Errorf("--priority: %d must be between %d and %d", c.Priority, MinPriority, MaxPriority)
+	}
+	if c.FailbackAfter < 0 {
+		return fmt.Errorf("--failback: after=%s must be positive", c.FailbackAfter)
 	}
 	if c.Listen != "off" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {

@@ -100,18 +100,36 @@ func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (out ter
 		s.state.endTerm()
 	}()
 
-	ten, out := s.campaign(ctx, cand)
-	if ten == nil {
-		s.revoke(ctx, cand)
-		return out, nil
-	}
-	if why := s.notReady(); why != "" {
-		// Won just as the replica stopped being ready (unhealthy, paused,
-		// yielding): give way without promoting.
-		s.logger.Info("elected, but not ready: resigning without promoting", "why", why, "fencing_token", ten.FencingToken())
-		s.resign(ten)
-		s.revoke(ctx, cand)
-		return out, nil
+	var ten tenure
+	for {
+		var won termOutcome
+		ten, won = s.campaign(ctx, cand)
+		out.settled = out.settled || won.settled
+		out.backOff = won.backOff
+		if ten == nil {
+			s.revoke(ctx, cand)
+			return out, nil
+		}
+		if why := s.notReady(); why != "" {
+			// Won just as the replica stopped being ready (unhealthy, paused,
+			// yielding): give way without promoting.
+			s.logger.Info("elected, but not ready: resigning without promoting", "why", why, "fencing_token", ten.FencingToken())
+			s.resign(ten)
+			s.revoke(ctx, cand)
+			return out, nil
+		}
+		// The win is verified and nothing is promoted yet: the one place a
+		// winner may yield to a higher priority (docs/design.md, 8.1).
+		target, ok := s.yieldTarget(el)
+		if !ok {
+			break
+		}
+		if !s.yield(ten, target) {
+			s.revoke(ctx, cand)
+			return out, nil
+		}
+		// Campaign again at once, on the same lease, behind the target: the
+		// election is never left without this replica.
 	}
 	tenureOut, err := s.tenure(ctx, el, cand, ten)
 	tenureOut.settled = tenureOut.settled || out.settled
@@ -129,7 +147,7 @@ func (s *Sidecar) campaign(ctx context.Context, cand candidacy) (tenure, termOut
 	}
 	s.state.setPhase(role.PhaseCampaigning)
 	s.logger.Info("campaigning", "lease", lease)
-	value, _ := json.Marshal(election.CandidateValue{ID: s.cfg.ID, Addr: s.cfg.Advertise, Since: time.Now().UTC()})
+	value, _ := json.Marshal(election.CandidateValue{ID: s.cfg.ID, Addr: s.cfg.Advertise, Since: time.Now().UTC(), Priority: s.cfg.Priority})
 	cctx, withdraw := context.WithCancel(ctx)
 	stopWatch := s.onNotReady(withdraw)
 	start := time.Now()
@@ -205,7 +223,7 @@ func (s *Sidecar) tenure(ctx context.Context, el elector, cand candidacy, ten te
 			out.settled = true
 			s.state.setPhase(role.PhasePrimary)
 			s.logger.Info("primary", "fencing_token", token)
-			if cause := s.serve(tctx, token); cause != nil {
+			if cause := s.serve(tctx, el, token); cause != nil {
 				h.answered = cause.request
 				end(cause)
 			}

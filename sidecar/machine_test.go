@@ -114,6 +114,12 @@ type fakeElector struct {
 	leaderReads chan error
 	// failEnds fails this many end-record writes first (etcd unreachable).
 	failEnds int
+	// peers, if set, is what ReadPeers reads; nil: no peers.
+	peers func() election.Peers
+	// requests are the requests PutRequest stored.
+	requests []election.Request
+	// leaders, if set, delivers good leader reads with these candidates.
+	leaders chan []election.Candidate
 }
 
 func (e *fakeElector) Grant(ctx context.Context) (candidacy, error) {
@@ -145,6 +151,8 @@ func (e *fakeElector) WatchLeader(ctx context.Context, fn func([]election.Candid
 		select {
 		case err := <-e.leaderReads: // nil when the test gives none
 			fn(nil, err)
+		case cands := <-e.leaders:
+			fn(cands, nil)
 		case <-ctx.Done():
 			return
 		}
@@ -169,6 +177,27 @@ func (e *fakeElector) WatchControl(ctx context.Context, fn func(election.Control
 
 func (e *fakeElector) ClearRequest(ctx context.Context, r *election.Request) error {
 	e.calls.add("clear request")
+	return nil
+}
+
+// ReadPeers reads no peers: a fake election has no priorities, so a
+// winner promotes.
+func (e *fakeElector) ReadPeers(ctx context.Context) (election.Peers, error) {
+	if e.peers != nil {
+		return e.peers(), nil
+	}
+	return election.Peers{}, nil
+}
+
+func (e *fakeElector) LeaseRenewed(ctx context.Context, lease int64) (bool, error) {
+	return true, nil
+}
+
+func (e *fakeElector) PutRequest(ctx context.Context, r election.Request) error {
+	e.mu.Lock()
+	e.requests = append(e.requests, r)
+	e.mu.Unlock()
+	e.calls.add("put request to=%s", r.To)
 	return nil
 }
 

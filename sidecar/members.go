@@ -56,6 +56,7 @@ func (s *Sidecar) publishMembers(ctx context.Context, el elector) {
 	repairGap := memberRepairMin
 	for {
 		lease, m := s.state.memberRecord(s.cfg.ID, s.cfg.Version, s.cfg.Advertise)
+		m.Priority = s.cfg.Priority
 		own := lease != publishedLease || m != published // this replica's own change
 		repair := false
 		if !own && lease != 0 {

@@ -32,6 +32,12 @@ type elector interface {
 	WatchControl(ctx context.Context, fn func(election.Control, error))
 	// ClearRequest deletes a handled resign or switchover request.
 	ClearRequest(ctx context.Context, r *election.Request) error
+	// ReadPeers reads the candidates and member records in one revision.
+	ReadPeers(ctx context.Context) (election.Peers, error)
+	// PutRequest stores a switchover request unless one is pending.
+	PutRequest(ctx context.Context, r election.Request) error
+	// LeaseRenewed reports whether a lease's holder renews it.
+	LeaseRenewed(ctx context.Context, lease int64) (bool, error)
 }
 
 type candidacy interface {
@@ -181,6 +187,30 @@ func (e *etcdElector) ClearRequest(ctx context.Context, r *election.Request) err
 		return err
 	}
 	return store.ClearRequest(ctx, r)
+}
+
+func (e *etcdElector) ReadPeers(ctx context.Context) (election.Peers, error) {
+	store, err := e.connect()
+	if err != nil {
+		return election.Peers{}, err
+	}
+	return store.ReadPeers(ctx)
+}
+
+func (e *etcdElector) PutRequest(ctx context.Context, r election.Request) error {
+	store, err := e.connect()
+	if err != nil {
+		return err
+	}
+	return store.PutRequest(ctx, r)
+}
+
+func (e *etcdElector) LeaseRenewed(ctx context.Context, lease int64) (bool, error) {
+	store, err := e.connect()
+	if err != nil {
+		return false, err
+	}
+	return store.LeaseRenewed(ctx, lease)
 }
 
 // Close closes the client, if one was made.

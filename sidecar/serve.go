@@ -30,14 +30,16 @@ func stepDownFor(reason role.Reason) *stepDownCause { return &stepDownCause{reas
 // returns (nil: tctx ended). While the election is paused no role
 // changes but a forced one: resign and switchover requests are ignored,
 // and so is an unhealthy app.
-func (s *Sidecar) serve(tctx context.Context, token int64) *stepDownCause {
+func (s *Sidecar) serve(tctx context.Context, el elector, token int64) *stepDownCause {
 	var ignored int64 // the control request last logged as ignored
+	fb := s.newFailback(el, token)
+	defer fb.stop()
 	for {
 		c := s.controlState()
 		now := time.Now()
 		resign := s.state.takeResign(token)
 		if c.Paused {
-			if r := liveRequest(c, now); r != nil && r.Revision != ignored {
+			if r := dueRequest(c, now); r != nil && r.Revision != ignored {
 				s.logger.Info("request ignored: the election is paused", "from", r.From, "to", r.To)
 				ignored = r.Revision
 			}
@@ -60,6 +62,12 @@ func (s *Sidecar) serve(tctx context.Context, token int64) *stepDownCause {
 			if r := c.Switchover; r.Due(now) && r.From == s.cfg.ID && r.FencingToken == token && s.state.nextCandidate() == r.To {
 				return &stepDownCause{reason: role.ReasonSwitchover, request: r}
 			}
+			// Failback asks for a switchover only while no request for this
+			// tenure is pending, due or scheduled: an operator's, or its own,
+			// is respected.
+			if !pendingFor(c.Resign, s.cfg.ID, token, now) && !pendingFor(c.Switchover, s.cfg.ID, token, now) {
+				fb.check(tctx, now)
+			}
 		}
 		due, stopDue := s.untilDue(func(r *election.Request) bool { return r.From == s.cfg.ID && r.FencingToken == token })
 		select {
@@ -71,13 +79,14 @@ func (s *Sidecar) serve(tctx context.Context, token int64) *stepDownCause {
 		case <-s.controlChanged:
 		case <-s.candidatesChanged:
 		case <-due:
+		case <-fb.wake():
 		}
 		stopDue()
 	}
 }
 
-// liveRequest is the due resign or switchover request, if any.
-func liveRequest(c election.Control, now time.Time) *election.Request {
+// dueRequest is the due resign or switchover request, if any.
+func dueRequest(c election.Control, now time.Time) *election.Request {
 	if c.Resign.Due(now) {
 		return c.Resign
 	}
@@ -85,4 +94,10 @@ func liveRequest(c election.Control, now time.Time) *election.Request {
 		return c.Switchover
 	}
 	return nil
+}
+
+// pendingFor reports whether r is live (due or not yet) and names the
+// tenure (id, token).
+func pendingFor(r *election.Request, id string, token int64, now time.Time) bool {
+	return r.Live(now) && r.From == id && r.FencingToken == token
 }

@@ -95,7 +95,7 @@ func (s *Sidecar) setHealth(h appHealth) { s.state.health = h }
 
 func newSidecar(cfg Config, logger *slog.Logger, el elector, promote, demote hookRunner) *Sidecar {
 	abortCtx, abort := context.WithCancel(context.Background())
-	return &Sidecar{
+	s := &Sidecar{
 		controlChanged:    make(chan struct{}, 1),
 		candidatesChanged: make(chan struct{}, 1),
 		resignRequests:    make(chan struct{}, 1),
@@ -110,6 +110,9 @@ func newSidecar(cfg Config, logger *slog.Logger, el elector, promote, demote hoo
 		state:             newState(cfg.Election, cfg.ID),
 		newBackOff:        defaultBackOff,
 	}
+	// A target that led longer than any promote, and a TTL more, served.
+	s.state.yields.servedFor = cfg.PromoteTimeout + cfg.TTL
+	return s
 }
 
 func defaultBackOff() backoff.BackOff {
@@ -125,6 +128,7 @@ func (s *Sidecar) Status() Status {
 	st := s.state.snapshot(s.cfg.ID, s.cfg.Election, time.Now())
 	b := s.cfg.Budget(s.state.ttlInEffect())
 	st.Budget = &b
+	st.Priority = s.cfg.Priority
 	if s.checker != nil {
 		last := s.checker.Last()
 		st.HealthCheck = &last
@@ -174,6 +178,16 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		el.WatchControl(ctx, func(c election.Control, err error) {
 			s.watchFailed("control", err)
 			if err == nil {
+				// Only a live request for the tenure that leads, and for a
+				// bounded time: a stale or far-off one must not pin this
+				// replica as primary over higher priorities.
+				if now := time.Now(); c.Switchover.Live(now) && c.Switchover.To == s.cfg.ID && s.state.leadsNow(c.Switchover) {
+					until := c.Switchover.Expires
+					if limit := now.Add(s.failbackRequestTTL()); limit.Before(until) {
+						until = limit
+					}
+					s.state.nameTarget(until)
+				}
 				s.state.setControl(c)
 				wake(s.controlChanged)
 			}

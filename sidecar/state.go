@@ -20,13 +20,16 @@ type state struct {
 	role           role.Role
 	phase          role.Phase
 	demoteFailed   bool
-	candidacy      candidacy // nil while no lease is held
-	tenure         tenure    // the tenure being served; nil while none
-	controlKnown   bool      // the control keys were read at least once
-	resignFor      int64     // the tenure a pending POST /resign is for; 0: none
-	controlFailing bool      // the control watch's last read failed
-	leaderFailing  bool      // the leader watch's last read failed
-	candidates     []string  // ids in campaign order, from the leader watch
+	candidacy      candidacy            // nil while no lease is held
+	tenure         tenure               // the tenure being served; nil while none
+	controlKnown   bool                 // the control keys were read at least once
+	resignFor      int64                // the tenure a pending POST /resign is for; 0: none
+	controlFailing bool                 // the control watch's last read failed
+	leaderFailing  bool                 // the leader watch's last read failed
+	candidates     []string             // ids in campaign order, from the leader watch
+	campaigners    []election.Candidate // the same candidates, with priorities and keys
+	yields         yieldBackOff         // the yield back-off per target (yield.go)
+	namedUntil     time.Time            // a switchover named this replica as target, live until then
 	control        election.Control
 	leader         *LeaderStatus
 	etcdReachable  bool
@@ -161,7 +164,57 @@ func (s *state) setLeader(cands []election.Candidate) {
 	for i, c := range cands {
 		ids[i] = c.ID
 	}
-	s.update(func(s *state) { s.leader, s.candidates = l, ids })
+	now := time.Now()
+	s.update(func(s *state) {
+		s.leader, s.candidates, s.campaigners = l, ids, cands
+		leader := ""
+		if l != nil {
+			leader = l.ID
+		}
+		s.yields.observeLeader(leader, now)
+	})
+}
+
+// campaignersSnapshot is the candidates in campaign order, as the leader
+// watch last saw them.
+func (s *state) campaignersSnapshot() []election.Candidate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]election.Candidate(nil), s.campaigners...)
+}
+
+// nameTarget remembers a switchover request naming this replica as its
+// target, live until expires: the old primary clears it once it has
+// stepped down, maybe before this replica's win is checked.
+func (s *state) nameTarget(expires time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if expires.After(s.namedUntil) {
+		s.namedUntil = expires
+	}
+}
+
+// namedTarget reports whether a switchover named this replica as its
+// target and has not expired at now.
+func (s *state) namedTarget(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.Before(s.namedUntil)
+}
+
+// yieldAllowed reports whether this replica may yield the role to id now
+// (see yieldBackOff).
+func (s *state) yieldAllowed(id string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.yields.allowed(id, now)
+}
+
+// yielded records a yield to id; it returns the back-off it arms.
+func (s *state) yielded(id string, now time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.yields.yielded(id, now)
 }
 
 // followInfo is what the follower needs: the leader, the role and phase.

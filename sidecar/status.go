@@ -19,6 +19,7 @@ type Status struct {
 	HealthCheck    *health.Result        `json:"health_check,omitempty"`
 	Degraded       bool                  `json:"degraded"`
 	Paused         bool                  `json:"paused"`
+	Priority       int                   `json:"priority"` // --priority
 	Leader         *LeaderStatus         `json:"leader"`
 	FencingToken   int64                 `json:"fencing_token,omitempty"`
 	Lease          *LeaseStatus          `json:"lease"`

@@ -55,6 +55,8 @@ func TestRunOptionTable(t *testing.T) {
 		"no-failover":      {value: "true"},
 		"api-token":        {value: "canary-token"},
 		"advertise":        {value: "10.0.0.7:5432"},
+		"priority":         {value: "150"},
+		"failback":         {value: "after=30s"},
 		"log-format":       {value: "json"},
 		"log-level":        {value: "debug"},
 		"cacert":           {value: certs.CA},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"slices"
 
@@ -17,11 +18,14 @@ type runOptions struct {
 	// PasswordFile is where Config.Password was read from, for the
 	// start-up log; empty when it came from LEADERD_PASSWORD or is unset.
 	PasswordFile string
+	// Failback is --failback as given (off or after=DURATION), for --help
+	// and the start-up log; Config.FailbackAfter holds its value.
+	Failback string
 }
 
 // defaultRunOptions are what a flag not given keeps.
 func defaultRunOptions() runOptions {
-	return runOptions{Config: sidecar.DefaultConfig(), LogFormat: "text", LogLevel: slog.LevelInfo}
+	return runOptions{Config: sidecar.DefaultConfig(), LogFormat: "text", LogLevel: slog.LevelInfo, Failback: "off"}
 }
 
 // runOptionTable is the flag table of `leaderd run`, in --help order: the
@@ -77,6 +81,18 @@ func runOptionTable(def runOptions) []option {
 			field: func(o *runOptions) any { return &o.Config.NoFailover }},
 		{name: "api-token", arg: "TOKEN", usage: "bearer token that allows POST /resign", secret: true,
 			field: func(o *runOptions) any { return &o.Config.APIToken }},
+		{name: "priority", arg: "N", usage: "failover rank: a higher one campaigning wins",
+			field: func(o *runOptions) any { return &o.Config.Priority }},
+		{name: "failback", arg: "MODE", usage: "off, or after=DURATION: hand over to a higher one",
+			field: func(o *runOptions) any { return &o.Failback },
+			set: func(o *runOptions, f *boundFlag) error {
+				d, err := sidecar.ParseFailback(f.value)
+				if err != nil {
+					return fmt.Errorf("%s: %v", f.origin(), err)
+				}
+				o.Config.FailbackAfter, o.Failback = d, sidecar.FailbackText(d)
+				return nil
+			}},
 		{name: "advertise", arg: "ADDR", usage: "app address to publish in the member record",
 			field: func(o *runOptions) any { return &o.Config.Advertise }},
 		{name: "log-format", arg: "FORMAT", usage: "log format: text or json",

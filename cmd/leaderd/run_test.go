@@ -157,6 +157,8 @@ func TestRunConfigFromEnv(t *testing.T) {
 		"LEADERD_HEALTH_TIMEOUT":   "2s",
 		"LEADERD_HEALTH_FAILURES":  "4",
 		"LEADERD_HEALTH_SUCCESSES": "2",
+		"LEADERD_PRIORITY":         "-5",
+		"LEADERD_FAILBACK":         "after=90s",
 	}
 	opts, err := parseRun(nil, env.lookup)
 	if err != nil {
@@ -174,6 +176,8 @@ func TestRunConfigFromEnv(t *testing.T) {
 		DemoteTimeout:  3 * time.Second,
 		Listen:         "off",
 		Advertise:      "10.0.0.7:5432",
+		Priority:       -5,
+		FailbackAfter:  90 * time.Second,
 		Version:        versionString(),
 		User:           "leaderd",
 		Password:       "s3cret\n",

@@ -59,6 +59,7 @@ func readStatus(ctx context.Context, store *election.Store) (statusReport, int64
 			Since:          c.Since,
 			LeaseID:        election.LeaseHex(c.LeaseID),
 			CreateRevision: c.CreateRevision,
+			Priority:       c.Priority,
 		})
 	}
 	if len(cands) > 0 {
@@ -74,6 +75,7 @@ func readStatus(ctx context.Context, store *election.Store) (statusReport, int64
 			Since:            m.Since,
 			Version:          m.Version,
 			Addr:             m.Addr,
+			Priority:         m.Priority,
 			LeaseSecondsLeft: m.LeaseSeconds,
 		}
 		if m.LeaseID != 0 {

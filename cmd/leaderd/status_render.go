@@ -40,6 +40,7 @@ type statusCandidate struct {
 	Since          time.Time `json:"since"`
 	LeaseID        string    `json:"lease_id"` // hex, as in the key and LEADERD_LEASE_ID
 	CreateRevision int64     `json:"create_revision"`
+	Priority       int       `json:"priority"` // 100 when the key names none
 }
 
 // statusMember is one replica's published record under
@@ -52,7 +53,9 @@ type statusMember struct {
 	Since   time.Time  `json:"since"`
 	Version string     `json:"version"`
 	Addr    string     `json:"addr"`
-	LeaseID string     `json:"lease_id"` // hex; "" when the key has no lease
+	// Priority is the replica's --priority; 100 when the record names none.
+	Priority int    `json:"priority"`
+	LeaseID  string `json:"lease_id"` // hex; "" when the key has no lease
 	// LeaseSecondsLeft is the TTL etcd reports for the member's lease; -1
 	// when the lease has just expired.
 	LeaseSecondsLeft int64 `json:"lease_seconds_left"`
@@ -122,9 +125,9 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 	} else {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "POS\tID\tLEASE\tSINCE\tADDR")
+		fmt.Fprintln(tw, "POS\tID\tPRIO\tLEASE\tSINCE\tADDR")
 		for i, c := range r.Candidates {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, c.ID, c.LeaseID, since(c.Since, now), orDash(c.Addr))
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", i+1, c.ID, c.Priority, c.LeaseID, since(c.Since, now), orDash(c.Addr))
 		}
 		_ = tw.Flush()
 	}
@@ -134,7 +137,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 		return
 	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tHEALTHY\tLEASE-LEFT\tTOKEN\tADDR")
+	fmt.Fprintln(tw, "ID\tROLE\tHEALTHY\tPRIO\tLEASE-LEFT\tTOKEN\tADDR")
 	for _, m := range r.Members {
 		healthy := "no"
 		if m.Healthy {
@@ -148,7 +151,7 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 		if m.FencingToken != 0 {
 			token = fmt.Sprint(m.FencingToken)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(m.ID), orDash(string(m.Role)), healthy, left, token, orDash(m.Addr))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", orDash(m.ID), orDash(string(m.Role)), healthy, m.Priority, left, token, orDash(m.Addr))
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\navailability: %d/%d healthy (%.2f)\n", r.Healthy, r.Registered, r.Availability)

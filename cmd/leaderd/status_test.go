@@ -62,6 +62,7 @@ type jsonStatus struct {
 		Since          time.Time `json:"since"`
 		LeaseID        string    `json:"lease_id"`
 		CreateRevision int64     `json:"create_revision"`
+		Priority       int       `json:"priority"`
 	} `json:"candidates"`
 	Members      []jsonMember `json:"members"`
 	Availability float64      `json:"availability"`
@@ -90,6 +91,7 @@ type jsonMember struct {
 	LeaseID          string    `json:"lease_id"`
 	LeaseSecondsLeft int64     `json:"lease_seconds_left"`
 	FencingToken     int64     `json:"fencing_token"`
+	Priority         int       `json:"priority"`
 }
 
 // invokeBounded runs leaderd in the background and fails the test if it
@@ -279,7 +281,7 @@ func member(id string, r role.Role, healthy bool) election.Member {
 	return election.Member{
 		ID: id, Role: r, Phase: role.Phase(r), Healthy: healthy,
 		Since:   time.Now().UTC().Truncate(time.Second),
-		Version: "v9.9.9", Addr: id + ":8008",
+		Version: "v9.9.9", Addr: id + ":8008", Priority: election.DefaultPriority,
 	}
 }
 
@@ -290,7 +292,9 @@ func TestStatusMembers(t *testing.T) {
 	leader := putCandidate(t, client, "/leaderd", "db", "app-1")
 	putCandidate(t, client, "/leaderd", "db", "app-2")
 	lease1 := publishMember(t, client, "/leaderd", "db", member("app-1", "primary", true))
-	lease2 := publishMember(t, client, "/leaderd", "db", member("app-2", "standby", false))
+	app2 := member("app-2", "standby", false)
+	app2.Priority = 150
+	lease2 := publishMember(t, client, "/leaderd", "db", app2)
 	// Noise: a member of an election whose name extends "db".
 	publishMember(t, client, "/leaderd", "db2", member("other-1", "standby", true))
 
@@ -301,9 +305,11 @@ func TestStatusMembers(t *testing.T) {
 		}
 		out := r.stdout
 		for _, re := range []string{
-			`(?m)^ID\s+ROLE\s+HEALTHY\s+LEASE-LEFT\s+TOKEN\s+ADDR$`,
-			fmt.Sprintf(`(?m)^app-1\s+primary\s+yes\s+\d+s\s+%d\s+app-1:8008$`, leader.created),
-			`(?m)^app-2\s+standby\s+no\s+\d+s\s+-\s+app-2:8008$`,
+			`(?m)^ID\s+ROLE\s+HEALTHY\s+PRIO\s+LEASE-LEFT\s+TOKEN\s+ADDR$`,
+			fmt.Sprintf(`(?m)^app-1\s+primary\s+yes\s+100\s+\d+s\s+%d\s+app-1:8008$`, leader.created),
+			`(?m)^app-2\s+standby\s+no\s+150\s+\d+s\s+-\s+app-2:8008$`,
+			// Candidate values without a priority (older leaderd) read as 100.
+			`(?m)^1\s+app-1\s+100\s+[0-9a-f]+\s`,
 			`(?m)^availability: 1/2 healthy \(0\.50\)$`,
 		} {
 			if !regexp.MustCompile(re).MatchString(out) {
@@ -335,11 +341,15 @@ func TestStatusMembers(t *testing.T) {
 			healthy  bool
 			lease    clientv3.LeaseID
 			token    int64
+			priority int
 		}{
-			{"app-1", "primary", true, lease1, leader.created},
-			{"app-2", "standby", false, lease2, 0},
+			{"app-1", "primary", true, lease1, leader.created, 100},
+			{"app-2", "standby", false, lease2, 0, 150},
 		} {
 			m := got.Members[i]
+			if m.Priority != want.priority {
+				t.Errorf("members[%d] priority %d, want %d", i, m.Priority, want.priority)
+			}
 			if m.ID != want.id || m.Role != want.role || m.Phase != want.role || m.Healthy != want.healthy ||
 				m.Version != "v9.9.9" || m.Addr != want.id+":8008" || m.Since.IsZero() ||
 				m.LeaseID != strconv.FormatInt(int64(want.lease), 16) ||
@@ -347,6 +357,10 @@ func TestStatusMembers(t *testing.T) {
 				t.Errorf("members[%d] = %+v, want %s %s healthy=%v lease %x, 0 < lease left <= 60, token %d",
 					i, m, want.id, want.role, want.healthy, int64(want.lease), want.token)
 			}
+		}
+		// A candidate value without a priority (older leaderd) reads as 100.
+		if len(got.Candidates) != 2 || got.Candidates[0].Priority != election.DefaultPriority {
+			t.Errorf("candidates = %+v, want two with priority %d", got.Candidates, election.DefaultPriority)
 		}
 		// Only the leader's record carries a fencing token.
 		var raw struct {
@@ -461,7 +475,7 @@ func TestStatusWatch(t *testing.T) {
 		if !strings.HasPrefix(s, "--- ") || !strings.Contains(s, "\n\n--- ") {
 			t.Errorf("want each redraw to start with a time stamp header after a blank line:\n%s", s)
 		}
-		if !regexp.MustCompile(`(?m)^app-3\s+standby\s+yes\s+\d+s\s+-\s+app-3:8008$`).MatchString(s) {
+		if !regexp.MustCompile(`(?m)^app-3\s+standby\s+yes\s+100\s+\d+s\s+-\s+app-3:8008$`).MatchString(s) {
 			t.Errorf("redraw lacks app-3's row:\n%s", s)
 		}
 		if errOut.String() != "" {
