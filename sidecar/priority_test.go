@@ -404,7 +404,7 @@ func TestFailbackCheck(t *testing.T) {
 
 // TestServeFailbackWaitsForResumeAndPendingRequests: a primary with
 // failback on asks for nothing while the election is paused or a request
-// for its tenure is pending, and asks once both are gone.
+// for its tenure is pending or scheduled, and asks once they are gone.
 func TestServeFailbackWaitsForResumeAndPendingRequests(t *testing.T) {
 	var highCampaigns atomic.Bool // before the win: nobody to yield to
 	m := startMachine(t, func(m *machine) {
@@ -439,6 +439,11 @@ func TestServeFailbackWaitsForResumeAndPendingRequests(t *testing.T) {
 	pending := &election.Request{From: "me", FencingToken: 42, To: "other", Expires: time.Now().Add(time.Minute), Revision: 9}
 	m.el.control <- election.Control{Switchover: pending}
 	noRequestFor("while a request for its tenure is pending", time.Second)
+
+	scheduled := &election.Request{From: "me", FencingToken: 42, To: "other", At: time.Now().Add(time.Minute),
+		Expires: time.Now().Add(2 * time.Minute), Revision: 10}
+	m.el.control <- election.Control{Switchover: scheduled}
+	noRequestFor("while a switchover of its tenure is scheduled", time.Second)
 
 	m.el.control <- election.Control{}
 	m.calls.waitFor(t, "put request to=high", 1)
