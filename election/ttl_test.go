@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/leaderd/leaderd/internal/etcdtest"
 )
 
@@ -116,5 +118,36 @@ func TestCampaignOnARetimedLeaseNeedsTheRetimedHeadroom(t *testing.T) {
 	}
 	if !errors.Is(r.err, ErrSafeDeadline) {
 		t.Fatalf("campaign returned %v, want ErrSafeDeadline", r.err)
+	}
+}
+
+// TimeToLive's answer judged: an expired lease (TTL -1) and a granted TTL
+// that is not positive (garbage) are errors, and the grant's own answer
+// stands; a sane one is taken.
+func TestJudgeReadBack(t *testing.T) {
+	asked := TTLReadBack{Asked: 3 * time.Second, Granted: 5 * time.Second, GrantResponse: 5 * time.Second}
+	tests := []struct {
+		name    string
+		resp    *clientv3.LeaseTimeToLiveResponse
+		err     error
+		granted time.Duration
+		wantErr bool
+	}{
+		{"sane", &clientv3.LeaseTimeToLiveResponse{TTL: 4, GrantedTTL: 5}, nil, 5 * time.Second, false},
+		{"expired", &clientv3.LeaseTimeToLiveResponse{TTL: -1}, nil, 5 * time.Second, true},
+		{"granted 0", &clientv3.LeaseTimeToLiveResponse{TTL: 4, GrantedTTL: 0}, nil, 5 * time.Second, true},
+		{"granted negative", &clientv3.LeaseTimeToLiveResponse{TTL: 4, GrantedTTL: -7}, nil, 5 * time.Second, true},
+		{"failed", nil, context.DeadlineExceeded, 5 * time.Second, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rb := judgeReadBack(asked, tt.resp, tt.err)
+			if (rb.Err != nil) != tt.wantErr || rb.Granted != tt.granted || rb.GrantResponse != asked.GrantResponse {
+				t.Errorf("judged %+v, want granted %s, error %v", rb, tt.granted, tt.wantErr)
+			}
+		})
+	}
+	if rb := judgeReadBack(asked, &clientv3.LeaseTimeToLiveResponse{TTL: -1}, nil); !errors.Is(rb.Err, ErrLeaseNotFound) {
+		t.Errorf("expired lease: %v, want ErrLeaseNotFound", rb.Err)
 	}
 }
