@@ -67,6 +67,9 @@ func TestSwitchoverScheduleBadInput(t *testing.T) {
 		{"cancel with to", []string{"--cancel", "--to", "b"}, nil, "leaderd switchover: --cancel: takes no --to or --at"},
 		{"cancel with at", []string{"--cancel", "--at", "+1m"}, nil, "leaderd switchover: --cancel: takes no --to or --at"},
 		{"at without to", []string{"--at", "+1m"}, nil, "leaderd switchover: --to: required"},
+		// The request's expiry must be a time JSON can hold (years 0-9999).
+		{"expiry past 9999", []string{"--to", "b", "--at", "9999-12-31T23:59:50Z"}, nil, "leaderd switchover: --at: the request would expire after the year 9999"},
+		{"at plus timeout past 9999", []string{"--to", "b", "--at", "9800-01-01T00:00:00Z", "--timeout", "2562047h"}, nil, "leaderd switchover: --at: the request would expire after the year 9999"},
 		{"at on resign", []string{}, nil, ""},
 	}
 	for _, tt := range tests {
