@@ -296,6 +296,22 @@ func TestSwitchoverWaitFailures(t *testing.T) {
 		check(t, r, exitTimedOut, fmt.Sprintf(`^leaderd switchover: app-2 did not promote within --wait 300ms of \S+: still app-1 \(token %d\)$`, old.created))
 	})
 
+	t.Run("etcd cut off while waiting", func(t *testing.T) {
+		// The outcome is unknown, not timed out: exit 1, as documented.
+		fakeElection(t, client, "x1")
+		proxy, err := etcdtest.NewProxy(srv.Endpoint())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(proxy.Close)
+		onceStored(t, client, "x1", func(context.Context, *election.Request) error {
+			proxy.CutOff()
+			return nil
+		})
+		r := invokeBounded(t, 30*time.Second, nil, "switchover", "--endpoints", proxy.Endpoint(), "--election", "x1", "--to", "app-2", "--wait", "3s")
+		check(t, r, exitError, `^leaderd switchover: could not tell whether app-2 promoted within --wait 3s of \S+: etcd unreachable at \S+`)
+	})
+
 	t.Run("target unhealthy", func(t *testing.T) {
 		old, _ := fakeElection(t, client, "u1")
 		onceStored(t, client, "u1", func(ctx context.Context, _ *election.Request) error {
