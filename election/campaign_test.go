@@ -234,7 +234,7 @@ func grantStalled(t *testing.T, cli *clientv3.Client, clk *jumpClock, keepAlive 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := candidacyOn(testStore(cli), opts, l.logger, l)
+	c := candidacyOn(testStore(cli), l.logger, l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

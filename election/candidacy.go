@@ -48,13 +48,16 @@ func NewCandidacy(ctx context.Context, store *Store, opts LeaseOptions, logger *
 	if err != nil {
 		return nil, err
 	}
-	return candidacyOn(store, opts, logger, lease), nil
+	return candidacyOn(store, logger, lease), nil
 }
 
-func candidacyOn(store *Store, opts LeaseOptions, logger *slog.Logger, lease *Lease) *Candidacy {
+// candidacyOn takes the lease's own options, not the ones asked for: a
+// read-back may have retimed its guard, and the campaign's headroom must be
+// the guard's renew interval.
+func candidacyOn(store *Store, logger *slog.Logger, lease *Lease) *Candidacy {
 	return &Candidacy{
 		store:  store,
-		opts:   opts,
+		opts:   lease.opts,
 		logger: logger,
 		lease:  lease,
 		key:    store.CandidateKey(lease.ID()),

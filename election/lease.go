@@ -72,11 +72,20 @@ func readBackTTL(ctx context.Context, client *clientv3.Client, id clientv3.Lease
 	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), readBackTimeout)
 	defer cancel()
 	resp, err := client.TimeToLive(ctx, id)
+	return judgeReadBack(rb, resp, err)
+}
+
+// judgeReadBack fills in rb from TimeToLive's answer. A granted TTL that is
+// not positive is garbage (etcd grants at least its minimum), an error: it
+// would leave the guard no time at all.
+func judgeReadBack(rb TTLReadBack, resp *clientv3.LeaseTimeToLiveResponse, err error) TTLReadBack {
 	switch {
 	case err != nil:
 		rb.Err = fmt.Errorf("read the lease's TTL back: %w", err)
 	case resp.TTL < 0: // -1: etcd no longer has the lease
 		rb.Err = fmt.Errorf("read the lease's TTL back: %w", ErrLeaseNotFound)
+	case resp.GrantedTTL <= 0:
+		rb.Err = fmt.Errorf("read the lease's TTL back: granted TTL %d is not a TTL", resp.GrantedTTL)
 	default:
 		rb.Granted = time.Duration(resp.GrantedTTL) * time.Second
 	}

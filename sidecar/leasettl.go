@@ -18,8 +18,9 @@ type ttlCheck struct {
 	// inEffect tells the replica's state the TTL in effect, for /status.
 	inEffect func(time.Duration)
 
-	done   bool // a read-back succeeded: no more are made
-	warned bool
+	done      bool // a read-back succeeded and agreed: no more are made
+	warned    bool
+	disagreed bool // the disagreement was logged (once)
 }
 
 // options are the lease options of the next grant: base, with a read-back
@@ -38,14 +39,20 @@ func (c *ttlCheck) options(base election.LeaseOptions, adopt func(election.Lease
 // found judges one read-back and returns the guard's renew interval and
 // step-down lead for the lease it read.
 func (c *ttlCheck) found(base election.LeaseOptions, rb election.TTLReadBack, adopt func(election.LeaseOptions)) (time.Duration, time.Duration) {
-	if rb.Err != nil {
+	switch {
+	case rb.Err != nil:
 		c.logger.Warn("reading the lease TTL back failed; reading it again after the next grant", "err", rb.Err)
-	} else {
-		c.done = true
-		if rb.GrantResponse != rb.Granted {
+	case rb.GrantResponse != rb.Granted:
+		// Not adopted: a shorter TTL asked for later could leave a guard
+		// the configuration was never validated for, and no safe time.
+		// This lease runs on the shorter; the next grant reads back again.
+		if !c.disagreed {
+			c.disagreed = true
 			c.logger.Warn("etcd's grant and TimeToLive disagree on the lease TTL; the guard uses the shorter",
 				"grant_ttl", rb.GrantResponse.String(), "time_to_live_ttl", rb.Granted.String())
 		}
+	default:
+		c.done = true
 	}
 	ttl := min(rb.Granted, rb.GrantResponse)
 	if ttl == base.TTL {

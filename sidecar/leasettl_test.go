@@ -120,3 +120,41 @@ func TestGrantedTTLRetimesTheGuard(t *testing.T) {
 		t.Errorf("/status JSON has no budget with requested_ttl_seconds 4: %s", body)
 	}
 }
+
+// A read-back that contradicts the grant (TimeToLive reports less than
+// the grant's answer: garbage, or a proxy's) is used for that lease only,
+// the shorter being the safe side, and never adopted: later grants asking
+// for it would run a guard the configuration was not validated for (here
+// 2s with a 1s demote: no safe time left), so one bad answer would keep
+// the replica out of the election for good. The next grant reads back
+// again, and an answer that agrees is adopted.
+func TestContradictoryTTLReadBackIsNotAdopted(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.TTL, cfg.DemoteTimeout = 4*time.Second, time.Second
+	base := election.LeaseOptions{TTL: cfg.TTL, RenewInterval: cfg.RenewInterval(), StepDownLead: cfg.StepDownLead()}
+	var adopted []election.LeaseOptions
+	var inEffect []time.Duration
+	c := &ttlCheck{cfg: cfg, logger: slog.New(slog.DiscardHandler), inEffect: func(d time.Duration) { inEffect = append(inEffect, d) }}
+	adopt := func(o election.LeaseOptions) { adopted = append(adopted, o) }
+
+	opts := c.options(base, adopt)
+	renew, lead := opts.ReadBack(election.TTLReadBack{Asked: 4 * time.Second, Granted: 2 * time.Second, GrantResponse: 4 * time.Second})
+	if b := cfg.Budget(2 * time.Second); renew != b.RenewInterval || lead != b.StepDownLead {
+		t.Errorf("this lease's guard: renew %s, lead %s; want the shorter TTL's %s, %s", renew, lead, b.RenewInterval, b.StepDownLead)
+	}
+	if len(adopted) != 0 || len(inEffect) != 0 {
+		t.Fatalf("a contradictory read-back was adopted: %+v, TTL in effect %v", adopted, inEffect)
+	}
+
+	opts = c.options(base, adopt)
+	if opts.ReadBack == nil {
+		t.Fatal("no read-back on the next grant after a contradictory one")
+	}
+	opts.ReadBack(election.TTLReadBack{Asked: 4 * time.Second, Granted: 8 * time.Second, GrantResponse: 8 * time.Second})
+	if len(adopted) != 1 || adopted[0].TTL != 8*time.Second || len(inEffect) != 1 || inEffect[0] != 8*time.Second {
+		t.Fatalf("an agreeing read-back of 8s: adopted %+v, TTL in effect %v", adopted, inEffect)
+	}
+	if c.options(base, adopt).ReadBack != nil {
+		t.Error("read back again after an agreeing read-back")
+	}
+}

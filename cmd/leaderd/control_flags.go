@@ -99,6 +99,12 @@ func (f *controlFlags) parse(args []string) (controlOptions, error) {
 		if opts.Timeout <= 0 {
 			return controlOptions{}, fmt.Errorf("%s: want more than 0, got %q", f.timeout.origin(), f.timeout.value)
 		}
+		// The request is stored as JSON, whose times end with the year
+		// 9999: refuse here rather than fail at the put with exit 1.
+		if !opts.At.IsZero() && opts.At.Add(opts.Timeout).UTC().Year() > 9999 {
+			return controlOptions{}, fmt.Errorf("%s: the request would expire after the year 9999 (%s + --timeout %s)",
+				f.at.origin(), f.at.value, f.timeout.value)
+		}
 	}
 	return opts, nil
 }

@@ -67,6 +67,9 @@ func TestSwitchoverScheduleBadInput(t *testing.T) {
 		{"cancel with to", []string{"--cancel", "--to", "b"}, nil, "leaderd switchover: --cancel: takes no --to or --at"},
 		{"cancel with at", []string{"--cancel", "--at", "+1m"}, nil, "leaderd switchover: --cancel: takes no --to or --at"},
 		{"at without to", []string{"--at", "+1m"}, nil, "leaderd switchover: --to: required"},
+		// The request's expiry must be a time JSON can hold (years 0-9999).
+		{"expiry past 9999", []string{"--to", "b", "--at", "9999-12-31T23:59:50Z"}, nil, "leaderd switchover: --at: the request would expire after the year 9999"},
+		{"at plus timeout past 9999", []string{"--to", "b", "--at", "9800-01-01T00:00:00Z", "--timeout", "2562047h"}, nil, "leaderd switchover: --at: the request would expire after the year 9999"},
 		{"at on resign", []string{}, nil, ""},
 	}
 	for _, tt := range tests {
@@ -291,6 +294,22 @@ func TestSwitchoverWaitFailures(t *testing.T) {
 		old, _ := fakeElection(t, client, "w1")
 		r := run(t, "w1", "--wait", "300ms")
 		check(t, r, exitTimedOut, fmt.Sprintf(`^leaderd switchover: app-2 did not promote within --wait 300ms of \S+: still app-1 \(token %d\)$`, old.created))
+	})
+
+	t.Run("etcd cut off while waiting", func(t *testing.T) {
+		// The outcome is unknown, not timed out: exit 1, as documented.
+		fakeElection(t, client, "x1")
+		proxy, err := etcdtest.NewProxy(srv.Endpoint())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(proxy.Close)
+		onceStored(t, client, "x1", func(context.Context, *election.Request) error {
+			proxy.CutOff()
+			return nil
+		})
+		r := invokeBounded(t, 30*time.Second, nil, "switchover", "--endpoints", proxy.Endpoint(), "--election", "x1", "--to", "app-2", "--wait", "3s")
+		check(t, r, exitError, `^leaderd switchover: could not tell whether app-2 promoted within --wait 3s of \S+: etcd unreachable at \S+`)
 	})
 
 	t.Run("target unhealthy", func(t *testing.T) {

@@ -29,6 +29,9 @@ const (
 	// expiryGrace: a primary may have taken the request just before it
 	// expired; its demoting record follows within one put.
 	expiryGrace = time.Second
+	// readStall: a read unanswered this long when the wait ends means
+	// etcd is not answering (reads take milliseconds).
+	readStall = time.Second
 )
 
 // codedError is an error with the exit status it calls for.
@@ -126,10 +129,12 @@ type switchoverWait struct {
 	old     election.Candidate
 	req     election.Request
 	start   time.Time
-	lastErr error  // of the last read, when it failed
-	blind   bool   // a read failed since the last one that showed old leading
-	where   string // what the last good read showed, for the timed-out line
-	seen    promoted
+	lastErr error // of the last read, when it failed
+	// readFailed: the last read failed, if only because the wait ended.
+	readFailed bool
+	blind      bool   // a read failed since the last one that showed old leading
+	where      string // what the last good read showed, for the timed-out line
+	seen       promoted
 }
 
 // awaitPromoted waits, from the request's at (or now) for up to --wait,
@@ -158,12 +163,13 @@ func (c *controlRun) awaitPromoted(ctx context.Context, w *electionWatch, old el
 		}
 		select {
 		case <-ctx.Done():
-			why := st.where
 			if st.lastErr != nil {
-				why = st.lastErr.Error()
+				// The outcome is unknown, not timed out: exit 1.
+				return promoted{}, fmt.Errorf("could not tell whether %s promoted within --wait %s of %s: %w (last seen: %s)",
+					req.To, durationText(c.opts.Wait), start.UTC().Format(time.RFC3339), st.lastErr, st.where)
 			}
 			return promoted{}, failWith(exitTimedOut, "%s did not promote within --wait %s of %s: %s",
-				req.To, durationText(c.opts.Wait), start.UTC().Format(time.RFC3339), why)
+				req.To, durationText(c.opts.Wait), start.UTC().Format(time.RFC3339), st.where)
 		case <-w.changed:
 		case <-recheck.C:
 		case <-due.C:
@@ -178,6 +184,13 @@ func (c *controlRun) awaitPromoted(ctx context.Context, w *electionWatch, old el
 // so a request gone while the old primary still leads was cancelled.
 func (c *controlRun) judge(ctx context.Context, st *switchoverWait) (bool, error) {
 	now := time.Now()
+	defer func() {
+		// A read the wait's end cut short after readStall unanswered
+		// counts as failed: etcd did not answer, whatever was last seen.
+		if ctx.Err() != nil && st.lastErr == nil && st.readFailed && time.Since(now) >= readStall {
+			st.lastErr = etcdError(c.endpoints, ctx.Err())
+		}
+	}()
 	ctl, err := c.control(ctx)
 	var cands []election.Candidate
 	if err == nil {
@@ -188,12 +201,13 @@ func (c *controlRun) judge(ctx context.Context, st *switchoverWait) (bool, error
 		members, err = c.members(ctx)
 	}
 	if err != nil {
+		st.readFailed, st.blind = true, true
 		if ctx.Err() == nil {
-			st.lastErr, st.blind = err, true
+			st.lastErr = err
 		}
 		return false, nil
 	}
-	st.lastErr = nil
+	st.lastErr, st.readFailed = nil, false
 	old, req, to := st.old, st.req, st.req.To
 	oldLeads := len(cands) > 0 && cands[0].FencingToken() == old.FencingToken()
 	if !oldLeads && st.seen.oldGone.IsZero() && !st.blind {
