@@ -117,7 +117,13 @@ type failback struct {
 	after time.Duration
 	seen  map[string]time.Time // candidate key -> first seen in this tenure
 	timer *time.Timer
+	at    time.Time // when timer fires; zero: not armed
 }
+
+// failbackRetry paces the look again after a hand-over that could not be
+// made (etcd did not answer, the fresh read did not confirm the target):
+// nothing else wakes serve while the target merely keeps campaigning.
+const failbackRetry = time.Second
 
 // newFailback is nil when --failback is off.
 func (s *Sidecar) newFailback(el elector, token int64) *failback {
@@ -142,6 +148,15 @@ func (f *failback) stop() {
 	if f != nil {
 		f.timer.Stop()
 	}
+}
+
+// wakeAt arms the timer for at, unless it is armed for earlier already.
+func (f *failback) wakeAt(at, now time.Time) {
+	if f == nil || (f.at.After(now) && !at.Before(f.at)) {
+		return
+	}
+	f.timer.Reset(at.Sub(now))
+	f.at = at
 }
 
 // check runs on every wake-up of serve while the election is not paused
@@ -186,8 +201,9 @@ func (f *failback) check(ctx context.Context, now time.Time) {
 		}
 	}
 	f.timer.Stop()
+	f.at = time.Time{}
 	if !next.IsZero() {
-		f.timer.Reset(next.Sub(now))
+		f.wakeAt(next, now)
 	}
 	if len(due.Candidates) > 0 {
 		f.handOver(ctx, due, now)
@@ -205,7 +221,7 @@ func (f *failback) handOver(ctx context.Context, due election.Peers, now time.Ti
 	peers, err := f.el.ReadPeers(rctx)
 	if err != nil {
 		s.logger.Warn("failback: cannot read the candidates; trying again later", "err", err)
-		f.timer.Reset(time.Second)
+		f.wakeAt(now.Add(failbackRetry), now)
 		return
 	}
 	keys := map[string]bool{}
@@ -223,6 +239,7 @@ func (f *failback) handOver(ctx context.Context, due election.Peers, now time.Ti
 		return s.mayYieldTo(rctx, f.el, c, now)
 	})
 	if !ok {
+		f.wakeAt(now.Add(failbackRetry), now) // unconfirmed (unhealthy record, lease not renewed, etcd error): look again
 		return
 	}
 	req := election.Request{From: s.cfg.ID, FencingToken: f.token, To: target.ID,
@@ -232,7 +249,7 @@ func (f *failback) handOver(ctx context.Context, due election.Peers, now time.Ti
 		s.logger.Info("failback: another request is pending; respecting it", "target", clip(target.ID))
 	case err != nil:
 		s.logger.Warn("failback: storing the switchover request failed; trying again later", "err", err)
-		f.timer.Reset(time.Second)
+		f.wakeAt(now.Add(failbackRetry), now)
 	default:
 		backOff := s.state.yielded(target.ID, now)
 		s.logger.Info("failback: handing the role to a higher-priority replica",

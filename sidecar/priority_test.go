@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -449,5 +450,74 @@ func TestServeFailbackWaitsForResumeAndPendingRequests(t *testing.T) {
 	m.calls.waitFor(t, "put request to=high", 1)
 	if st := m.sc.Status(); st.Phase != role.PhasePrimary {
 		t.Fatalf("phase %s: the request alone must not end the tenure", st.Phase)
+	}
+}
+
+// primaryWithDueHigher makes "me" (priority 50, failback after 200ms) the
+// primary with token 42, with the control reads and leader reads given
+// by the test, and "high" (200) reading as a healthy campaigner.
+func primaryWithDueHigher(t *testing.T, setup func(m *machine)) *machine {
+	t.Helper()
+	m := startMachine(t, func(m *machine) {
+		m.configure = func(c *Config) { c.Priority, c.FailbackAfter = 50, 200*time.Millisecond }
+		m.el.control = make(chan election.Control, 1)
+		m.el.leaders = make(chan []election.Candidate, 1)
+		if setup != nil {
+			setup(m)
+		}
+	})
+	m.el.control <- election.Control{}
+	m.win(t, m.candidacy(t), 42)
+	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
+	return m
+}
+
+// A failback whose fresh read could not confirm the target (a transient
+// etcd error on its lease) tries again by itself: nothing else may ever
+// wake serve while the target just keeps campaigning.
+func TestServeFailbackRetriesAnUnconfirmedTarget(t *testing.T) {
+	var failures atomic.Int32
+	failures.Store(1)
+	var high atomic.Bool
+	m := primaryWithDueHigher(t, func(m *machine) {
+		m.el.peers = func() election.Peers {
+			if high.Load() {
+				return peersWith(200, true)
+			}
+			return election.Peers{}
+		}
+		m.el.renewed = func(int64) (bool, error) {
+			if failures.Add(-1) >= 0 {
+				return false, errors.New("etcdserver: request timed out")
+			}
+			return true, nil
+		}
+	})
+	high.Store(true)
+	m.el.leaders <- peersWith(200, true).Candidates
+	m.calls.waitFor(t, "put request to=high", 1)
+}
+
+// A request of this tenure that expires unanswered (here an operator's)
+// blocks failback only while it is live: once it expired, by the clock
+// alone, failback asks for its switchover.
+func TestServeFailbackAfterAPendingRequestExpired(t *testing.T) {
+	var high atomic.Bool // before the win: nobody to yield to
+	m := primaryWithDueHigher(t, func(m *machine) {
+		m.el.peers = func() election.Peers {
+			if high.Load() {
+				return peersWith(200, true)
+			}
+			return election.Peers{}
+		}
+	})
+	high.Store(true)
+	pending := &election.Request{From: "me", FencingToken: 42, To: "other", Expires: time.Now().Add(time.Second), Revision: 9}
+	m.el.control <- election.Control{Switchover: pending}
+	waitUntil(t, "the request seen", func() bool { return m.sc.controlState().Switchover != nil })
+	m.el.leaders <- peersWith(200, true).Candidates
+	m.calls.waitFor(t, "put request to=high", 1)
+	if time.Now().Before(pending.Expires) {
+		t.Fatal("failback asked while a request of its tenure was live")
 	}
 }
