@@ -521,3 +521,22 @@ func TestServeFailbackAfterAPendingRequestExpired(t *testing.T) {
 		t.Fatal("failback asked while a request of its tenure was live")
 	}
 }
+
+// With the memory full, a repeat yield to a remembered target keeps its
+// back-off: room is made only for a new target, and never by forgetting
+// the one yielded to.
+func TestYieldBackOffFullKeepsTheRepeatedTarget(t *testing.T) {
+	var y yieldBackOff
+	now := time.Unix(1000, 0)
+	y.yielded("a", now) // the oldest
+	for i := 1; i < yieldTargetsMax; i++ {
+		y.yielded(strings.Repeat("x", i), now.Add(time.Duration(i)*time.Millisecond))
+	}
+	later := now.Add(time.Minute)
+	if d := y.yielded("a", later); d != 2*yieldBackOffMin {
+		t.Fatalf("a repeat yield with the memory full armed %s, want %s (the first was forgotten)", d, 2*yieldBackOffMin)
+	}
+	if len(y.targets) > yieldTargetsMax {
+		t.Fatalf("%d targets remembered, want at most %d", len(y.targets), yieldTargetsMax)
+	}
+}
