@@ -62,6 +62,27 @@ func (s *Sidecar) yieldTarget(el elector) (election.Candidate, bool) {
 	})
 }
 
+// noteNamed remembers a switchover request that names this replica, so
+// that its win is not undone by a yield (yieldTarget). Only a live request
+// for the tenure that leads, and only from its at (a scheduled one does
+// nothing before), for a bounded time: a stale or far-off one must not pin
+// this replica as primary over higher priorities. No watch event marks the
+// at, so the window is set when the request is seen.
+func (s *Sidecar) noteNamed(r *election.Request, now time.Time) {
+	if !r.Live(now) || r.To != s.cfg.ID || !s.state.leadsNow(r) {
+		return
+	}
+	from := now
+	if r.At.After(now) {
+		from = r.At
+	}
+	until := r.Expires
+	if limit := from.Add(s.failbackRequestTTL()); limit.Before(until) {
+		until = limit
+	}
+	s.state.nameTarget(from, until)
+}
+
 // mayYieldTo reports whether c, a healthy higher-priority campaigner, may
 // be yielded to: it is not in yield back-off, and its lease is renewed (a
 // killed replica's keys stay until its lease expires). Unsure: no.
