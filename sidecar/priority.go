@@ -139,12 +139,21 @@ type failback struct {
 	seen  map[string]time.Time // candidate key -> first seen in this tenure
 	timer *time.Timer
 	at    time.Time // when timer fires; zero: not armed
+	retry time.Duration
 }
 
-// failbackRetry paces the look again after a hand-over that could not be
-// made (etcd did not answer, the fresh read did not confirm the target):
-// nothing else wakes serve while the target merely keeps campaigning.
+// failbackRetry is the first look again after a hand-over that could not
+// be made (etcd did not answer, the fresh read did not confirm the
+// target): nothing else wakes serve while the target merely keeps
+// campaigning. It doubles on repeats up to yieldBackOffMax, so a key that
+// never qualifies (no member record) costs a read now and then, no more.
 const failbackRetry = time.Second
+
+// later arms the next look after a hand-over that could not be made.
+func (f *failback) later(now time.Time) {
+	f.retry = min(max(2*f.retry, failbackRetry), yieldBackOffMax)
+	f.wakeAt(now.Add(f.retry), now)
+}
 
 // newFailback is nil when --failback is off.
 func (s *Sidecar) newFailback(el elector, token int64) *failback {
@@ -242,7 +251,7 @@ func (f *failback) handOver(ctx context.Context, due election.Peers, now time.Ti
 	peers, err := f.el.ReadPeers(rctx)
 	if err != nil {
 		s.logger.Warn("failback: cannot read the candidates; trying again later", "err", err)
-		f.wakeAt(now.Add(failbackRetry), now)
+		f.later(now)
 		return
 	}
 	keys := map[string]bool{}
@@ -260,7 +269,7 @@ func (f *failback) handOver(ctx context.Context, due election.Peers, now time.Ti
 		return s.mayYieldTo(rctx, f.el, c, now)
 	})
 	if !ok {
-		f.wakeAt(now.Add(failbackRetry), now) // unconfirmed (unhealthy record, lease not renewed, etcd error): look again
+		f.later(now) // unconfirmed (unhealthy record, lease not renewed, etcd error): look again
 		return
 	}
 	req := election.Request{From: s.cfg.ID, FencingToken: f.token, To: target.ID,
@@ -270,8 +279,9 @@ func (f *failback) handOver(ctx context.Context, due election.Peers, now time.Ti
 		s.logger.Info("failback: another request is pending; respecting it", "target", clip(target.ID))
 	case err != nil:
 		s.logger.Warn("failback: storing the switchover request failed; trying again later", "err", err)
-		f.wakeAt(now.Add(failbackRetry), now)
+		f.later(now)
 	default:
+		f.retry = 0
 		backOff := s.state.yielded(target.ID, now)
 		s.logger.Info("failback: handing the role to a higher-priority replica",
 			"target", clip(target.ID), "target_priority", target.Priority, "priority", s.cfg.Priority,
