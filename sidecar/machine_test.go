@@ -120,6 +120,8 @@ type fakeElector struct {
 	requests []election.Request
 	// leaders, if set, delivers good leader reads with these candidates.
 	leaders chan []election.Candidate
+	// renewed, if set, answers LeaseRenewed; nil: every lease is renewed.
+	renewed func(lease int64) (bool, error)
 }
 
 func (e *fakeElector) Grant(ctx context.Context) (candidacy, error) {
@@ -190,6 +192,9 @@ func (e *fakeElector) ReadPeers(ctx context.Context) (election.Peers, error) {
 }
 
 func (e *fakeElector) LeaseRenewed(ctx context.Context, lease int64) (bool, error) {
+	if e.renewed != nil {
+		return e.renewed(lease)
+	}
 	return true, nil
 }
 

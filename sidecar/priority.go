@@ -62,6 +62,27 @@ func (s *Sidecar) yieldTarget(el elector) (election.Candidate, bool) {
 	})
 }
 
+// noteNamed remembers a switchover request that names this replica, so
+// that its win is not undone by a yield (yieldTarget). Only a live request
+// for the tenure that leads, and only from its at (a scheduled one does
+// nothing before), for a bounded time: a stale or far-off one must not pin
+// this replica as primary over higher priorities. No watch event marks the
+// at, so the window is set when the request is seen.
+func (s *Sidecar) noteNamed(r *election.Request, now time.Time) {
+	if !r.Live(now) || r.To != s.cfg.ID || !s.state.leadsNow(r) {
+		return
+	}
+	from := now
+	if r.At.After(now) {
+		from = r.At
+	}
+	until := r.Expires
+	if limit := from.Add(s.failbackRequestTTL()); limit.Before(until) {
+		until = limit
+	}
+	s.state.nameTarget(from, until)
+}
+
 // mayYieldTo reports whether c, a healthy higher-priority campaigner, may
 // be yielded to: it is not in yield back-off, and its lease is renewed (a
 // killed replica's keys stay until its lease expires). Unsure: no.
@@ -117,6 +138,21 @@ type failback struct {
 	after time.Duration
 	seen  map[string]time.Time // candidate key -> first seen in this tenure
 	timer *time.Timer
+	at    time.Time // when timer fires; zero: not armed
+	retry time.Duration
+}
+
+// failbackRetry is the first look again after a hand-over that could not
+// be made (etcd did not answer, the fresh read did not confirm the
+// target): nothing else wakes serve while the target merely keeps
+// campaigning. It doubles on repeats up to yieldBackOffMax, so a key that
+// never qualifies (no member record) costs a read now and then, no more.
+const failbackRetry = time.Second
+
+// later arms the next look after a hand-over that could not be made.
+func (f *failback) later(now time.Time) {
+	f.retry = min(max(2*f.retry, failbackRetry), yieldBackOffMax)
+	f.wakeAt(now.Add(f.retry), now)
 }
 
 // newFailback is nil when --failback is off.
@@ -142,6 +178,15 @@ func (f *failback) stop() {
 	if f != nil {
 		f.timer.Stop()
 	}
+}
+
+// wakeAt arms the timer for at, unless it is armed for earlier already.
+func (f *failback) wakeAt(at, now time.Time) {
+	if f == nil || (f.at.After(now) && !at.Before(f.at)) {
+		return
+	}
+	f.timer.Reset(at.Sub(now))
+	f.at = at
 }
 
 // check runs on every wake-up of serve while the election is not paused
@@ -186,8 +231,9 @@ func (f *failback) check(ctx context.Context, now time.Time) {
 		}
 	}
 	f.timer.Stop()
+	f.at = time.Time{}
 	if !next.IsZero() {
-		f.timer.Reset(next.Sub(now))
+		f.wakeAt(next, now)
 	}
 	if len(due.Candidates) > 0 {
 		f.handOver(ctx, due, now)
@@ -205,7 +251,7 @@ func (f *failback) handOver(ctx context.Context, due election.Peers, now time.Ti
 	peers, err := f.el.ReadPeers(rctx)
 	if err != nil {
 		s.logger.Warn("failback: cannot read the candidates; trying again later", "err", err)
-		f.timer.Reset(time.Second)
+		f.later(now)
 		return
 	}
 	keys := map[string]bool{}
@@ -223,6 +269,7 @@ func (f *failback) handOver(ctx context.Context, due election.Peers, now time.Ti
 		return s.mayYieldTo(rctx, f.el, c, now)
 	})
 	if !ok {
+		f.later(now) // unconfirmed (unhealthy record, lease not renewed, etcd error): look again
 		return
 	}
 	req := election.Request{From: s.cfg.ID, FencingToken: f.token, To: target.ID,
@@ -232,8 +279,9 @@ func (f *failback) handOver(ctx context.Context, due election.Peers, now time.Ti
 		s.logger.Info("failback: another request is pending; respecting it", "target", clip(target.ID))
 	case err != nil:
 		s.logger.Warn("failback: storing the switchover request failed; trying again later", "err", err)
-		f.timer.Reset(time.Second)
+		f.later(now)
 	default:
+		f.retry = 0
 		backOff := s.state.yielded(target.ID, now)
 		s.logger.Info("failback: handing the role to a higher-priority replica",
 			"target", clip(target.ID), "target_priority", target.Priority, "priority", s.cfg.Priority,

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -180,7 +181,7 @@ func TestMachineNamedTargetDoesNotYield(t *testing.T) {
 		m.configure = func(c *Config) { c.Priority = 50 }
 		m.el.peers = func() election.Peers { return peersWith(200, true) }
 	})
-	m.sc.state.nameTarget(time.Now().Add(time.Minute))
+	m.sc.state.nameTarget(time.Now(), time.Now().Add(time.Minute))
 	m.win(t, m.candidacy(t), 10)
 }
 
@@ -449,5 +450,153 @@ func TestServeFailbackWaitsForResumeAndPendingRequests(t *testing.T) {
 	m.calls.waitFor(t, "put request to=high", 1)
 	if st := m.sc.Status(); st.Phase != role.PhasePrimary {
 		t.Fatalf("phase %s: the request alone must not end the tenure", st.Phase)
+	}
+}
+
+// primaryWithDueHigher makes "me" (priority 50, failback after 200ms) the
+// primary with token 42, with the control reads and leader reads given
+// by the test, and "high" (200) reading as a healthy campaigner.
+func primaryWithDueHigher(t *testing.T, setup func(m *machine)) *machine {
+	t.Helper()
+	m := startMachine(t, func(m *machine) {
+		m.configure = func(c *Config) { c.Priority, c.FailbackAfter = 50, 200*time.Millisecond }
+		m.el.control = make(chan election.Control, 1)
+		m.el.leaders = make(chan []election.Candidate, 1)
+		if setup != nil {
+			setup(m)
+		}
+	})
+	m.el.control <- election.Control{}
+	m.win(t, m.candidacy(t), 42)
+	waitUntil(t, "primary", func() bool { return m.sc.Status().Phase == role.PhasePrimary })
+	return m
+}
+
+// A failback whose fresh read could not confirm the target (a transient
+// etcd error on its lease) tries again by itself: nothing else may ever
+// wake serve while the target just keeps campaigning.
+func TestServeFailbackRetriesAnUnconfirmedTarget(t *testing.T) {
+	var failures atomic.Int32
+	failures.Store(1)
+	var high atomic.Bool
+	m := primaryWithDueHigher(t, func(m *machine) {
+		m.el.peers = func() election.Peers {
+			if high.Load() {
+				return peersWith(200, true)
+			}
+			return election.Peers{}
+		}
+		m.el.renewed = func(int64) (bool, error) {
+			if failures.Add(-1) >= 0 {
+				return false, errors.New("etcdserver: request timed out")
+			}
+			return true, nil
+		}
+	})
+	high.Store(true)
+	m.el.leaders <- peersWith(200, true).Candidates
+	m.calls.waitFor(t, "put request to=high", 1)
+}
+
+// A request of this tenure that expires unanswered (here an operator's)
+// blocks failback only while it is live: once it expired, by the clock
+// alone, failback asks for its switchover.
+func TestServeFailbackAfterAPendingRequestExpired(t *testing.T) {
+	var high atomic.Bool // before the win: nobody to yield to
+	m := primaryWithDueHigher(t, func(m *machine) {
+		m.el.peers = func() election.Peers {
+			if high.Load() {
+				return peersWith(200, true)
+			}
+			return election.Peers{}
+		}
+	})
+	high.Store(true)
+	pending := &election.Request{From: "me", FencingToken: 42, To: "other", Expires: time.Now().Add(time.Second), Revision: 9}
+	m.el.control <- election.Control{Switchover: pending}
+	waitUntil(t, "the request seen", func() bool { return m.sc.controlState().Switchover != nil })
+	m.el.leaders <- peersWith(200, true).Candidates
+	m.calls.waitFor(t, "put request to=high", 1)
+	if time.Now().Before(pending.Expires) {
+		t.Fatal("failback asked while a request of its tenure was live")
+	}
+}
+
+// With the memory full, a repeat yield to a remembered target keeps its
+// back-off: room is made only for a new target, and never by forgetting
+// the one yielded to.
+func TestYieldBackOffFullKeepsTheRepeatedTarget(t *testing.T) {
+	var y yieldBackOff
+	now := time.Unix(1000, 0)
+	y.yielded("a", now) // the oldest
+	for i := 1; i < yieldTargetsMax; i++ {
+		y.yielded(strings.Repeat("x", i), now.Add(time.Duration(i)*time.Millisecond))
+	}
+	later := now.Add(time.Minute)
+	if d := y.yielded("a", later); d != 2*yieldBackOffMin {
+		t.Fatalf("a repeat yield with the memory full armed %s, want %s (the first was forgotten)", d, 2*yieldBackOffMin)
+	}
+	if len(y.targets) > yieldTargetsMax {
+		t.Fatalf("%d targets remembered, want at most %d", len(y.targets), yieldTargetsMax)
+	}
+}
+
+// A switchover scheduled for later that names this replica does not stop
+// a yield at a win before its at (a failover meanwhile): the request does
+// nothing until it is due.
+func TestMachineScheduledSwitchoverDoesNotNameBeforeItsAt(t *testing.T) {
+	m := startMachine(t, func(m *machine) {
+		m.configure = func(c *Config) { c.Priority = 50 }
+		m.el.control = make(chan election.Control, 1)
+		m.el.leaders = make(chan []election.Candidate, 1)
+		m.el.peers = func() election.Peers { return peersWith(200, true) }
+	})
+	p := election.Candidate{CandidateValue: election.CandidateValue{ID: "p", Priority: 100}, LeaseID: 5, Key: "c/5", CreateRevision: 7}
+	m.el.leaders <- append([]election.Candidate{p}, peersWith(200, true).Candidates...)
+	req := &election.Request{From: "p", FencingToken: 7, To: "me", At: time.Now().Add(time.Hour), Expires: time.Now().Add(2 * time.Hour), Revision: 3}
+	waitUntil(t, "p leads", func() bool { return m.sc.state.leadsNow(req) })
+	m.el.control <- election.Control{Switchover: req}
+	c := m.candidacy(t)
+	m.calls.waitFor(t, "campaign", 1)
+	c.win <- &fakeTenure{calls: m.calls, token: 10}
+	m.calls.waitFor(t, "campaign", 2)
+	log, _ := m.calls.snapshot()
+	after(t, log, "campaign", "resign", "campaign")
+	if hasPrefix(log, "promote") {
+		t.Fatalf("promoted over a higher priority, named by a switchover not due for an hour; log:\n  %s", strings.Join(log, "\n  "))
+	}
+}
+
+// noteNamed: a switchover naming this replica protects its win from its
+// at, for failbackRequestTTL at most; one naming another replica, or
+// another tenure than the leading one, names nobody.
+func TestNoteNamedFromItsAt(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Election, cfg.ID = "e", "me"
+	s := newSidecar(cfg, slog.New(slog.DiscardHandler), &fakeElector{calls: newCalls()}, nil, nil)
+	p := election.Candidate{CandidateValue: election.CandidateValue{ID: "p"}, CreateRevision: 7}
+	s.state.setLeader([]election.Candidate{p})
+	t0 := time.Now()
+	window := s.failbackRequestTTL()
+
+	s.noteNamed(&election.Request{From: "p", FencingToken: 8, To: "me", Expires: t0.Add(time.Hour)}, t0)
+	s.noteNamed(&election.Request{From: "p", FencingToken: 7, To: "other", Expires: t0.Add(time.Hour)}, t0)
+	if s.state.namedTarget(t0) {
+		t.Fatal("named by a stale request or one for another target")
+	}
+	at := t0.Add(10 * time.Minute)
+	s.noteNamed(&election.Request{From: "p", FencingToken: 7, To: "me", At: at, Expires: at.Add(time.Hour)}, t0)
+	for _, c := range []struct {
+		at   time.Time
+		want bool
+	}{{t0, false}, {at.Add(-time.Second), false}, {at, true}, {at.Add(window - time.Second), true}, {at.Add(window), false}} {
+		if got := s.state.namedTarget(c.at); got != c.want {
+			t.Errorf("named at %s after the request was seen: %v, want %v", c.at.Sub(t0), got, c.want)
+		}
+	}
+	// Due now: named at once, until its expiry when that comes first.
+	s.noteNamed(&election.Request{From: "p", FencingToken: 7, To: "me", Expires: t0.Add(time.Second)}, t0)
+	if !s.state.namedTarget(t0) || s.state.namedTarget(t0.Add(time.Second)) {
+		t.Fatal("a due request: want named now and until its expiry")
 	}
 }

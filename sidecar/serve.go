@@ -67,6 +67,13 @@ func (s *Sidecar) serve(tctx context.Context, el elector, token int64) *stepDown
 			// is respected.
 			if !pendingFor(c.Resign, s.cfg.ID, token, now) && !pendingFor(c.Switchover, s.cfg.ID, token, now) {
 				fb.check(tctx, now)
+			} else {
+				// It may expire unanswered, by the clock alone: look again then.
+				for _, r := range []*election.Request{c.Resign, c.Switchover} {
+					if pendingFor(r, s.cfg.ID, token, now) {
+						fb.wakeAt(r.Expires, now)
+					}
+				}
 			}
 		}
 		due, stopDue := s.untilDue(func(r *election.Request) bool { return r.From == s.cfg.ID && r.FencingToken == token })

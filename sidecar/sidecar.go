@@ -178,16 +178,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		el.WatchControl(ctx, func(c election.Control, err error) {
 			s.watchFailed("control", err)
 			if err == nil {
-				// Only a live request for the tenure that leads, and for a
-				// bounded time: a stale or far-off one must not pin this
-				// replica as primary over higher priorities.
-				if now := time.Now(); c.Switchover.Live(now) && c.Switchover.To == s.cfg.ID && s.state.leadsNow(c.Switchover) {
-					until := c.Switchover.Expires
-					if limit := now.Add(s.failbackRequestTTL()); limit.Before(until) {
-						until = limit
-					}
-					s.state.nameTarget(until)
-				}
+				s.noteNamed(c.Switchover, time.Now())
 				s.state.setControl(c)
 				wake(s.controlChanged)
 			}

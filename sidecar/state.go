@@ -29,7 +29,8 @@ type state struct {
 	candidates     []string             // ids in campaign order, from the leader watch
 	campaigners    []election.Candidate // the same candidates, with priorities and keys
 	yields         yieldBackOff         // the yield back-off per target (yield.go)
-	namedUntil     time.Time            // a switchover named this replica as target, live until then
+	namedFrom      time.Time            // a switchover named this replica as target, from (its at) ...
+	namedUntil     time.Time            // ... until then
 	control        election.Control
 	leader         *LeaderStatus
 	etcdReachable  bool
@@ -184,22 +185,21 @@ func (s *state) campaignersSnapshot() []election.Candidate {
 }
 
 // nameTarget remembers a switchover request naming this replica as its
-// target, live until expires: the old primary clears it once it has
-// stepped down, maybe before this replica's win is checked.
-func (s *state) nameTarget(expires time.Time) {
+// target, in effect from its at until expires: the old primary clears it
+// once it has stepped down, maybe before this replica's win is checked.
+// The latest request seen replaces an earlier one.
+func (s *state) nameTarget(from, expires time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if expires.After(s.namedUntil) {
-		s.namedUntil = expires
-	}
+	s.namedFrom, s.namedUntil = from, expires
 }
 
 // namedTarget reports whether a switchover named this replica as its
-// target and has not expired at now.
+// target and is in effect at now.
 func (s *state) namedTarget(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return now.Before(s.namedUntil)
+	return !now.Before(s.namedFrom) && now.Before(s.namedUntil)
 }
 
 // yieldAllowed reports whether this replica may yield the role to id now

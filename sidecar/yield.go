@@ -62,7 +62,7 @@ func (y *yieldBackOff) yielded(id string, now time.Time) time.Duration {
 	if y.targets == nil {
 		y.targets = map[string]*yieldTarget{}
 	}
-	y.prune(now)
+	y.prune(now, id)
 	t := y.targets[id]
 	if t == nil {
 		t = &yieldTarget{}
@@ -95,13 +95,16 @@ func (y *yieldBackOff) observeLeader(id string, now time.Time) {
 	}
 }
 
-// prune forgets targets quiet for yieldQuiet, and the oldest beyond
-// yieldTargetsMax.
-func (y *yieldBackOff) prune(now time.Time) {
+// prune forgets targets quiet for yieldQuiet and, to make room for keep
+// when it is new, the oldest beyond yieldTargetsMax; never keep itself.
+func (y *yieldBackOff) prune(now time.Time, keep string) {
 	for id, t := range y.targets {
 		if now.Sub(t.last) > yieldQuiet {
 			delete(y.targets, id)
 		}
+	}
+	if _, known := y.targets[keep]; known {
+		return
 	}
 	for len(y.targets) >= yieldTargetsMax {
 		oldest := ""
