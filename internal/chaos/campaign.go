@@ -453,6 +453,9 @@ func (c *campaign) finish(rec *Record) {
 	for _, n := range w.nodes {
 		w.stopReplica(n, 10*time.Second)
 	}
+	if c.o.Priorities {
+		c.countPriorityLogs(rec)
+	}
 	rec.End.LeftoverHook = leftoverProcesses(w.dir, true)
 	rec.Ended = time.Now()
 	tl, err := w.set.Timeline()

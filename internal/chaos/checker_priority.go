@@ -64,7 +64,8 @@ func priorityNote(r *Record) string {
 	if r.Failback > 0 {
 		fb = "after " + r.Failback.String()
 	}
-	s := fmt.Sprintf("priorities %s; failback %s; highest running at the end: %s", strings.Join(ps, ", "), fb, orUnknown(r.End.Highest))
+	s := fmt.Sprintf("priorities %s; failback %s; %d yields at a win and %d failback requests logged; highest running at the end: %s",
+		strings.Join(ps, ", "), fb, r.Yields, r.Failbacks, orUnknown(r.End.Highest))
 	if q := r.End.Quiet; q != nil {
 		s += fmt.Sprintf("; quiet window at the end %s", q.End.Sub(q.Start).Round(100*time.Millisecond))
 	}

@@ -1,7 +1,10 @@
 package chaos
 
 import (
+	"bytes"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -100,4 +103,25 @@ func (c *campaign) settlePriorities(rec *Record) {
 	c.sleep(c.o.Failback + 2*c.o.TTL)
 	quiet.End = time.Now()
 	rec.End.Quiet = quiet
+}
+
+// The sidecar's log messages for a yield at a win and a failback request
+// (sidecar/priority.go): the campaign counts them in the replicas' logs,
+// as evidence that the run exercised them.
+const (
+	logYield    = `msg="elected, but a higher-priority replica campaigns: yielding without promoting"`
+	logFailback = `msg="failback: handing the role to a higher-priority replica"`
+)
+
+// countPriorityLogs fills rec.Yields and rec.Failbacks from the replicas'
+// stderr logs (every process of an id appends to one file).
+func (c *campaign) countPriorityLogs(rec *Record) {
+	for _, n := range c.w.nodes {
+		b, err := os.ReadFile(filepath.Join(c.w.dir, n.id+".stderr.log"))
+		if err != nil {
+			continue
+		}
+		rec.Yields += bytes.Count(b, []byte(logYield))
+		rec.Failbacks += bytes.Count(b, []byte(logFailback))
+	}
 }

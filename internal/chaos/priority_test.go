@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -146,5 +148,39 @@ func TestCheckPriorityRulesNeedPriorities(t *testing.T) {
 	r.End.Quiet = &Window{Start: at(0), End: at(20)}
 	if v := Check(r); !v.OK() {
 		t.Fatalf("violations: %v", v.Violations)
+	}
+}
+
+// The campaign counts yields and failbacks by the sidecar's log messages:
+// a renamed message would make the counts silently zero.
+func TestPriorityLogMessagesMatchTheSidecar(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "sidecar", "priority.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{logYield, logFailback} {
+		if msg := strings.TrimPrefix(m, "msg="); !strings.Contains(string(src), msg) {
+			t.Errorf("sidecar/priority.go logs no %s", msg)
+		}
+	}
+}
+
+func TestReportNamesThePriorities(t *testing.T) {
+	r := priorityRecord()
+	r.Yields, r.Failbacks = 4, 2
+	var b strings.Builder
+	if err := WriteReport(&b, r, Check(r), ""); err != nil {
+		t.Fatal(err)
+	}
+	want := "- priorities a=110, b=120, c=100; failback after 5s; 4 yields at a win and 2 failback requests logged; highest running at the end: b; quiet window at the end 6s\n"
+	if !strings.Contains(b.String(), want) {
+		t.Fatalf("report lacks %q:\n%s", want, b.String())
+	}
+	b.Reset()
+	if err := WriteReport(&b, cleanRecord(), Check(cleanRecord()), ""); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "priorities") {
+		t.Fatal("a run without -priorities reports priorities")
 	}
 }

@@ -58,6 +58,10 @@ type Record struct {
 	// -priorities, all 100); Failback their --failback delay (0: off).
 	Priorities map[string]int `json:",omitempty"`
 	Failback   time.Duration  `json:",omitempty"`
+	// Yields and Failbacks count the replicas' logged yields at a win and
+	// failback requests: hand-overs no fault asked for.
+	Yields    int `json:",omitempty"`
+	Failbacks int `json:",omitempty"`
 }
 
 // Sample is one GET /primary on one replica.
