@@ -32,15 +32,18 @@ clean:
 
 # The randomized fault campaign (RELIABILITY.md). SEED picks the faults;
 # a failing seed replays with the command its report prints.
+# CHAOS_FLAGS adds flags, e.g. CHAOS_FLAGS="-priorities -failback 5s".
 SEED ?= $(shell date +%s)
 FAULTS ?= 500
+CHAOS_FLAGS ?=
 chaos:
-	$(GO) run ./chaos -seed $(SEED) -faults $(FAULTS)
+	$(GO) run ./chaos -seed $(SEED) -faults $(FAULTS) $(CHAOS_FLAGS)
 
 # The short fixed-seed campaign CI runs (about three minutes), with the
-# replicas built with the race detector.
+# replicas built with the race detector and given distinct priorities and
+# failback, so every win runs the yield decision and failback hands over.
 chaos-short:
-	$(GO) run ./chaos -seed 1 -faults 40 -replicas 3 -race
+	$(GO) run ./chaos -seed 1 -faults 40 -replicas 3 -race -priorities -failback 5s
 
 # Every fuzz target for FUZZTIME (default 2m) each.
 fuzz:

@@ -37,6 +37,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.TTL, "ttl", 3*time.Second, "the replicas' --ttl")
 	fs.DurationVar(&o.DemoteTimeout, "demote-timeout", time.Second, "the replicas' --demote-timeout")
 	fs.DurationVar(&o.PromoteTimeout, "promote-timeout", 2*time.Second, "the replicas' --promote-timeout")
+	fs.BoolVar(&o.Priorities, "priorities", false, "start the replicas with distinct --priority values drawn from the seed (its fault draws stay the same)")
+	fs.DurationVar(&o.Failback, "failback", 0, "with -priorities: the replicas' --failback after=DURATION (0: off)")
 	dir := fs.String("dir", "", "working directory, kept (default: a temporary one, removed after a pass)")
 	recordPath := fs.String("record", "", "also write the whole record as JSON to this file")
 	verbose := fs.Bool("v", false, "log each fault as it is injected")
@@ -133,10 +135,23 @@ func replay(o chaos.Options, race bool) string {
 		fmt.Sprintf("-replicas %d", o.Replicas), fmt.Sprintf("-overlap %g", o.Overlap),
 		"-ttl " + o.TTL.String(), "-demote-timeout " + o.DemoteTimeout.String(),
 		"-promote-timeout " + o.PromoteTimeout.String()}
+	args = append(args, priorityFlags(o)...)
 	if race {
 		args = append(args, "-race")
 	}
 	return strings.Join(args, " ")
+}
+
+// priorityFlags are -priorities and -failback as given (none when off).
+func priorityFlags(o chaos.Options) []string {
+	var out []string
+	if o.Priorities {
+		out = append(out, "-priorities")
+	}
+	if o.Failback > 0 {
+		out = append(out, "-failback "+o.Failback.String())
+	}
+	return out
 }
 
 // runSoak runs the soak, prints its report and says whether it passed.
@@ -158,6 +173,9 @@ func runSoak(ctx context.Context, so chaos.SoakOptions, dir string, keep bool, r
 	}
 	replay := fmt.Sprintf("go run ./chaos -soak %s -seed %d -replicas %d -ttl %s -demote-timeout %s -promote-timeout %s",
 		so.Duration, so.Seed, so.Replicas, so.TTL, so.DemoteTimeout, so.PromoteTimeout)
+	if f := priorityFlags(so.Options); len(f) > 0 {
+		replay += " " + strings.Join(f, " ")
+	}
 	if race {
 		replay += " -race"
 	}

@@ -31,9 +31,13 @@ type Options struct {
 	TTL            time.Duration
 	DemoteTimeout  time.Duration
 	PromoteTimeout time.Duration
-	Binary         string // the leaderd executable
-	Dir            string // working directory (etcd data, hooks, logs, timeline)
-	Log            *slog.Logger
+	// Priorities starts the replicas with distinct --priority values drawn
+	// from the seed (Priorities); Failback > 0 adds --failback after=it.
+	Priorities bool
+	Failback   time.Duration
+	Binary     string // the leaderd executable
+	Dir        string // working directory (etcd data, hooks, logs, timeline)
+	Log        *slog.Logger
 }
 
 // Validate checks the options a campaign cannot run with.
@@ -49,6 +53,10 @@ func (o Options) Validate() error {
 		return errors.New("-ttl must be whole seconds, at least 2s")
 	case o.DemoteTimeout <= 0 || o.PromoteTimeout <= 0:
 		return errors.New("-demote-timeout and -promote-timeout must be positive")
+	case o.Failback < 0:
+		return errors.New("-failback must be positive")
+	case o.Failback > 0 && !o.Priorities:
+		return errors.New("-failback needs -priorities: with equal priorities there is nothing to fail back to")
 	}
 	return nil
 }
@@ -119,7 +127,8 @@ func setup(ctx context.Context, o Options) (c *campaign, rec *Record, err error)
 		log:  log,
 	}
 	c.bound = o.TTL + w.etcd.ElectionTimeout() + 500*time.Millisecond + o.DemoteTimeout + o.PromoteTimeout
-	rec = &Record{Seed: o.Seed, Started: time.Now(), Replicas: w.ids(), Bound: c.bound}
+	rec = &Record{Seed: o.Seed, Started: time.Now(), Replicas: w.ids(), Bound: c.bound,
+		Priorities: o.priorityMap(w.ids()), Failback: o.Failback}
 
 	obsCtx, stopObs := context.WithCancel(context.Background())
 	c.stopObs = stopObs
@@ -263,7 +272,7 @@ func (c *campaign) settle(group []*active) {
 	}
 	since := lastHeal
 	for _, a := range group {
-		if a.kind.moves && a.primary != "" && a.fault.InjectErr == "" {
+		if a.kind.moves && !a.cancelled && a.primary != "" && a.fault.InjectErr == "" {
 			// A request the primary never acted on leaves it serving: then
 			// the recovery is timed from the heal, not from the wait.
 			if moved := c.obs.waitNotServing(c.ctx, a.primary, c.bound); moved.After(since) {
@@ -414,6 +423,9 @@ func (c *campaign) finish(rec *Record) {
 	if steadyAt.IsZero() {
 		c.log.Warn("no single primary at the end")
 	}
+	if c.o.Priorities {
+		c.settlePriorities(rec)
+	}
 	for _, n := range w.nodes {
 		if s, ok := c.obs.lastSample(n.id); ok && s.Code == http.StatusOK && n.replica() != nil {
 			rec.End.Primaries = append(rec.End.Primaries, n.id)
@@ -440,6 +452,9 @@ func (c *campaign) finish(rec *Record) {
 	}
 	for _, n := range w.nodes {
 		w.stopReplica(n, 10*time.Second)
+	}
+	if c.o.Priorities {
+		c.countPriorityLogs(rec)
 	}
 	rec.End.LeftoverHook = leftoverProcesses(w.dir, true)
 	rec.Ended = time.Now()

@@ -197,6 +197,7 @@ func Check(r *Record) Verdict {
 	v.Violations = append(v.Violations, checkRecovery(r, &v)...)
 	v.Violations = append(v.Violations, checkFailover(r)...)
 	v.Violations = append(v.Violations, checkEnd(r)...)
+	v.Violations = append(v.Violations, checkPriority(r)...)
 	slices.SortStableFunc(v.Violations, func(a, b Violation) int {
 		return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Rule, b.Rule))
 	})
@@ -646,7 +647,7 @@ func injectedBySeq(r *Record) map[int]Fault {
 // overlapping one, a fault's failover is not judged.
 var (
 	failoverKinds = []string{"sigkill", "sigterm", "restart", "stop-long", "cut-all", "hook-fail", "hook-hang",
-		"hook-flood", "stderr-stall", "health-flap", "resign", "switchover"}
+		"hook-flood", "stderr-stall", "health-flap", "resign", "switchover", "scheduled-switchover"}
 	exemptFailover = []string{"member-kill", "leader-kill", "member-isolate", "peer-cut", "quorum-short", "quorum-long", "pause"}
 )
 

@@ -19,8 +19,9 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
-	"github.com/leaderd/leaderd/internal/etcdtest"
 	"google.golang.org/grpc"
+
+	"github.com/leaderd/leaderd/internal/etcdtest"
 )
 
 // Named limits: generous for a loaded machine, short enough that a broken

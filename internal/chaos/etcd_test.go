@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leaderd/leaderd/internal/etcdtest"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leaderd/leaderd/internal/etcdtest"
 )
 
 // Bounds for the waits below.

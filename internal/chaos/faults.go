@@ -54,8 +54,11 @@ type active struct {
 	node    *node
 	members []int
 	hold    time.Duration
-	stop    chan struct{} // ends a fault's own loop (health flapping)
-	done    chan struct{}
+	// cancelled: a scheduled switchover whose heal cancels it before it is
+	// due, so the primary is not expected to move.
+	cancelled bool
+	stop      chan struct{} // ends a fault's own loop (health flapping)
+	done      chan struct{}
 }
 
 // between is a uniform duration in [lo, hi) multiples of ttl.
@@ -188,6 +191,9 @@ var kinds = []*kind{
 			a.fault.Target = to.id
 			return c.operator("switchover", "--to", to.id, "--wait", "0")
 		}},
+	{name: "scheduled-switchover", weight: 3, scope: onElection, hold: instant, moves: true,
+		inject: func(c *campaign, a *active) error { return c.scheduleSwitchover(a) },
+		heal:   func(c *campaign, a *active) error { return c.cancelSwitchover(a) }},
 	{name: "pause", weight: 2, scope: onElection, hold: between(0.5, 1.5),
 		inject: func(c *campaign, a *active) error { return c.operator("pause") },
 		heal:   func(c *campaign, a *active) error { return c.resume() }},

@@ -54,6 +54,14 @@ type Record struct {
 	// Bound is the documented worst-case recovery after a fault heals:
 	// TTL + etcd's election timeout + 0.5s + hook time.
 	Bound time.Duration
+	// Priorities are the replicas' --priority values (nil: run without
+	// -priorities, all 100); Failback their --failback delay (0: off).
+	Priorities map[string]int `json:",omitempty"`
+	Failback   time.Duration  `json:",omitempty"`
+	// Yields and Failbacks count the replicas' logged yields at a win and
+	// failback requests: hand-overs no fault asked for.
+	Yields    int `json:",omitempty"`
+	Failbacks int `json:",omitempty"`
 }
 
 // Sample is one GET /primary on one replica.
@@ -134,4 +142,11 @@ type EndState struct {
 	SidecarLease []int64  // lease ids the live sidecars report in /status
 	LeftoverHook []string // hook processes still running (command lines)
 	Down         []string // replica ids not running when the end state was taken
+	// With -priorities: Highest is the running replica of the highest
+	// priority when the end state was taken; Quiet is a window after the
+	// end state (and failback, if on) settled, with no fault and every
+	// replica healthy, in which no hand-over is due (promotes there are
+	// churn: yields or failbacks that do not settle).
+	Highest string  `json:",omitempty"`
+	Quiet   *Window `json:",omitempty"`
 }

@@ -40,6 +40,9 @@ func WriteReport(w io.Writer, r *Record, v Verdict, replay string) error {
 	p.f("- replay: `%s`\n", replay)
 	p.f("- run: %s to %s (%s)\n", r.Started.Format(time.RFC3339), r.Ended.Format(time.RFC3339), r.Ended.Sub(r.Started).Round(time.Millisecond))
 	p.f("- replicas: %d (%s)\n", len(r.Replicas), strings.Join(r.Replicas, ", "))
+	if note := priorityNote(r); note != "" {
+		p.f("- %s\n", note)
+	}
 	injected, failed, overlapping, onPrimary := 0, 0, 0, 0
 	for _, f := range r.Faults {
 		if f.InjectErr != "" {

@@ -47,6 +47,7 @@ type World struct {
 type node struct {
 	id    string
 	links []*etcdtest.Proxy // index = member
+	extra []string          // --priority and --failback, with -priorities
 
 	mu        sync.Mutex
 	rep       *replicas.Replica // nil while not running
@@ -113,7 +114,7 @@ func newWorld(ctx context.Context, o Options, dir, binary string, log *slog.Logg
 		return nil, err
 	}
 	for i := range o.Replicas {
-		n := &node{id: fmt.Sprintf("r%d", i+1), stall: newStall()}
+		n := &node{id: fmt.Sprintf("r%d", i+1), stall: newStall(), extra: o.priorityArgs(i)}
 		for m := range len(w.etcd.Endpoints()) {
 			p, err := etcdtest.NewProxy(w.etcd.ClientURL(m))
 			if err != nil {
@@ -149,21 +150,22 @@ func (w *World) start(n *node) error {
 		endpoints[i] = p.Endpoint()
 	}
 	unhealthy := filepath.Join(w.dir, "unhealthy."+n.id)
+	args := append([]string{
+		"--on-promote", w.hook,
+		"--on-demote", w.hook,
+		"--promote-timeout", w.opts.PromoteTimeout.String(),
+		"--health-cmd", "test ! -e " + unhealthy,
+		"--health-interval", "1s",
+		"--health-timeout", "1s",
+		"--health-failures", "2",
+		"--log-level", "info",
+	}, n.extra...)
 	rep, err := w.set.StartWith(replicas.Options{
 		Stderr: wr,
 		Env: []string{"CHAOS_DIR=" + w.dir, "STORE_URL=" + w.store.URL(),
 			// Only a -race build reads it: a race ends the replica at once.
 			"GORACE=halt_on_error=1 exitcode=" + strconv.Itoa(raceExitCode)},
-	}, n.id, strings.Join(endpoints, ","),
-		"--on-promote", w.hook,
-		"--on-demote", w.hook,
-		"--promote-timeout", w.opts.PromoteTimeout.String(),
-		"--health-cmd", "test ! -e "+unhealthy,
-		"--health-interval", "1s",
-		"--health-timeout", "1s",
-		"--health-failures", "2",
-		"--log-level", "info",
-	)
+	}, n.id, strings.Join(endpoints, ","), args...)
 	if err != nil {
 		wr.Close()
 		r.Close()
