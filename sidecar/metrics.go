@@ -24,7 +24,14 @@ type metrics struct {
 	transitions       *prometheus.CounterVec
 	hookDuration      *prometheus.HistogramVec
 	keepaliveFailures prometheus.Counter
+	yields            *prometheus.CounterVec
 }
+
+// Kinds of yield to a higher priority, the label of leaderd_yields_total.
+const (
+	yieldAtWin    = "win"      // a win given up without promoting
+	yieldFailback = "failback" // a switchover asked for by --failback
+)
 
 func newMetrics(st *state, electionName, id string) *metrics {
 	registry := prometheus.NewRegistry()
@@ -44,12 +51,16 @@ func newMetrics(st *state, electionName, id string) *metrics {
 			Name: "leaderd_keepalive_failures_total",
 			Help: "Lease renewals that failed.",
 		}),
+		yields: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leaderd_yields_total",
+			Help: "Times the role was given to a higher-priority replica: a win given up (win), a failback switchover asked for (failback).",
+		}, []string{"kind"}),
 	}
 	gauge := func(name, help string, value func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, value)
 	}
 	m.reg.MustRegister(
-		m.transitions, m.hookDuration, m.keepaliveFailures,
+		m.transitions, m.hookDuration, m.keepaliveFailures, m.yields,
 		gauge("leaderd_is_primary", "1 while primary and inside the safe deadline (as GET /primary).", func() float64 {
 			return boolFloat(st.servingPrimary(time.Now()))
 		}),
@@ -75,7 +86,17 @@ func newMetrics(st *state, electionName, id string) *metrics {
 	for _, r := range []role.Reason{role.ReasonElected, role.ReasonShutdown, role.ReasonLeaseLost, role.ReasonEtcdUnreachable, role.ReasonKeyDeleted, role.ReasonPromoteFailed, role.ReasonUnhealthy, role.ReasonResigned, role.ReasonSwitchover} {
 		m.transitions.WithLabelValues(string(r))
 	}
+	m.yields.WithLabelValues(yieldAtWin)
+	m.yields.WithLabelValues(yieldFailback)
 	return m
+}
+
+// exportPriority exports --priority as leaderd_priority.
+func (m *metrics) exportPriority(priority int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "leaderd_priority",
+		Help: "This replica's --priority.",
+	}, func() float64 { return float64(priority) }))
 }
 
 // expectHooks creates the failed and timeout series of these hooks at 0,

@@ -105,7 +105,7 @@ func (s *Sidecar) mayYieldTo(ctx context.Context, el elector, c election.Candida
 // key is gone); if not, the caller revokes the lease.
 func (s *Sidecar) yield(ten tenure, target election.Candidate) bool {
 	s.state.setPhase(role.PhaseYielding)
-	backOff := s.state.yielded(target.ID, time.Now())
+	backOff := s.state.yielded(target.ID, yieldAtWin, time.Now())
 	s.logger.Info("elected, but a higher-priority replica campaigns: yielding without promoting",
 		"target", clip(target.ID), "target_priority", target.Priority, "priority", s.cfg.Priority,
 		"fencing_token", ten.FencingToken(), "no_yield_to_it_again_for", backOff)
@@ -282,7 +282,7 @@ func (f *failback) handOver(ctx context.Context, due election.Peers, now time.Ti
 		f.later(now)
 	default:
 		f.retry = 0
-		backOff := s.state.yielded(target.ID, now)
+		backOff := s.state.yielded(target.ID, yieldFailback, now)
 		s.logger.Info("failback: handing the role to a higher-priority replica",
 			"target", clip(target.ID), "target_priority", target.Priority, "priority", s.cfg.Priority,
 			"campaigned_for", f.after, "expires", req.Expires, "no_failback_to_it_again_for", backOff)

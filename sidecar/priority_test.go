@@ -244,6 +244,10 @@ func TestPriorityLowerWinnerYieldsWithoutPromoting(t *testing.T) {
 	if st := c.replica("low").sc.Status(); st.Role != role.Standby || st.Phase != role.PhaseCampaigning {
 		t.Fatalf("low: role %s phase %s, want a campaigning standby", st.Role, st.Phase)
 	}
+	assertMetric(t, scrape(t, c.replica("low").sc),
+		`leaderd_yields_total{election="test",id="low",kind="win"} 1`,
+		`leaderd_yields_total{election="test",id="low",kind="failback"} 0`,
+		`leaderd_priority{election="test",id="low"} 50`)
 }
 
 func TestPriorityEqualKeepsCampaignOrder(t *testing.T) {
@@ -321,6 +325,8 @@ func TestFailbackAfterHandsOverOnlyAfterItsDuration(t *testing.T) {
 	evs, _ := c.tl.snapshot()
 	assertNoOverlap(t, evs)
 	waitUntil(t, "high primary", func() bool { return c.replica("high").sc.Status().Phase == role.PhasePrimary })
+	assertMetric(t, scrape(t, c.replica("low").sc),
+		`leaderd_yields_total{election="test",id="low",kind="failback"} 1`)
 }
 
 func TestParseFailback(t *testing.T) {
@@ -380,7 +386,7 @@ func TestFailbackCheck(t *testing.T) {
 		t.Fatalf("%d requests 3s after a new key", n)
 	}
 	// Due at 19s, but in back-off until 16s + 5s.
-	s.state.yielded("high", t0.Add(16*time.Second))
+	s.state.yielded("high", yieldAtWin, t0.Add(16*time.Second))
 	fb.check(ctx, t0.Add(20*time.Second))
 	if n := puts(); n != 0 {
 		t.Fatalf("%d requests while high is in back-off", n)

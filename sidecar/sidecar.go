@@ -79,6 +79,7 @@ func New(cfg Config, logger *slog.Logger) (*Sidecar, error) {
 	)
 	s.state.metrics.countLogDrops(cfg.LogLinesDropped)
 	s.state.metrics.expectHooks("promote", "demote")
+	s.state.metrics.exportPriority(cfg.Priority)
 	if cfg.Health.Enabled() {
 		s.checker = health.NewChecker(cfg.Health, logger)
 		s.setHealth(s.checker)

@@ -210,8 +210,10 @@ func (s *state) yieldAllowed(id string, now time.Time) bool {
 	return s.yields.allowed(id, now)
 }
 
-// yielded records a yield to id; it returns the back-off it arms.
-func (s *state) yielded(id string, now time.Time) time.Duration {
+// yielded records a yield of kind (yieldAtWin, yieldFailback) to id; it
+// returns the back-off it arms.
+func (s *state) yielded(id, kind string, now time.Time) time.Duration {
+	s.metrics.yields.WithLabelValues(kind).Inc()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.yields.yielded(id, now)
