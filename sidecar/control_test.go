@@ -108,6 +108,9 @@ func TestPauseFreezesRoles(t *testing.T) {
 		st := c.replica("b").sc.Status()
 		return st.Phase == role.PhasePaused && st.Paused && st.Lease != nil
 	})
+	// Each replica watches the control keys itself: a must know of the
+	// pause before its app turns unhealthy.
+	waitUntil(t, "a paused", func() bool { return c.replica("a").sc.Status().Paused })
 	// Paused, an unhealthy primary stays: watch past the health thresholds.
 	writeHealth(t, health, "sick")
 	waitUntil(t, "a's app unhealthy", func() bool { return !c.replica("a").sc.Status().AppHealthy })
