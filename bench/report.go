@@ -195,7 +195,7 @@ func readLoadAvg() string {
 
 // releaseBuild says how the replicas' binary is built: as `make build`
 // (replicas.BuildRelease).
-const releaseBuild = "CGO_ENABLED=0, -tags nodemo -trimpath -ldflags '-s -w'"
+const releaseBuild = "CGO_ENABLED=0, -tags nodemo,grpcnotrace -trimpath -ldflags '-s -w'"
 
 // report is the whole result.
 type report struct {

@@ -301,11 +301,17 @@ func BuildRace(ctx context.Context, dir string, tags ...string) (string, error) 
 // the version: the binary users run, static and stripped.
 var ReleaseFlags = []string{"-trimpath", "-ldflags", "-s -w"}
 
-// BuildRelease compiles leaderd as `make build` does: CGO_ENABLED=0, tag
-// nodemo, ReleaseFlags. The benchmark measures this binary, since the
-// footprint depends on the build: cgo maps libc, and the demo embeds etcd.
+// ReleaseTags are `make build`'s tags: nodemo leaves out the embedded etcd
+// of `leaderd demo`; grpcnotrace, gRPC's request tracing (off unless
+// grpc.EnableTracing is set, which leaderd never does) and with it
+// golang.org/x/net/trace and html/template.
+var ReleaseTags = []string{"nodemo", "grpcnotrace"}
+
+// BuildRelease compiles leaderd as `make build` does: CGO_ENABLED=0,
+// ReleaseTags, ReleaseFlags. The benchmark measures this binary, since the
+// footprint depends on the build: cgo maps libc, the demo embeds etcd.
 func BuildRelease(ctx context.Context, dir string) (string, error) {
-	return buildEnv(ctx, dir, []string{"CGO_ENABLED=0"}, ReleaseFlags, []string{"nodemo"})
+	return buildEnv(ctx, dir, []string{"CGO_ENABLED=0"}, ReleaseFlags, ReleaseTags)
 }
 
 func build(ctx context.Context, dir string, flags, tags []string) (string, error) {

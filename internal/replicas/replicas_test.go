@@ -77,7 +77,7 @@ func TestBuildReleaseMatchesMakefile(t *testing.T) {
 	if build == "" || ldflags == "" {
 		t.Fatalf("Makefile: no leaderd build line (%q) or LDFLAGS (%q)", build, ldflags)
 	}
-	for _, want := range []string{"CGO_ENABLED=0 ", "-tags nodemo ", "-trimpath ", "-ldflags '$(LDFLAGS)'"} {
+	for _, want := range []string{"CGO_ENABLED=0 ", "-tags " + strings.Join(ReleaseTags, ",") + " ", "-trimpath ", "-ldflags '$(LDFLAGS)'"} {
 		if !strings.Contains(build, want) {
 			t.Errorf("Makefile's build line %q lacks %q, which BuildRelease uses", build, want)
 		}
