@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 .PHONY: build test lint demo bench e2e clean chaos chaos-short fuzz soak
 
 build:
-	CGO_ENABLED=0 $(GO) build -tags nodemo -trimpath -ldflags '$(LDFLAGS)' -o bin/leaderd ./cmd/leaderd
+	CGO_ENABLED=0 $(GO) build -tags nodemo,grpcnotrace -trimpath -ldflags '$(LDFLAGS)' -o bin/leaderd ./cmd/leaderd
 
 test:
 	$(GO) test -race -count=1 ./...

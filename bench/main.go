@@ -163,7 +163,7 @@ func execute(ctx context.Context, o options, rep *report, stderr io.Writer) {
 	}
 
 	fmt.Fprintf(stderr, "bench: building leaderd\n")
-	binary, err := replicas.Build(ctx, dir, "nodemo") // the deployable sidecar, as `make build` makes it
+	binary, err := replicas.BuildRelease(ctx, dir) // the binary users run: footprint depends on the build
 	if err != nil {
 		rep.fatal("build leaderd (run from the module root): %v", err)
 		return

@@ -193,6 +193,10 @@ func readLoadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
+// releaseBuild says how the replicas' binary is built: as `make build`
+// (replicas.BuildRelease).
+const releaseBuild = "CGO_ENABLED=0, -tags nodemo,grpcnotrace -trimpath -ldflags '-s -w'"
+
 // report is the whole result.
 type report struct {
 	Command     string
@@ -244,8 +248,8 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- date: %s\n", r.Date.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- machine: %d CPUs (nproc), %s, %s RAM, %s, %s\n", m.NProc, m.CPU, m.Memory, m.Kernel, m.Go)
 	fmt.Fprintf(&b, "- load average (1/5/15 min): %s at the start, %s at the end\n", m.LoadStart, r.LoadAfter)
-	fmt.Fprintf(&b, "- setup: embedded etcd %s (one member, in the bench process); 3 `leaderd run` processes, each through its own TCP fault proxy; --ttl %s --demote-timeout %s (safe deadline %s before the earliest server-side expiry); example hooks writing `date +%%s%%N` to a shared timeline\n",
-		m.Etcd, r.Opts.ttl, r.Opts.demoteTimeout, r.Opts.stepDownLead)
+	fmt.Fprintf(&b, "- setup: embedded etcd %s (one member, in the bench process); 3 `leaderd run` processes built as `make build` does (%s), each through its own TCP fault proxy; --ttl %s --demote-timeout %s (safe deadline %s before the earliest server-side expiry); example hooks writing `date +%%s%%N` to a shared timeline\n",
+		m.Etcd, releaseBuild, r.Opts.ttl, r.Opts.demoteTimeout, r.Opts.stepDownLead)
 	fmt.Fprintf(&b, "- percentiles: nearest rank; with n ≤ 100, p99 is the maximum\n\n")
 
 	if len(r.Phases) > 0 {
@@ -273,9 +277,9 @@ func (r *report) markdown() string {
 			if u.Mem.VmRSS > rssTarget {
 				v = "MISSED"
 			}
-			fmt.Fprintf(&b, "| %s (%s) | %s | %s / %s | %s | %s | %.2f %% | %s | RSS ≤ 20 MiB: %s |\n",
+			fmt.Fprintf(&b, "| %s (%s) | %s | %s / %s | %s | %s | %.2f %% | %s | RSS ≤ %d MiB: %s |\n",
 				u.ID, u.Role, mib(u.Mem.VmRSS), mib(u.Mem.RssAnon), mib(u.Mem.RssFile), mib(u.RSSStart), mib(u.Mem.VmHWM),
-				u.CPU, u.Window.Round(100*time.Millisecond), v)
+				u.CPU, u.Window.Round(100*time.Millisecond), rssTarget>>20, v)
 		}
 		fmt.Fprintln(&b)
 	}

@@ -2,7 +2,8 @@
 # Builds the docker compose demo's images without any image registry:
 #
 #   1. static Go binaries on the host: leaderd (-tags nodemo: without the
-#      embedded etcd of `leaderd demo`), demo-app, and etcd (from
+#      embedded etcd of `leaderd demo`; grpcnotrace: without gRPC's unused
+#      request tracing, as `make build`), demo-app, and etcd (from
 #      go.etcd.io/etcd/server/v3, the version in go.mod), into a private
 #      build context laid out like the repository (bin/..., examples/hooks),
 #      so a concurrent `make clean` cannot break the build;
@@ -54,7 +55,7 @@ cp -p examples/hooks/promote.sh examples/hooks/demote.sh "$stage/examples/hooks/
 step "binaries (static, CGO_ENABLED=0)"
 version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED=0
-"$GO" build -tags nodemo -trimpath -ldflags "-s -w -X main.version=$version" -o "$stage/bin/leaderd" ./cmd/leaderd
+"$GO" build -tags nodemo,grpcnotrace -trimpath -ldflags "-s -w -X main.version=$version" -o "$stage/bin/leaderd" ./cmd/leaderd
 "$GO" build -trimpath -ldflags "-s -w" -o "$stage/bin/demo-app" ./examples/app
 
 # etcd is its own module (examples/compose/etcd/go.mod) so that etcdmain's

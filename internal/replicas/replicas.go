@@ -297,7 +297,28 @@ func BuildRace(ctx context.Context, dir string, tags ...string) (string, error) 
 	return build(ctx, dir, []string{"-race"}, tags)
 }
 
+// ReleaseFlags are `make build`'s flags (Makefile, scripts/images.sh) but
+// the version: the binary users run, static and stripped.
+var ReleaseFlags = []string{"-trimpath", "-ldflags", "-s -w"}
+
+// ReleaseTags are `make build`'s tags: nodemo leaves out the embedded etcd
+// of `leaderd demo`; grpcnotrace, gRPC's request tracing (off unless
+// grpc.EnableTracing is set, which leaderd never does) and with it
+// golang.org/x/net/trace and html/template.
+var ReleaseTags = []string{"nodemo", "grpcnotrace"}
+
+// BuildRelease compiles leaderd as `make build` does: CGO_ENABLED=0,
+// ReleaseTags, ReleaseFlags. The benchmark measures this binary, since the
+// footprint depends on the build: cgo maps libc, the demo embeds etcd.
+func BuildRelease(ctx context.Context, dir string) (string, error) {
+	return buildEnv(ctx, dir, []string{"CGO_ENABLED=0"}, ReleaseFlags, ReleaseTags)
+}
+
 func build(ctx context.Context, dir string, flags, tags []string) (string, error) {
+	return buildEnv(ctx, dir, nil, flags, tags)
+}
+
+func buildEnv(ctx context.Context, dir string, env, flags, tags []string) (string, error) {
 	bin := filepath.Join(dir, "leaderd")
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -306,7 +327,9 @@ func build(ctx context.Context, dir string, flags, tags []string) (string, error
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
 	args = append(args, "github.com/leaderd/leaderd/cmd/leaderd")
-	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}

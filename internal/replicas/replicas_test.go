@@ -2,6 +2,7 @@ package replicas
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,5 +55,37 @@ func TestTimelineMissingFileIsEmpty(t *testing.T) {
 	evs, err := (&Set{Dir: t.TempDir()}).Timeline()
 	if err != nil || len(evs) != 0 {
 		t.Fatalf("%v %v", evs, err)
+	}
+}
+
+// The benchmark measures the footprint of BuildRelease's binary as that of
+// `make build`'s: a change to one of the two must reach the other.
+func TestBuildReleaseMatchesMakefile(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ldflags, build string
+	for _, line := range strings.Split(string(mk), "\n") {
+		if v, ok := strings.CutPrefix(line, "LDFLAGS := "); ok {
+			ldflags = v
+		}
+		if strings.Contains(line, "$(GO) build") && strings.Contains(line, "./cmd/leaderd") {
+			build = line
+		}
+	}
+	if build == "" || ldflags == "" {
+		t.Fatalf("Makefile: no leaderd build line (%q) or LDFLAGS (%q)", build, ldflags)
+	}
+	for _, want := range []string{"CGO_ENABLED=0 ", "-tags " + strings.Join(ReleaseTags, ",") + " ", "-trimpath ", "-ldflags '$(LDFLAGS)'"} {
+		if !strings.Contains(build, want) {
+			t.Errorf("Makefile's build line %q lacks %q, which BuildRelease uses", build, want)
+		}
+	}
+	if len(ReleaseFlags) != 3 || ReleaseFlags[0] != "-trimpath" || ReleaseFlags[1] != "-ldflags" {
+		t.Fatalf("ReleaseFlags = %q", ReleaseFlags)
+	}
+	if !strings.HasPrefix(ldflags, ReleaseFlags[2]+" ") {
+		t.Errorf("Makefile's LDFLAGS %q do not start with BuildRelease's %q", ldflags, ReleaseFlags[2])
 	}
 }
