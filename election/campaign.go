@@ -297,12 +297,18 @@ func (c *Candidacy) verify(ctx context.Context, rev int64) (*Tenure, error) {
 		return nil, errNoHeadroom
 	}
 	t := &Tenure{
-		c:    c,
-		key:  c.key,
-		rev:  rev,
-		lost: newLoss(),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		c:          c,
+		key:        c.key,
+		rev:        rev,
+		candidates: make([]Candidate, 0, len(resp.Kvs)),
+		lost:       newLoss(),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	for _, kv := range resp.Kvs {
+		if cand, ok := decodeCandidate(kv); ok {
+			t.candidates = append(t.candidates, cand)
+		}
 	}
 	go t.watch(resp.Header.Revision + 1)
 	return t, nil
