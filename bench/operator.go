@@ -29,7 +29,7 @@ const (
 
 func (b *bench) switchoverDists() []*dist {
 	return []*dist{
-		{Name: distSwitchover},
+		{Name: distSwitchover, Target: target{P99: 30 * time.Millisecond}}, // issue 11
 		{Name: distSwitchToDemote},
 		{Name: distSwitchHandoff, Target: target{Positive: true}},
 	}

@@ -161,63 +161,88 @@ func (c *Candidacy) putKeyOnce(ctx context.Context, value string) (int64, error)
 
 // waitTurn returns once no candidate key created before rev is left, as
 // concurrency's waitDeletes does: it waits for the deletion of the newest
-// one ahead, then looks again. Each watch starts at the revision just
-// read, so etcd serves it as a synced watch at once.
+// one ahead, then looks again.
 func (c *Candidacy) waitTurn(ctx context.Context, rev int64, o *outage) error {
-	pfx := c.store.CandidatesPrefix()
-	// Not WithKeysOnly: it drops the lease, which tells candidate keys apart.
-	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev - 1),
-		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend)}
 	for {
-		gctx, cancel := context.WithTimeout(ctx, callTimeout)
-		resp, err := c.store.client.Get(gctx, pfx, opts...)
-		cancel()
+		err := c.watchTurn(ctx, rev, o)
+		var rerr *readError
 		switch {
+		case err == nil:
+			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case err != nil && !transient(err):
-			return err
-		case err != nil:
-			o.failed("read the candidates ahead", err)
-			if err := pause(ctx, campaignRetry); err != nil {
-				return err
-			}
-		case firstCandidate(resp.Kvs) == nil:
-			o.answered()
-			return nil
+		case errors.As(err, &rerr) && !transient(rerr.err):
+			return rerr.err
+		case rerr != nil:
+			o.failed("read the candidates ahead", rerr.err)
 		default:
-			o.answered()
-			ahead := firstCandidate(resp.Kvs)
-			if err := c.waitDelete(ctx, string(ahead.Key), resp.Header.Revision+1); err != nil && ctx.Err() == nil {
-				// The watch broke (no leader, compacted): read again shortly.
-				o.failed("watch the candidate ahead", err)
-				if err := pause(ctx, campaignRetry); err != nil {
-					return err
-				}
-			}
+			// The watch broke (no leader, compacted): read again shortly.
+			o.failed("watch the candidates ahead", err)
+		}
+		if err := pause(ctx, campaignRetry); err != nil {
+			return err
 		}
 	}
 }
 
-// waitDelete watches key from fromRev until it is deleted (nil), or the
-// watch breaks or ctx ends (an error). ctx must require a leader, so that
-// a watch served by a member cut off from its peers breaks instead of
-// waiting for ever.
-func (c *Candidacy) waitDelete(ctx context.Context, key string, fromRev int64) error {
+// readError is a failed read of the candidates ahead.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+
+// watchTurn is waitTurn on one watch of the candidates' deletes. The watch
+// starts at etcd's current revision and is registered before the first
+// read, so no delete falls between the two, and etcd serves it at once: a
+// watch from a revision it has passed (anything was written since a read)
+// is "unsynced", its events delivered only at etcd's next sync, up to
+// 100 ms later, which a switchover's target would wait out.
+func (c *Candidacy) watchTurn(ctx context.Context, rev int64, o *outage) error {
+	pfx := c.store.CandidatesPrefix()
 	wctx, cancel := context.WithCancel(ctx)
-	wch := c.store.client.Watch(wctx, key, clientv3.WithRev(fromRev))
+	wch := c.store.client.Watch(wctx, pfx, clientv3.WithPrefix(), clientv3.WithFilterPut(), clientv3.WithCreatedNotify())
 	defer func() {
 		cancel()
 		for range wch {
 			// drain until the watcher closes so nothing is left behind
 		}
 	}()
+	if wr, ok := <-wch; !ok {
+		return errWatchClosed
+	} else if err := wr.Err(); err != nil {
+		return err
+	}
+	// Not WithKeysOnly: it drops the lease, which tells candidate keys apart.
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev - 1),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend)}
+	for {
+		gctx, gcancel := context.WithTimeout(ctx, callTimeout)
+		resp, err := c.store.client.Get(gctx, pfx, opts...)
+		gcancel()
+		if err != nil {
+			return &readError{err}
+		}
+		o.answered()
+		ahead := firstCandidate(resp.Kvs)
+		if ahead == nil {
+			return nil
+		}
+		if err := awaitDelete(wch, string(ahead.Key), resp.Header.Revision); err != nil {
+			return err
+		}
+	}
+}
+
+// awaitDelete returns nil once wch reports the deletion of key after
+// revision rev, or an error when the watch breaks or closes (ctx ended).
+// ctx must require a leader, so that a watch served by a member cut off
+// from its peers breaks instead of waiting for ever.
+func awaitDelete(wch clientv3.WatchChan, key string, rev int64) error {
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
 			return err
 		}
 		for _, ev := range wr.Events {
-			if ev.Type == mvccpb.DELETE {
+			if ev.Type == mvccpb.DELETE && string(ev.Kv.Key) == key && ev.Kv.ModRevision > rev {
 				return nil
 			}
 		}
@@ -272,12 +297,18 @@ func (c *Candidacy) verify(ctx context.Context, rev int64) (*Tenure, error) {
 		return nil, errNoHeadroom
 	}
 	t := &Tenure{
-		c:    c,
-		key:  c.key,
-		rev:  rev,
-		lost: newLoss(),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		c:          c,
+		key:        c.key,
+		rev:        rev,
+		candidates: make([]Candidate, 0, len(resp.Kvs)),
+		lost:       newLoss(),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	for _, kv := range resp.Kvs {
+		if cand, ok := decodeCandidate(kv); ok {
+			t.candidates = append(t.candidates, cand)
+		}
 	}
 	go t.watch(resp.Header.Revision + 1)
 	return t, nil

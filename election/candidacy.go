@@ -84,6 +84,8 @@ type Tenure struct {
 	c   *Candidacy
 	key string
 	rev int64
+	// candidates is what verify read: every candidate, in campaign order.
+	candidates []Candidate
 
 	lost *loss
 
@@ -94,6 +96,11 @@ type Tenure struct {
 
 // FencingToken strictly increases from one tenure to the next.
 func (t *Tenure) FencingToken() int64 { return t.rev }
+
+// Candidates are the candidates in campaign order (this one first) as the
+// win's verification read them, after the win: a fresh read, not a
+// watch's copy. The caller must not modify them.
+func (t *Tenure) Candidates() []Candidate { return t.candidates }
 
 // Key is the leader key.
 func (t *Tenure) Key() string { return t.key }

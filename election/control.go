@@ -275,6 +275,11 @@ func watchPrefix(ctx context.Context, client *clientv3.Client, pfx string, read 
 // watchReads is watchPrefix for one key (prefix false) or a prefix. Its
 // watches require a leader: a watch served by an etcd member cut off from
 // its peers would otherwise wait for ever.
+//
+// One watch is kept for as long as it works, and each event is followed by
+// a read, never by a new watch: a watch from a revision etcd has already
+// passed (anything was written since the read) is "unsynced", and etcd
+// delivers its events only at its next sync, up to 100 ms later.
 func watchReads(ctx context.Context, client *clientv3.Client, key string, prefix bool, read func(context.Context) (int64, error)) {
 	ctx = clientv3.WithRequireLeader(ctx)
 	retry := time.NewTimer(0)
@@ -285,31 +290,78 @@ func watchReads(ctx context.Context, client *clientv3.Client, key string, prefix
 			return
 		case <-retry.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, callTimeout)
-		rev, err := read(rctx)
-		cancel()
+		rev, err := boundedRead(ctx, read)
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
-			retry.Reset(time.Second)
-			continue
+		if err == nil {
+			followReads(ctx, client, key, prefix, rev, read)
+			if ctx.Err() != nil {
+				return
+			}
 		}
-		opts := []clientv3.OpOption{clientv3.WithRev(rev + 1)}
-		if prefix {
-			opts = append(opts, clientv3.WithPrefix())
-		}
-		wctx, wcancel := context.WithCancel(ctx)
-		wch := client.Watch(wctx, key, opts...)
-		wr, ok := <-wch
-		wcancel()
+		// A failed read, or a watch that broke (no leader, compacted).
+		retry.Reset(time.Second)
+	}
+}
+
+// boundedRead calls read with a context bounded by callTimeout.
+func boundedRead(ctx context.Context, read func(context.Context) (int64, error)) (int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return read(rctx)
+}
+
+// followReads watches key from rev+1 and reads again after every event
+// newer than the last read, until the watch breaks, a read fails or ctx
+// ends. Events that queued up during a read are answered by one read.
+func followReads(ctx context.Context, client *clientv3.Client, key string, prefix bool, rev int64, read func(context.Context) (int64, error)) {
+	opts := []clientv3.OpOption{clientv3.WithRev(rev + 1)}
+	if prefix {
+		opts = append(opts, clientv3.WithPrefix())
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	wch := client.Watch(wctx, key, opts...)
+	defer func() {
+		cancel()
 		for range wch {
 			// drain until the watcher closes so nothing is left behind
 		}
-		if ok && wr.Err() != nil {
-			retry.Reset(time.Second)
-			continue
+	}()
+	for {
+		newer := false
+		wr, ok := <-wch
+		for ok {
+			if wr.Err() != nil {
+				return
+			}
+			newer = newer || newerEvent(wr.Events, rev)
+			select {
+			case wr, ok = <-wch:
+				continue
+			default:
+			}
+			break
 		}
-		retry.Reset(0)
+		if !ok {
+			return
+		}
+		if !newer {
+			continue // already read, or no event (a progress notice)
+		}
+		var err error
+		if rev, err = boundedRead(ctx, read); err != nil {
+			return
+		}
 	}
+}
+
+// newerEvent reports whether any event is newer than revision rev.
+func newerEvent(evs []*clientv3.Event, rev int64) bool {
+	for _, ev := range evs {
+		if ev.Kv != nil && ev.Kv.ModRevision > rev {
+			return true
+		}
+	}
+	return false
 }

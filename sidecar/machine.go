@@ -120,7 +120,7 @@ func (s *Sidecar) term(ctx context.Context, el elector, cand candidacy) (out ter
 		}
 		// The win is verified and nothing is promoted yet: the one place a
 		// winner may yield to a higher priority (docs/design.md, 8.1).
-		target, ok := s.yieldTarget(el)
+		target, ok := s.yieldTarget(el, ten)
 		if !ok {
 			break
 		}

@@ -280,6 +280,7 @@ func (c *fakeCandidacy) Close(ctx context.Context) error {
 type fakeTenure struct {
 	calls *calls
 	token int64
+	cands []election.Candidate
 	once  sync.Once
 	ctx   context.Context
 	lost  context.CancelCauseFunc
@@ -290,6 +291,10 @@ func (t *fakeTenure) init() {
 }
 
 func (t *fakeTenure) FencingToken() int64 { return t.token }
+
+// Candidates: what the win's verification read; nil unless the test sets
+// it, so that the yield reads the peers.
+func (t *fakeTenure) Candidates() []election.Candidate { return t.cands }
 func (t *fakeTenure) Context() context.Context {
 	t.init()
 	return t.ctx

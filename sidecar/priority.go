@@ -45,10 +45,13 @@ func (s *Sidecar) peersTimeout() time.Duration { return min(cleanupTimeout, s.cf
 // verified win, read afresh from etcd (the watch's copy may be behind);
 // ok false: promote. A failed read promotes: the yield is a preference,
 // promoting is always safe.
-func (s *Sidecar) yieldTarget(el elector) (election.Candidate, bool) {
+func (s *Sidecar) yieldTarget(el elector, ten tenure) (election.Candidate, bool) {
 	now := time.Now()
 	if s.state.namedTarget(now) {
 		return election.Candidate{}, false // an operator's switchover asked for this replica
+	}
+	if noneHigher(ten.Candidates(), s.cfg.ID, s.cfg.Priority) {
+		return election.Candidate{}, false
 	}
 	rctx, cancel := context.WithTimeout(s.abortCtx, s.peersTimeout())
 	defer cancel()
@@ -60,6 +63,26 @@ func (s *Sidecar) yieldTarget(el elector) (election.Candidate, bool) {
 	return higherTarget(peers, s.cfg.ID, s.cfg.Priority, func(c election.Candidate) bool {
 		return s.mayYieldTo(rctx, el, c, now)
 	})
+}
+
+// noneHigher reports whether the candidates the win's verification read
+// (nil: not known) show no other one of a strictly higher priority than
+// own. Then the fresh read of the peers is skipped, saving a round trip
+// before the promote: higherTarget takes only a strictly higher priority,
+// so that read could find a target only in a candidate that campaigned
+// (or re-campaigned with another value) in the moment since the
+// verification, after the win; one that campaigns a moment after the read
+// is missed all the same. A yield is a preference; promoting is always safe.
+func noneHigher(cands []election.Candidate, id string, own int) bool {
+	if cands == nil {
+		return false
+	}
+	for _, c := range cands {
+		if c.ID != id && c.Priority > own {
+			return false
+		}
+	}
+	return true
 }
 
 // noteNamed remembers a switchover request that names this replica, so

@@ -66,6 +66,9 @@ type tenure interface {
 	Context() context.Context
 	// Resign deletes the leader key if it is still ours.
 	Resign(ctx context.Context) error
+	// Candidates are the candidates as the win's verification read them
+	// (nil: not known).
+	Candidates() []election.Candidate
 }
 
 // appHealth is the local app's health; Changes wakes the single reader (the
