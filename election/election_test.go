@@ -76,6 +76,29 @@ func TestLeaseRenewalMovesTheDeadline(t *testing.T) {
 	}
 }
 
+// A renewal is announced only once the guard has moved to the renewed
+// deadline: a waiter woken by it that then goes past the old safe deadline
+// (here the jump clock, while a slow OnRenew holds the loop) must find
+// the lease alive.
+func TestRenewalIsAnnouncedAfterTheGuardMoved(t *testing.T) {
+	srv := etcdtest.Start(t)
+	clk := newJumpClock()
+	opts := leaseOn(testLease, clk)
+	opts.OnRenew = func(error) { time.Sleep(100 * time.Millisecond) } // a slow state update
+	l := grantOpts(t, etcdtest.NewClient(t, srv.Endpoint()), opts)
+	for range 3 {
+		jumpToRenewal(t, l, clk)
+		// Past the safe deadline of the renewal before: only the moved
+		// guard keeps the lease.
+		clk.jump(testLease.RenewInterval)
+		select {
+		case <-l.Lost():
+			t.Fatalf("lease lost after a renewal: %v", l.Err())
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+}
+
 // The safety rule: a cut-off holder gives up while the server still holds
 // its lease, at least StepDownLead before it can expire.
 func TestLeaseCutOffIsLostBeforeServerExpiry(t *testing.T) {

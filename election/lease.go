@@ -231,13 +231,19 @@ func (l *Lease) loop() {
 		case <-renew.C():
 		}
 		err := l.renewOnce()
+		if err == nil {
+			// The guard moves before the renewal is announced: whoever
+			// waits on it (awaitHeadroom, a test's jump clock) must never
+			// find the deadline moved and the guard still at the old one.
+			guard.Reset(l.untilSafeDeadline())
+			renew.Reset(l.untilRenewal())
+			l.announceRenewal()
+		}
 		if l.opts.OnRenew != nil {
 			l.opts.OnRenew(err)
 		}
 		switch {
 		case err == nil:
-			guard.Reset(l.untilSafeDeadline())
-			renew.Reset(l.untilRenewal())
 			if failing {
 				l.logger.Info("lease renewal recovered")
 			}
@@ -330,10 +336,17 @@ func (l *Lease) renewOnce() error {
 	if d := sent.Add(time.Duration(resp.TTL) * time.Second); d.After(l.deadline) {
 		l.deadline = d
 	}
-	close(l.renewed)
-	l.renewed = make(chan struct{})
 	l.mu.Unlock()
 	return nil
+}
+
+// announceRenewal closes the channel renewal handed out, once the loop
+// has moved its timers to the renewed deadline.
+func (l *Lease) announceRenewal() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.renewed)
+	l.renewed = make(chan struct{})
 }
 
 // Stop ends the keepalive loop without revoking; the lease then expires on
