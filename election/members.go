@@ -128,8 +128,14 @@ func (s *Store) Members(ctx context.Context) ([]Member, error) {
 			continue // not ours: skip rather than fail the whole read
 		}
 		if kv.Lease != 0 {
-			if ttl, err := s.client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
+			ttl, err := s.client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease))
+			switch {
+			case err == nil:
 				m.LeaseSeconds = ttl.TTL
+			case ctx.Err() != nil:
+				// etcd stopped answering mid-read: the read failed, it did
+				// not succeed without the lease times.
+				return nil, err
 			}
 		}
 		out = append(out, *m)
