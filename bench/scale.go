@@ -71,6 +71,7 @@ type scaleElection struct {
 	timeline string
 	reps     []*scaleReplica
 	killable bool
+	handoff  bool // in the hand-off sample: its replicas log at Info to their own file
 }
 
 func (e *scaleElection) events() ([]timeline.Event, error) {
@@ -144,6 +145,7 @@ type scaleRun struct {
 	etcd      *etcdProcs
 	elections []*scaleElection
 	logger    *slog.Logger
+	files     []*os.File // the hand-off elections' logs
 	log       io.Writer
 	hz        int64
 	res       *scaleResult
@@ -203,6 +205,11 @@ func (s *scaleRun) run(ctx context.Context, bin string) {
 	}
 	defer logf.Close()
 	s.logger = slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	defer func() {
+		for _, f := range s.files {
+			f.Close()
+		}
+	}()
 	defer s.stopAll()
 
 	if err := s.start(ctx); err != nil {
@@ -252,9 +259,24 @@ func timelineHook(path string) string {
 // the start.
 func (s *scaleRun) start(ctx context.Context) error {
 	eps := s.etcd.endpoints()
+	sample := handoffSample(s.n, s.o.handoffs)
+	if err := os.MkdirAll(filepath.Join(s.dir, "logs"), 0o755); err != nil {
+		return err
+	}
 	for i := range s.n {
-		e := &scaleElection{name: fmt.Sprintf("s%04d", i), killable: i%killEvery == killEvery-1}
+		e := &scaleElection{name: fmt.Sprintf("s%04d", i), killable: i%killEvery == killEvery-1, handoff: sample[i]}
 		e.timeline = filepath.Join(s.dir, "timelines", e.name)
+		logger := s.logger
+		if e.handoff {
+			// Their Info lines (elected, stepping down, hooks) time the
+			// steps of a hand-off, to the millisecond.
+			f, err := os.Create(filepath.Join(s.dir, "logs", e.name+".log"))
+			if err != nil {
+				return err
+			}
+			s.files = append(s.files, f)
+			logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		}
 		for r := range 3 {
 			// Each replica talks to one member, spread evenly.
 			ep := eps[(i+r)%3]
@@ -266,7 +288,7 @@ func (s *scaleRun) start(ctx context.Context) error {
 				}
 				rep.proxy, ep = p, p.Endpoint()
 			}
-			sc, err := sidecar.New(s.config(e, rep.id, ep), s.logger)
+			sc, err := sidecar.New(s.config(e, rep.id, ep), logger)
 			if err != nil {
 				return err
 			}
@@ -284,8 +306,8 @@ func (s *scaleRun) start(ctx context.Context) error {
 			go func() { r.done <- r.sc.Run(rctx) }()
 		}
 	}
-	// Bound: a minute, plus 100 ms per election for the start-up hooks.
-	bound := time.Minute + time.Duration(s.n)*100*time.Millisecond
+	// Bound: a minute, plus 300 ms per election for the start-up storm.
+	bound := time.Minute + time.Duration(s.n)*300*time.Millisecond
 	if err := s.waitAll(ctx, bound, (*scaleElection).steady); err != nil {
 		return err
 	}
@@ -366,8 +388,9 @@ func (s *scaleRun) steadyState(ctx context.Context) error {
 	s.res.Window = window
 	secs := window.Seconds()
 	s.res.ByMethod = map[string]float64{}
-	for m, v := range after {
-		if d := v - before[m]; d > 0 {
+	s.res.SteadyFsync = meanSince(before.fsyncSum, before.fsyncCount, after.fsyncSum, after.fsyncCount)
+	for m, v := range after.started {
+		if d := v - before.started[m]; d > 0 {
 			s.res.ByMethod[m] = d / secs
 			s.res.RPS += d / secs
 		}
@@ -409,19 +432,15 @@ func (s *scaleRun) ticks(pids []int) ([]int64, error) {
 	return out, nil
 }
 
-// sampleMetrics sums grpc_server_started_total by method over the members.
-func (s *scaleRun) sampleMetrics(ctx context.Context) (map[string]float64, error) {
-	total := map[string]float64{}
+// sampleMetrics reads every member's /metrics, summed.
+func (s *scaleRun) sampleMetrics(ctx context.Context) (*etcdSample, error) {
+	smp := &etcdSample{}
 	for _, m := range s.etcd.members {
-		got, err := grpcStarted(ctx, m.clientURL)
-		if err != nil {
+		if err := scrapeMember(ctx, m.clientURL, smp); err != nil {
 			return nil, err
 		}
-		for k, v := range got {
-			total[k] += v
-		}
 	}
-	return total, nil
+	return smp, nil
 }
 
 // profile takes CPU profiles of this process and of every member over
@@ -465,24 +484,30 @@ func (s *scaleRun) profile(ctx context.Context, wg *sync.WaitGroup) {
 func (s *scaleRun) handoffs(ctx context.Context) error {
 	var pool []*scaleElection
 	for _, e := range s.elections {
-		if !e.killable {
+		if e.handoff {
 			pool = append(pool, e)
 		}
 	}
-	k := min(s.o.handoffs, len(pool))
 	s.res.Handoff = &dist{Name: "hand-off: old demote end → new promote start", Target: target{P99: 50 * time.Millisecond}}
 	s.res.StopToPromote = &dist{Name: "graceful stop → new promote start"}
-	for i := range k {
+	before, err := s.sampleMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	for _, e := range pool {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		e := pool[i*len(pool)/k]
 		if err := s.handoff(ctx, e); err != nil {
 			s.res.fail("hand-off %s: %v", e.name, err)
 		}
 	}
+	if after, err := s.sampleMetrics(ctx); err == nil {
+		s.res.HandoffFsync = meanSince(before.fsyncSum, before.fsyncCount, after.fsyncSum, after.fsyncCount)
+		s.res.HandoffCommit = meanSince(before.commitSum, before.commitCount, after.commitSum, after.commitCount)
+	}
 	st := s.res.Handoff.stats()
-	s.logf("hand-off p50 %s p99 %s over %d", ms(st.P50), ms(st.P99), st.N)
+	s.logf("hand-off p50 %s p99 %s over %d; mean WAL fsync %s, backend commit %s", ms(st.P50), ms(st.P99), st.N, msFine(s.res.HandoffFsync), msFine(s.res.HandoffCommit))
 	return nil
 }
 
@@ -684,6 +709,23 @@ func (s *scaleRun) stopAll() {
 			}
 		}
 	}
+}
+
+// handoffSample marks k elections for the hand-offs, evenly spread over
+// those the mass failover leaves alone.
+func handoffSample(n, k int) []bool {
+	var pool []int
+	for i := range n {
+		if i%killEvery != killEvery-1 {
+			pool = append(pool, i)
+		}
+	}
+	k = min(k, len(pool))
+	out := make([]bool, n)
+	for j := range k {
+		out[pool[j*len(pool)/k]] = true
+	}
+	return out
 }
 
 func sum(xs []float64) float64 {

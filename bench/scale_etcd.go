@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -157,24 +158,87 @@ func (e *etcdProcs) close() {
 	}
 }
 
-// grpcStarted reads a member's /metrics: grpc_server_started_total summed
-// per grpc_method (every unary call and every stream opened).
-func grpcStarted(ctx context.Context, clientURL string) (map[string]float64, error) {
+// etcdSample is what one read of the members' /metrics holds, summed
+// over the members.
+type etcdSample struct {
+	started map[string]float64 // grpc_server_started_total by grpc_method
+	// Histograms: _sum (seconds) and _count.
+	fsyncSum, fsyncCount   float64 // etcd_disk_wal_fsync_duration_seconds
+	commitSum, commitCount float64 // etcd_disk_backend_commit_duration_seconds
+}
+
+// scrapeMember reads one member's /metrics into smp.
+func scrapeMember(ctx context.Context, clientURL string, smp *etcdSample) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/metrics", nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s/metrics: %s", clientURL, resp.Status)
+		return fmt.Errorf("GET %s/metrics: %s", clientURL, resp.Status)
 	}
-	return parseGRPCStarted(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	started, err := parseGRPCStarted(bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if smp.started == nil {
+		smp.started = map[string]float64{}
+	}
+	for k, v := range started {
+		smp.started[k] += v
+	}
+	for _, h := range []struct {
+		name       string
+		sum, count *float64
+	}{
+		{"etcd_disk_wal_fsync_duration_seconds", &smp.fsyncSum, &smp.fsyncCount},
+		{"etcd_disk_backend_commit_duration_seconds", &smp.commitSum, &smp.commitCount},
+	} {
+		sum, count := histogramTotals(body, h.name)
+		*h.sum += sum
+		*h.count += count
+	}
+	return nil
+}
+
+// histogramTotals reads name_sum and name_count (unlabelled) from a
+// Prometheus text body; absent lines read as 0.
+func histogramTotals(body []byte, name string) (sum, count float64) {
+	for _, line := range strings.Split(string(body), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case name + "_sum":
+			sum = v
+		case name + "_count":
+			count = v
+		}
+	}
+	return sum, count
+}
+
+// meanSince is the mean of a histogram between two samples, or 0.
+func meanSince(sum0, count0, sum1, count1 float64) time.Duration {
+	if count1 <= count0 {
+		return 0
+	}
+	return time.Duration((sum1 - sum0) / (count1 - count0) * float64(time.Second))
 }
 
 // parseGRPCStarted sums grpc_server_started_total by its grpc_method label.

@@ -76,6 +76,9 @@ type scaleResult struct {
 	SidecarRSS int64
 
 	Handoff, StopToPromote *dist
+	// Mean WAL fsync and backend commit over the members, in the steady
+	// window and during the hand-offs.
+	SteadyFsync, HandoffFsync, HandoffCommit time.Duration
 
 	Killed                      int
 	ReplaceAll                  time.Duration // first kill → last replacement's promote start
@@ -223,6 +226,10 @@ func (r *scaleReport) markdown() string {
 	}
 	if t := r.targets(); t != "" {
 		b.WriteString(t)
+	}
+	for _, res := range r.Results {
+		fmt.Fprintf(&b, "- N = %d: etcd's mean WAL fsync %s in the steady window, %s during the hand-offs (backend commit %s)\n",
+			res.N, msFine(res.SteadyFsync), msFine(res.HandoffFsync), msFine(res.HandoffCommit))
 	}
 	for _, res := range r.Results {
 		fmt.Fprintf(&b, "- N = %d: %d tenures checked, %d safety violations\n", res.N, res.Tenures, res.Violations)

@@ -15,6 +15,13 @@ grpc_server_started_total{grpc_method="Range",grpc_service="etcdserverpb.Other",
 grpc_server_handled_total{grpc_code="OK",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} 99
 grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 1.5e+03
 `
+	body := in + "etcd_disk_wal_fsync_duration_seconds_sum 0.5\netcd_disk_wal_fsync_duration_seconds_count 100\n"
+	if sum, count := histogramTotals([]byte(body), "etcd_disk_wal_fsync_duration_seconds"); sum != 0.5 || count != 100 {
+		t.Errorf("histogram totals %v %v", sum, count)
+	}
+	if got := meanSince(0.5, 100, 1.5, 300); got != 5*time.Millisecond {
+		t.Errorf("mean %s, want 5ms", got)
+	}
 	got, err := parseGRPCStarted(strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
@@ -82,5 +89,24 @@ func TestScaleGrowthAndTargets(t *testing.T) {
 	r.Results[1].Violations = 1
 	if r.ok() {
 		t.Error("a report with a violation is ok")
+	}
+}
+
+func TestHandoffSample(t *testing.T) {
+	got := handoffSample(100, 30)
+	n := 0
+	for i, in := range got {
+		if in {
+			n++
+			if i%killEvery == killEvery-1 {
+				t.Errorf("election %d is in both samples", i)
+			}
+		}
+	}
+	if n != 30 {
+		t.Errorf("%d elections sampled, want 30", n)
+	}
+	if got := handoffSample(10, 30); len(got) != 10 {
+		t.Errorf("sample of %d for 10 elections", len(got))
 	}
 }
