@@ -297,23 +297,34 @@ func (s *scaleRun) start(ctx context.Context) error {
 		}
 		s.elections = append(s.elections, e)
 	}
-	s.logf("starting %d sidecars", 3*s.n)
+	s.logf("starting %d sidecars (%s)", 3*s.n, rampText(s.o.ramp))
+	// An election's replicas start together; elections start at the ramp's
+	// pace (all at once without one).
 	t0 := time.Now()
-	for _, e := range s.elections {
+	started := make([]time.Time, len(s.elections))
+	for i, e := range s.elections {
+		if s.o.ramp > 0 {
+			at := t0.Add(time.Duration(float64(3*i) / s.o.ramp * float64(time.Second)))
+			if !sleepCtx(ctx, time.Until(at)) {
+				return ctx.Err()
+			}
+		}
+		started[i] = time.Now()
 		for _, r := range e.reps {
 			rctx, cancel := context.WithCancel(context.Background())
 			r.cancel = cancel
 			go func() { r.done <- r.sc.Run(rctx) }()
 		}
 	}
+	s.res.RampTime = time.Since(t0)
 	// Bound: a minute, plus 300 ms per election for the start-up storm.
 	bound := time.Minute + time.Duration(s.n)*300*time.Millisecond
 	if err := s.waitAll(ctx, bound, (*scaleElection).steady); err != nil {
 		return err
 	}
 	s.res.SteadyAfter = time.Since(t0)
-	var firsts []time.Duration
-	for _, e := range s.elections {
+	var firsts, own []time.Duration
+	for j, e := range s.elections {
 		evs, err := e.events()
 		if err != nil {
 			return err
@@ -323,10 +334,11 @@ func (s *scaleRun) start(ctx context.Context) error {
 			return fmt.Errorf("%s: steady without a promote in its timeline", e.name)
 		}
 		firsts = append(firsts, evs[i].At.Sub(t0))
+		own = append(own, evs[i].At.Sub(started[j]))
 	}
-	d := &dist{Values: firsts}
-	st := d.stats()
-	s.res.Start, s.res.StartP50 = st.Max, st.P50
+	st := (&dist{Values: firsts}).stats()
+	s.res.Start = st.Max
+	s.res.ElectionStart = &dist{Name: "an election's start → its first promote start", Values: own}
 	return nil
 }
 

@@ -22,6 +22,7 @@ type scaleOptions struct {
 	settle        time.Duration // after every election is steady, before the window
 	window        time.Duration // steady-state measuring window
 	handoffs      int
+	ramp          float64 // sidecars started per second; 0: all at once
 	pprofDir      string
 	keep          bool
 }
@@ -37,6 +38,9 @@ func (o *scaleOptions) complete(ns string, keep bool) error {
 	}
 	if o.window < 2*time.Second {
 		return fmt.Errorf("-scale-window: %s must be at least 2s", o.window)
+	}
+	if o.ramp < 0 {
+		return fmt.Errorf("-scale-ramp: %v must not be negative", o.ramp)
 	}
 	if o.settle < 0 {
 		return fmt.Errorf("-scale-settle: %s must not be negative", o.settle)
@@ -62,10 +66,12 @@ const (
 // scaleResult is what one N measured.
 type scaleResult struct {
 	N, Sidecars int
-	// Start: from starting every sidecar to the last election's first
-	// promote start; StartP50 its median over elections. SteadyAfter: until
-	// every election was seen steady (polled).
-	Start, StartP50, SteadyAfter time.Duration
+	// Start: from the first sidecar's start to the last election's first
+	// promote start; RampTime: to the last sidecar's start; SteadyAfter:
+	// until every election was seen steady (polled). ElectionStart: from
+	// an election's start to its first promote start.
+	Start, RampTime, SteadyAfter time.Duration
+	ElectionStart               *dist
 
 	Window     time.Duration
 	RPS        float64            // etcd requests (unary calls and streams started) per second, all members
@@ -141,7 +147,8 @@ type growth struct {
 
 var growthRows = []growth{
 	{"sidecars", func(r *scaleResult) float64 { return float64(r.Sidecars) }},
-	{"start → every election has a primary", func(r *scaleResult) float64 { return r.Start.Seconds() }},
+	{"first start → every election has a primary", func(r *scaleResult) float64 { return r.Start.Seconds() }},
+	{"an election's start → its first promote, p99", func(r *scaleResult) float64 { return distP99(r.ElectionStart) }},
 	{"etcd requests/s", func(r *scaleResult) float64 { return r.RPS }},
 	{"etcd CPU (3 members)", func(r *scaleResult) float64 { return sum(r.EtcdCPU) }},
 	{"sidecars' process CPU", func(r *scaleResult) float64 { return r.SidecarCPU }},
@@ -168,13 +175,14 @@ func (r *scaleReport) markdown() string {
 	fmt.Fprintf(&b, "- load average (1/5/15 min): %s at the start, %s at the end\n", m.LoadStart, r.LoadAfter)
 	fmt.Fprintf(&b, "- setup: etcd %s, 3 members as separate processes (bench/etcdmember); N elections × 3 replicas, all sidecar.Sidecar in one process, each with its own etcd client to one member (spread evenly); --ttl %s --demote-timeout %s, leaderd's other defaults; hooks are `sh -c` appending `date +%%s%%N` lines to a timeline per election\n",
 		m.Etcd, o.ttl, o.demoteTimeout)
+	fmt.Fprintf(&b, "- start: %s\n", rampText(o.ramp))
 	fmt.Fprintf(&b, "- steady state: %s after every election is steady, then a %s window; requests are grpc_server_started_total (unary calls and streams opened) summed over the members; CPU from /proc/<pid>/stat\n", o.settle, o.window)
 	fmt.Fprintf(&b, "- hand-off: the primary of %d elections stopped gracefully (context cancelled, as SIGTERM does), one at a time while the others run\n", o.handoffs)
 	fmt.Fprintf(&b, "- mass failover: the primaries of every %dth election killed at once: the TCP proxy that was their only way to etcd closes every connection and refuses new ones, then the sidecar is abandoned (Abort, cancel), so no resign or revoke reaches etcd\n", killEvery)
 	fmt.Fprintf(&b, "- percentiles: nearest rank; with n ≤ 100, p99 is the maximum\n\n")
 
 	if len(r.Results) > 0 {
-		fmt.Fprintf(&b, "| N | sidecars | start → all primaries (p50 / last) | etcd req/s | per replica | etcd CPU, cores (m1+m2+m3) | per replica | sidecars' process CPU | RSS: sidecars' process / etcd members |\n")
+		fmt.Fprintf(&b, "| N | sidecars | last start / last election's first promote (from the first start) | etcd req/s | per replica | etcd CPU, cores (m1+m2+m3) | per replica | sidecars' process CPU | RSS: sidecars' process / etcd members |\n")
 		fmt.Fprintf(&b, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, res := range r.Results {
 			var cpus, rss []string
@@ -183,7 +191,7 @@ func (r *scaleReport) markdown() string {
 				rss = append(rss, mib(res.EtcdRSS[i]))
 			}
 			fmt.Fprintf(&b, "| %d | %d | %s / %s | %.0f | %.2f | %.2f (%s) | %.2f m | %.2f | %s / %s |\n",
-				res.N, res.Sidecars, secs(res.StartP50), secs(res.Start), res.RPS, res.perReplica(res.RPS),
+				res.N, res.Sidecars, secs(res.RampTime), secs(res.Start), res.RPS, res.perReplica(res.RPS),
 				sum(res.EtcdCPU), strings.Join(cpus, "+"), 1000*res.perReplica(sum(res.EtcdCPU)), res.SidecarCPU,
 				mib(res.SidecarRSS), strings.Join(rss, ", "))
 		}
@@ -192,7 +200,7 @@ func (r *scaleReport) markdown() string {
 		fmt.Fprintf(&b, "| N | measure | n | min | p50 | p99 | max | target at N = 1,000 | |\n")
 		fmt.Fprintf(&b, "|--:|---|--:|--:|--:|--:|--:|---|---|\n")
 		for _, res := range r.Results {
-			for _, d := range []*dist{res.Handoff, res.StopToPromote, res.LeaseLeft, res.Failover, res.Excess} {
+			for _, d := range []*dist{res.ElectionStart, res.Handoff, res.StopToPromote, res.LeaseLeft, res.Failover, res.Excess} {
 				if d == nil {
 					continue
 				}
@@ -229,7 +237,7 @@ func (r *scaleReport) markdown() string {
 	}
 	for _, res := range r.Results {
 		fmt.Fprintf(&b, "- N = %d: etcd's mean WAL fsync %s in the steady window, %s during the hand-offs (backend commit %s)\n",
-			res.N, msFine(res.SteadyFsync), msFine(res.HandoffFsync), msFine(res.HandoffCommit))
+			res.N, msOrNone(res.SteadyFsync), msOrNone(res.HandoffFsync), msOrNone(res.HandoffCommit))
 	}
 	for _, res := range r.Results {
 		fmt.Fprintf(&b, "- N = %d: %d tenures checked, %d safety violations\n", res.N, res.Tenures, res.Violations)
@@ -332,6 +340,21 @@ func cmpFloat(a, b float64) int {
 		return 1
 	}
 	return 0
+}
+
+// msOrNone is a mean duration, or "none" when nothing was measured.
+func msOrNone(d time.Duration) string {
+	if d <= 0 {
+		return "none"
+	}
+	return msFine(d)
+}
+
+func rampText(ramp float64) string {
+	if ramp <= 0 {
+		return "all at once"
+	}
+	return fmt.Sprintf("%g sidecars/s, an election's three together", ramp)
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
