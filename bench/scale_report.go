@@ -71,7 +71,7 @@ type scaleResult struct {
 	// until every election was seen steady (polled). ElectionStart: from
 	// an election's start to its first promote start.
 	Start, RampTime, SteadyAfter time.Duration
-	ElectionStart               *dist
+	ElectionStart                *dist
 
 	Window     time.Duration
 	RPS        float64            // etcd requests (unary calls and streams started) per second, all members
