@@ -14,6 +14,10 @@
 //     order; request -> new promote start. Only the target may promote,
 //     after the old demote ended.
 //
+// With -scale it runs the scale bench instead (scale*.go): N elections × 3
+// sidecars in this process on a 3-member etcd cluster of etcdmember
+// processes; start, steady-state cost, hand-off and a mass failover per N.
+//
 // Run it from the module root (it compiles leaderd): `go run ./bench`. It is
 // not a test: it prints a table with the targets beside each figure and
 // exits non-zero when a round failed or a safety check did not hold.
