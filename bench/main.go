@@ -127,7 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.scaleOpts.window, "scale-window", 30*time.Second, "-scale: steady-state window over which requests and CPU are measured")
 	fs.DurationVar(&o.scaleOpts.settle, "scale-settle", 10*time.Second, "-scale: wait after every election is steady before the window")
 	fs.IntVar(&o.scaleOpts.handoffs, "scale-handoffs", 30, "-scale: elections whose primary is stopped gracefully, one at a time")
-	fs.Float64Var(&o.scaleOpts.ramp, "scale-ramp", 50, "-scale: sidecars started per second, an election's three together; 0 starts all at once")
+	fs.Float64Var(&o.scaleOpts.ramp, "scale-ramp", 25, "-scale: sidecars started per second, an election's three together; 0 starts all at once")
 	fs.StringVar(&o.scaleOpts.pprofDir, "scale-pprof", "", "-scale: write CPU profiles of the sidecars' process and of each etcd member over the window to this directory")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: go run ./bench [flags]   (from the module root)\n\n")

@@ -164,6 +164,12 @@ func runScale(ctx context.Context, o scaleOptions, rep *scaleReport, stderr io.W
 	} else {
 		defer os.RemoveAll(dir)
 	}
+	if o.pprofDir != "" {
+		if err := os.MkdirAll(o.pprofDir, 0o755); err != nil {
+			rep.Fatal = fmt.Sprintf("-scale-pprof: %v", err)
+			return
+		}
+	}
 	fmt.Fprintf(stderr, "bench: building bench/etcdmember\n")
 	bin, err := buildEtcdMember(ctx, dir)
 	if err != nil {
@@ -198,6 +204,10 @@ func (s *scaleRun) run(ctx context.Context, bin string) {
 		return
 	}
 	defer s.etcd.close()
+	if err := s.idle(ctx); err != nil {
+		s.res.fail("idle etcd: %v", err)
+		return
+	}
 	logf, err := os.Create(filepath.Join(s.dir, "sidecars.log"))
 	if err != nil {
 		s.res.fail("log: %v", err)
@@ -298,6 +308,14 @@ func (s *scaleRun) start(ctx context.Context) error {
 		s.elections = append(s.elections, e)
 	}
 	s.logf("starting %d sidecars (%s)", 3*s.n, rampText(s.o.ramp))
+	if s.o.pprofDir != "" {
+		// The start storm's own profile, until every election is steady.
+		stop, err := startProfile(filepath.Join(s.o.pprofDir, fmt.Sprintf("sidecars-start-n%d.pprof", s.n)))
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	// An election's replicas start together; elections start at the ramp's
 	// pace (all at once without one).
 	t0 := time.Now()
@@ -431,6 +449,33 @@ func (s *scaleRun) steadyState(ctx context.Context) error {
 	return nil
 }
 
+// idleWindow is how long the cluster's own CPU is measured before any
+// sidecar starts.
+const idleWindow = 5 * time.Second
+
+// idle measures the members' CPU with no client: raft heartbeats and
+// timers, the floor under every steady-state figure.
+func (s *scaleRun) idle(ctx context.Context) error {
+	pids := s.etcd.pids()
+	t0, err := s.ticks(pids)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if !sleepCtx(ctx, idleWindow) {
+		return ctx.Err()
+	}
+	t1, err := s.ticks(pids)
+	if err != nil {
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	for i := range pids {
+		s.res.EtcdIdleCPU += float64(t1[i]-t0[i]) / float64(s.hz) / secs
+	}
+	return nil
+}
+
 // ticks is the CPU ticks of each pid, then of this process.
 func (s *scaleRun) ticks(pids []int) ([]int64, error) {
 	var out []int64
@@ -459,21 +504,14 @@ func (s *scaleRun) sampleMetrics(ctx context.Context) (*etcdSample, error) {
 // the window, into -scale-pprof.
 func (s *scaleRun) profile(ctx context.Context, wg *sync.WaitGroup) {
 	secs := int(s.o.window / time.Second)
-	if err := os.MkdirAll(s.o.pprofDir, 0o755); err != nil {
-		s.res.fail("pprof dir: %v", err)
-		return
-	}
-	f, err := os.Create(filepath.Join(s.o.pprofDir, fmt.Sprintf("sidecars-n%d.pprof", s.n)))
+	stop, err := startProfile(filepath.Join(s.o.pprofDir, fmt.Sprintf("sidecars-n%d.pprof", s.n)))
 	if err == nil {
-		if err = pprof.StartCPUProfile(f); err == nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sleepCtx(ctx, time.Duration(secs)*time.Second)
-				pprof.StopCPUProfile()
-				f.Close()
-			}()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sleepCtx(ctx, time.Duration(secs)*time.Second)
+			stop()
+		}()
 	}
 	if err != nil {
 		s.res.fail("profile: %v", err)
@@ -488,6 +526,19 @@ func (s *scaleRun) profile(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		}()
 	}
+}
+
+// startProfile starts a CPU profile of this process into path.
+func startProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // handoffs stops the primary of a sample of elections gracefully, one at

@@ -73,13 +73,15 @@ type scaleResult struct {
 	Start, RampTime, SteadyAfter time.Duration
 	ElectionStart                *dist
 
-	Window     time.Duration
-	RPS        float64            // etcd requests (unary calls and streams started) per second, all members
-	ByMethod   map[string]float64 // the same, per gRPC method
-	EtcdCPU    []float64          // cores, per member
-	EtcdRSS    []int64
-	SidecarCPU float64 // cores of the sidecars' process
-	SidecarRSS int64
+	Window   time.Duration
+	RPS      float64            // etcd requests (unary calls and streams started) per second, all members
+	ByMethod map[string]float64 // the same, per gRPC method
+	EtcdCPU  []float64          // cores, per member
+	// EtcdIdleCPU is the members' CPU together before any sidecar started.
+	EtcdIdleCPU float64
+	EtcdRSS     []int64
+	SidecarCPU  float64 // cores of the sidecars' process
+	SidecarRSS  int64
 
 	Handoff, StopToPromote *dist
 	// Mean WAL fsync and backend commit over the members, in the steady
@@ -151,7 +153,9 @@ var growthRows = []growth{
 	{"an election's start → its first promote, p99", func(r *scaleResult) float64 { return distP99(r.ElectionStart) }},
 	{"etcd requests/s", func(r *scaleResult) float64 { return r.RPS }},
 	{"etcd CPU (3 members)", func(r *scaleResult) float64 { return sum(r.EtcdCPU) }},
+	{"etcd CPU above idle", func(r *scaleResult) float64 { return sum(r.EtcdCPU) - r.EtcdIdleCPU }},
 	{"sidecars' process CPU", func(r *scaleResult) float64 { return r.SidecarCPU }},
+	{"sidecars' process RSS", func(r *scaleResult) float64 { return float64(r.SidecarRSS) }},
 	{"hand-off p99", func(r *scaleResult) float64 { return distP99(r.Handoff) }},
 	{"mass failover: all replaced", func(r *scaleResult) float64 { return r.ReplaceAll.Seconds() }},
 	{"mass failover: excess p99", func(r *scaleResult) float64 { return distP99(r.Excess) }},
@@ -182,17 +186,17 @@ func (r *scaleReport) markdown() string {
 	fmt.Fprintf(&b, "- percentiles: nearest rank; with n ≤ 100, p99 is the maximum\n\n")
 
 	if len(r.Results) > 0 {
-		fmt.Fprintf(&b, "| N | sidecars | last start / last election's first promote (from the first start) | etcd req/s | per replica | etcd CPU, cores (m1+m2+m3) | per replica | sidecars' process CPU | RSS: sidecars' process / etcd members |\n")
-		fmt.Fprintf(&b, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		fmt.Fprintf(&b, "| N | sidecars | last start / last election's first promote (from the first start) | etcd req/s | per replica | etcd CPU, cores (m1+m2+m3) | idle, before the sidecars | per replica, above idle | sidecars' process CPU | RSS: sidecars' process / etcd members |\n")
+		fmt.Fprintf(&b, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, res := range r.Results {
 			var cpus, rss []string
 			for i, c := range res.EtcdCPU {
 				cpus = append(cpus, fmt.Sprintf("%.2f", c))
 				rss = append(rss, mib(res.EtcdRSS[i]))
 			}
-			fmt.Fprintf(&b, "| %d | %d | %s / %s | %.0f | %.2f | %.2f (%s) | %.2f m | %.2f | %s / %s |\n",
+			fmt.Fprintf(&b, "| %d | %d | %s / %s | %.0f | %.2f | %.2f (%s) | %.2f | %.3f m | %.2f | %s / %s |\n",
 				res.N, res.Sidecars, secs(res.RampTime), secs(res.Start), res.RPS, res.perReplica(res.RPS),
-				sum(res.EtcdCPU), strings.Join(cpus, "+"), 1000*res.perReplica(sum(res.EtcdCPU)), res.SidecarCPU,
+				sum(res.EtcdCPU), strings.Join(cpus, "+"), res.EtcdIdleCPU, 1000*res.perReplica(sum(res.EtcdCPU)-res.EtcdIdleCPU), res.SidecarCPU,
 				mib(res.SidecarRSS), strings.Join(rss, ", "))
 		}
 		fmt.Fprintln(&b)
