@@ -418,6 +418,7 @@ func (s *scaleRun) steadyState(ctx context.Context) error {
 	s.res.Window = window
 	secs := window.Seconds()
 	s.res.ByMethod = map[string]float64{}
+	s.res.Watchers, s.res.WatchStreams = after.watchers, after.watchStreams
 	s.res.SteadyFsync = meanSince(before.fsyncSum, before.fsyncCount, after.fsyncSum, after.fsyncCount)
 	for m, v := range after.started {
 		if d := v - before.started[m]; d > 0 {

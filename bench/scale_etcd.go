@@ -165,6 +165,7 @@ type etcdSample struct {
 	// Histograms: _sum (seconds) and _count.
 	fsyncSum, fsyncCount   float64 // etcd_disk_wal_fsync_duration_seconds
 	commitSum, commitCount float64 // etcd_disk_backend_commit_duration_seconds
+	watchers, watchStreams float64 // etcd_debugging_mvcc_watcher_total, _watch_stream_total
 }
 
 // scrapeMember reads one member's /metrics into smp.
@@ -208,7 +209,21 @@ func scrapeMember(ctx context.Context, clientURL string, smp *etcdSample) error 
 		*h.sum += sum
 		*h.count += count
 	}
+	smp.watchers += unlabelled(body, "etcd_debugging_mvcc_watcher_total")
+	smp.watchStreams += unlabelled(body, "etcd_debugging_mvcc_watch_stream_total")
 	return nil
+}
+
+// unlabelled reads one unlabelled sample; absent reads as 0.
+func unlabelled(body []byte, name string) float64 {
+	for _, line := range strings.Split(string(body), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				return v
+			}
+		}
+	}
+	return 0
 }
 
 // histogramTotals reads name_sum and name_count (unlabelled) from a

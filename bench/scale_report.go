@@ -80,8 +80,10 @@ type scaleResult struct {
 	// EtcdIdleCPU is the members' CPU together before any sidecar started.
 	EtcdIdleCPU float64
 	EtcdRSS     []int64
-	SidecarCPU  float64 // cores of the sidecars' process
-	SidecarRSS  int64
+	// Watchers and watch streams the members hold, summed.
+	Watchers, WatchStreams float64
+	SidecarCPU             float64 // cores of the sidecars' process
+	SidecarRSS             int64
 
 	Handoff, StopToPromote *dist
 	// Mean WAL fsync and backend commit over the members, in the steady
@@ -240,6 +242,8 @@ func (r *scaleReport) markdown() string {
 		b.WriteString(t)
 	}
 	for _, res := range r.Results {
+		fmt.Fprintf(&b, "- N = %d: etcd holds %.0f watchers on %.0f watch streams (%.2f and %.2f per replica)\n",
+			res.N, res.Watchers, res.WatchStreams, res.perReplica(res.Watchers), res.perReplica(res.WatchStreams))
 		fmt.Fprintf(&b, "- N = %d: etcd's mean WAL fsync %s in the steady window, %s during the hand-offs (backend commit %s)\n",
 			res.N, msOrNone(res.SteadyFsync), msOrNone(res.HandoffFsync), msOrNone(res.HandoffCommit))
 	}

@@ -19,6 +19,9 @@ grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",
 	if sum, count := histogramTotals([]byte(body), "etcd_disk_wal_fsync_duration_seconds"); sum != 0.5 || count != 100 {
 		t.Errorf("histogram totals %v %v", sum, count)
 	}
+	if got := unlabelled([]byte("etcd_debugging_mvcc_watcher_total 12\n"), "etcd_debugging_mvcc_watcher_total"); got != 12 {
+		t.Errorf("watchers %v", got)
+	}
 	if got := meanSince(0.5, 100, 1.5, 300); got != 5*time.Millisecond {
 		t.Errorf("mean %s, want 5ms", got)
 	}
