@@ -145,7 +145,7 @@ type scaleRun struct {
 	etcd      *etcdProcs
 	elections []*scaleElection
 	logger    *slog.Logger
-	files     []*os.File // the hand-off elections' logs
+	sink      logSink // the hand-off elections' Info lines
 	log       io.Writer
 	hz        int64
 	res       *scaleResult
@@ -215,11 +215,6 @@ func (s *scaleRun) run(ctx context.Context, bin string) {
 	}
 	defer logf.Close()
 	s.logger = slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	defer func() {
-		for _, f := range s.files {
-			f.Close()
-		}
-	}()
 	defer s.stopAll()
 
 	if err := s.start(ctx); err != nil {
@@ -270,22 +265,12 @@ func timelineHook(path string) string {
 func (s *scaleRun) start(ctx context.Context) error {
 	eps := s.etcd.endpoints()
 	sample := handoffSample(s.n, s.o.handoffs)
-	if err := os.MkdirAll(filepath.Join(s.dir, "logs"), 0o755); err != nil {
-		return err
-	}
 	for i := range s.n {
 		e := &scaleElection{name: fmt.Sprintf("s%04d", i), killable: i%killEvery == killEvery-1, handoff: sample[i]}
 		e.timeline = filepath.Join(s.dir, "timelines", e.name)
 		logger := s.logger
 		if e.handoff {
-			// Their Info lines (elected, stepping down, hooks) time the
-			// steps of a hand-off, to the millisecond.
-			f, err := os.Create(filepath.Join(s.dir, "logs", e.name+".log"))
-			if err != nil {
-				return err
-			}
-			s.files = append(s.files, f)
-			logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			logger = slog.New(s.sink.handler())
 		}
 		for r := range 3 {
 			// Each replica talks to one member, spread evenly.
@@ -554,6 +539,9 @@ func (s *scaleRun) handoffs(ctx context.Context) error {
 	}
 	s.res.Handoff = &dist{Name: "hand-off: old demote end → new promote start", Target: target{P99: 50 * time.Millisecond}}
 	s.res.StopToPromote = &dist{Name: "graceful stop → new promote start"}
+	for i, name := range stepNames {
+		s.res.Steps[i] = &dist{Name: name}
+	}
 	before, err := s.sampleMetrics(ctx)
 	if err != nil {
 		return err
@@ -609,6 +597,11 @@ func (s *scaleRun) handoff(ctx context.Context, e *scaleElection) error {
 		return fmt.Errorf("%s promoted %s before %s's demote ended", promoted.ID, ms(-h), p.id)
 	}
 	s.res.Handoff.Values = append(s.res.Handoff.Values, h)
+	if steps, ok := handoffSteps(s.sink.since(stopAt), e.name, p.id, promoted.ID, demoted.At, promoted.At); ok {
+		for i, d := range steps {
+			s.res.Steps[i].Values = append(s.res.Steps[i].Values, d)
+		}
+	}
 	s.res.StopToPromote.Values = append(s.res.StopToPromote.Values, promoted.At.Sub(stopAt))
 	return nil
 }

@@ -86,6 +86,7 @@ type scaleResult struct {
 	SidecarRSS             int64
 
 	Handoff, StopToPromote *dist
+	Steps                  [4]*dist // the hand-off split at the sidecars' log lines
 	// Mean WAL fsync and backend commit over the members, in the steady
 	// window and during the hand-offs.
 	SteadyFsync, HandoffFsync, HandoffCommit time.Duration
@@ -206,7 +207,9 @@ func (r *scaleReport) markdown() string {
 		fmt.Fprintf(&b, "| N | measure | n | min | p50 | p99 | max | target at N = 1,000 | |\n")
 		fmt.Fprintf(&b, "|--:|---|--:|--:|--:|--:|--:|---|---|\n")
 		for _, res := range r.Results {
-			for _, d := range []*dist{res.ElectionStart, res.Handoff, res.StopToPromote, res.LeaseLeft, res.Failover, res.Excess} {
+			ds := []*dist{res.ElectionStart, res.Handoff}
+			ds = append(ds, res.Steps[:]...)
+			for _, d := range append(ds, res.StopToPromote, res.LeaseLeft, res.Failover, res.Excess) {
 				if d == nil {
 					continue
 				}

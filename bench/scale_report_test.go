@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +113,36 @@ func TestHandoffSample(t *testing.T) {
 	}
 	if got := handoffSample(10, 30); len(got) != 10 {
 		t.Errorf("sample of %d for 10 elections", len(got))
+	}
+}
+
+func TestHandoffSteps(t *testing.T) {
+	var sink logSink
+	at := func(ms int) time.Time { return time.Unix(100, 0).Add(time.Duration(ms) * time.Millisecond) }
+	log := func(ms int, id, election, msg string, args ...any) {
+		l := slog.New(sink.handler()).With("id", id, "election", election)
+		r := slog.NewRecord(at(ms), slog.LevelInfo, msg, 0)
+		r.Add(args...)
+		if err := l.Handler().Handle(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log(3, "r1", "s0001", "hook ended", "hook", "demote")
+	log(4, "r2", "s0002", "elected") // another election's r2
+	log(20, "r2", "s0001", "elected")
+	log(22, "r2", "s0001", "hook started", "hook", "promote")
+	steps, ok := handoffSteps(sink.since(at(0)), "s0001", "r1", "r2", at(1), at(30))
+	if !ok {
+		t.Fatal("steps not found")
+	}
+	want := [4]time.Duration{2 * time.Millisecond, 17 * time.Millisecond, 2 * time.Millisecond, 8 * time.Millisecond}
+	if steps != want {
+		t.Errorf("steps %v, want %v", steps, want)
+	}
+	if _, ok := handoffSteps(sink.since(at(21)), "s0001", "r1", "r2", at(1), at(30)); ok {
+		t.Error("steps found without the demote's end")
+	}
+	if slog.New(sink.handler()).Enabled(context.Background(), slog.LevelDebug) {
+		t.Error("the sink keeps Debug lines")
 	}
 }
