@@ -323,7 +323,8 @@ func (s *scaleRun) start(ctx context.Context) error {
 	// Bound: a minute, plus 300 ms per election for the start-up storm.
 	bound := time.Minute + time.Duration(s.n)*300*time.Millisecond
 	if err := s.waitAll(ctx, bound, (*scaleElection).steady); err != nil {
-		return err
+		// Reported; the phases after it run on the elections that are.
+		s.res.fail("start: %v", err)
 	}
 	s.res.SteadyAfter = time.Since(t0)
 	var firsts, own []time.Duration
@@ -611,9 +612,10 @@ func (s *scaleRun) handoff(ctx context.Context, e *scaleElection) error {
 	return nil
 }
 
-// waitOne waits up to a TTL and 10 s for ok on one election.
+// waitOne waits up to 10 s for ok on one election: each election is
+// handed off or killed once, so it is steady unless it is in trouble.
 func (s *scaleRun) waitOne(ctx context.Context, e *scaleElection, ok func(*scaleElection) bool) error {
-	deadline := time.Now().Add(s.o.ttl + 10*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !ok(e) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not steady", e.name)
@@ -645,12 +647,16 @@ func (s *scaleRun) massFailover(ctx context.Context) error {
 		if !e.killable {
 			continue
 		}
+		// An election that is not steady is left out (and reported):
+		// its primary, if any, may be on its way out already.
 		if err := s.waitOne(ctx, e, (*scaleElection).steady); err != nil {
-			return err
+			s.res.fail("mass failover: %v; left out", err)
+			continue
 		}
 		p := e.primary()
 		if p == nil {
-			return fmt.Errorf("%s: no primary", e.name)
+			s.res.fail("mass failover: %s has no primary; left out", e.name)
+			continue
 		}
 		evs, err := e.events()
 		if err != nil {
