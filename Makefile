@@ -3,7 +3,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test lint demo bench e2e clean chaos chaos-short fuzz soak
+.PHONY: build test lint demo bench bench-scale e2e clean chaos chaos-short fuzz soak
 
 build:
 	CGO_ENABLED=0 $(GO) build -tags nodemo,grpcnotrace -trimpath -ldflags '$(LDFLAGS)' -o bin/leaderd ./cmd/leaderd
@@ -26,6 +26,12 @@ demo:
 
 bench:
 	$(GO) run ./bench
+
+# The scale bench: SCALE_N elections × 3 sidecars on a 3-process etcd
+# cluster (BENCHMARKS.md). N = 1000 wants the machine to itself.
+SCALE_N ?= 100,300,1000
+bench-scale:
+	$(GO) run ./bench -scale -scale-n $(SCALE_N)
 
 clean:
 	rm -rf bin

@@ -14,6 +14,10 @@
 //     order; request -> new promote start. Only the target may promote,
 //     after the old demote ended.
 //
+// With -scale it runs the scale bench instead (scale*.go): N elections × 3
+// sidecars in this process on a 3-member etcd cluster of etcdmember
+// processes; start, steady-state cost, hand-off and a mass failover per N.
+//
 // Run it from the module root (it compiles leaderd): `go run ./bench`. It is
 // not a test: it prints a table with the targets beside each figure and
 // exits non-zero when a round failed or a safety check did not hold.
@@ -57,6 +61,9 @@ type options struct {
 	// stepDownLead is demote-timeout + max(0.5s, TTL/10): how long before
 	// the earliest server-side lease expiry the safe deadline lies.
 	stepDownLead time.Duration
+	// scale runs the scale bench (scale_*.go) instead of the phases.
+	scale     bool
+	scaleOpts scaleOptions
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -72,6 +79,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if opts.scale {
+		return runScaleReport(ctx, args, opts, stdout, stderr)
+	}
 
 	rep := &report{
 		Command: command(args),
@@ -110,6 +120,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.out, "out", "", "also write the markdown result to this path")
 	fs.StringVar(&phases, "phases", strings.Join(phaseNames, ","), "phases to run, comma-separated")
 	fs.BoolVar(&o.keep, "keep", false, "keep the working directory (hook timeline, replica logs)")
+	var ns string
+	fs.BoolVar(&o.scale, "scale", false, "run the scale bench instead: N elections × 3 in-process sidecars on a 3-process etcd cluster")
+	fs.StringVar(&ns, "scale-n", "100,300,1000", "-scale: election counts to run, comma-separated, each on a fresh etcd cluster")
+	fs.DurationVar(&o.scaleOpts.ttl, "scale-ttl", sidecar.DefaultConfig().TTL, "-scale: lease TTL of every sidecar (leaderd's default)")
+	fs.DurationVar(&o.scaleOpts.window, "scale-window", 30*time.Second, "-scale: steady-state window over which requests and CPU are measured")
+	fs.DurationVar(&o.scaleOpts.settle, "scale-settle", 10*time.Second, "-scale: wait after every election is steady before the window")
+	fs.IntVar(&o.scaleOpts.handoffs, "scale-handoffs", 30, "-scale: elections whose primary is stopped gracefully, one at a time")
+	fs.Float64Var(&o.scaleOpts.ramp, "scale-ramp", 25, "-scale: sidecars started per second, an election's three together; 0 starts all at once")
+	fs.StringVar(&o.scaleOpts.pprofDir, "scale-pprof", "", "-scale: write CPU profiles of the sidecars' process and of each etcd member over the window to this directory")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: go run ./bench [flags]   (from the module root)\n\n")
 		fs.PrintDefaults()
@@ -119,6 +138,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.scale {
+		return o, o.scaleOpts.complete(ns, o.keep)
 	}
 	if o.rounds < 1 {
 		return o, fmt.Errorf("-rounds: %d must be at least 1", o.rounds)
