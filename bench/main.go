@@ -92,8 +92,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	execute(ctx, opts, rep, stderr)
 	rep.Interrupted = ctx.Err() != nil
 	rep.LoadAfter = readLoadAvg()
+	return emitReport(rep.markdown(), rep.ok(), opts, stdout, stderr)
+}
 
-	md := rep.markdown()
+// emitReport prints the markdown report md, writes it to -out if given,
+// and returns the exit status: failed unless ok.
+func emitReport(md string, ok bool, opts options, stdout, stderr io.Writer) int {
 	fmt.Fprint(stdout, md)
 	if opts.out != "" {
 		if err := os.WriteFile(opts.out, []byte(md), 0o644); err != nil {
@@ -101,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitFailed
 		}
 	}
-	if !rep.ok() {
+	if !ok {
 		return exitFailed
 	}
 	return exitOK

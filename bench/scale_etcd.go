@@ -172,19 +172,12 @@ type etcdSample struct {
 func scrapeMember(ctx context.Context, clientURL string, smp *etcdSample) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/metrics", nil)
-	if err != nil {
+	var body []byte
+	err := httpGet(ctx, clientURL+"/metrics", func(r io.Reader) error {
+		var err error
+		body, err = io.ReadAll(r)
 		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s/metrics: %s", clientURL, resp.Status)
-	}
-	body, err := io.ReadAll(resp.Body)
+	})
 	if err != nil {
 		return err
 	}
@@ -288,7 +281,23 @@ func parseGRPCStarted(r io.Reader) (map[string]float64, error) {
 func fetchProfile(ctx context.Context, clientURL string, seconds int, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second+30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", clientURL, seconds), nil)
+	return httpGet(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", clientURL, seconds), func(r io.Reader) error {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, r); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	})
+}
+
+// httpGet GETs url and hands a 200's body to read; any other status is
+// an error naming the url.
+func httpGet(ctx context.Context, url string, read func(io.Reader) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
@@ -298,17 +307,9 @@ func fetchProfile(ctx context.Context, clientURL string, seconds int, path strin
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("pprof %s: %s", clientURL, resp.Status)
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return read(resp.Body)
 }
 
 // freePorts picks n distinct free loopback ports.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -389,16 +388,5 @@ func runScaleReport(ctx context.Context, args []string, opts options, stdout, st
 	runScale(ctx, opts.scaleOpts, rep, stderr)
 	rep.Interrupted = ctx.Err() != nil
 	rep.LoadAfter = readLoadAvg()
-	md := rep.markdown()
-	fmt.Fprint(stdout, md)
-	if opts.out != "" {
-		if err := os.WriteFile(opts.out, []byte(md), 0o644); err != nil {
-			fmt.Fprintf(stderr, "bench: -out: %v\n", err)
-			return exitFailed
-		}
-	}
-	if !rep.ok() {
-		return exitFailed
-	}
-	return exitOK
+	return emitReport(rep.markdown(), rep.ok(), opts, stdout, stderr)
 }
