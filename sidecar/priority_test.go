@@ -214,10 +214,11 @@ func lowWinsWhileHighCampaigns(t *testing.T, c *cluster, lowPrio, highPrio int, 
 		high, m := peers.Candidates[2], peers.Members["high"]
 		return high.ID == "high" && high.Priority == highPrio && m != nil && m.Healthy && m.LeaseID == high.LeaseID
 	})
+	// Counted before the stop: the next promote may land before stop returns.
+	evs, _ := c.tl.snapshot()
 	if err := c.stop("p"); err != nil {
 		t.Fatalf("stop p: %v", err)
 	}
-	evs, _ := c.tl.snapshot()
 	return len(evs)
 }
 

@@ -26,8 +26,7 @@ type state struct {
 	resignFor      int64                // the tenure a pending POST /resign is for; 0: none
 	controlFailing bool                 // the control watch's last read failed
 	leaderFailing  bool                 // the leader watch's last read failed
-	candidates     []string             // ids in campaign order, from the leader watch
-	campaigners    []election.Candidate // the same candidates, with priorities and keys
+	campaigners    []election.Candidate // in campaign order, from the leader watch
 	yields         yieldBackOff         // the yield back-off per target (yield.go)
 	namedFrom      time.Time            // a switchover named this replica as target, from (its at) ...
 	namedUntil     time.Time            // ... until then
@@ -161,13 +160,9 @@ func (s *state) setLeader(cands []election.Candidate) {
 	if len(cands) > 0 {
 		l = &LeaderStatus{ID: cands[0].ID, Addr: cands[0].Addr, FencingToken: cands[0].FencingToken()}
 	}
-	ids := make([]string, len(cands))
-	for i, c := range cands {
-		ids[i] = c.ID
-	}
 	now := time.Now()
 	s.update(func(s *state) {
-		s.leader, s.candidates, s.campaigners = l, ids, cands
+		s.leader, s.campaigners = l, cands
 		leader := ""
 		if l != nil {
 			leader = l.ID
@@ -254,7 +249,7 @@ func (s *state) leadsNow(r *election.Request) bool {
 func (s *state) isCandidate(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Contains(s.candidates, id)
+	return slices.ContainsFunc(s.campaigners, func(c election.Candidate) bool { return c.ID == id })
 }
 
 // nextCandidate is the id second in campaign order: who wins if the
@@ -262,16 +257,20 @@ func (s *state) isCandidate(id string) bool {
 func (s *state) nextCandidate() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.candidates) < 2 {
+	if len(s.campaigners) < 2 {
 		return ""
 	}
-	return s.candidates[1]
+	return s.campaigners[1].ID
 }
 
 func (s *state) candidatesSnapshot() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]string(nil), s.candidates...)
+	ids := make([]string, len(s.campaigners))
+	for i, c := range s.campaigners {
+		ids[i] = c.ID
+	}
+	return ids
 }
 
 // requestResign records a POST /resign for the tenure with this token.
