@@ -60,15 +60,20 @@ func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error)
 		}
 	}()
 	for {
-		if err := c.waitTurn(cctx, rev, o); err != nil {
+		turn, err := c.waitTurn(cctx, rev, o)
+		if err != nil {
 			return nil, c.ended(ctx, err)
 		}
 		// A win just before the safe deadline would be promoted and
-		// demoted at once: wait for a renewal to make room first.
-		if err := c.lease.awaitHeadroom(cctx, c.opts.RenewInterval); err != nil {
-			return nil, c.ended(ctx, err)
+		// demoted at once: wait for a renewal to make room first. The
+		// read that found the turn then no longer verifies the win.
+		if c.lease.untilSafeDeadline() < c.opts.RenewInterval {
+			if err := c.lease.awaitHeadroom(cctx, c.opts.RenewInterval); err != nil {
+				return nil, c.ended(ctx, err)
+			}
+			turn = nil
 		}
-		t, err := c.verify(cctx, rev)
+		t, err := c.verify(cctx, rev, turn)
 		switch {
 		case err == nil:
 			o.answered()
@@ -161,18 +166,20 @@ func (c *Candidacy) putKeyOnce(ctx context.Context, value string) (int64, error)
 
 // waitTurn returns once no candidate key created before rev is left, as
 // concurrency's waitDeletes does: it waits for the deletion of the newest
-// one ahead, then looks again.
-func (c *Candidacy) waitTurn(ctx context.Context, rev int64, o *outage) error {
+// one ahead, then looks again. It returns the read that found none ahead:
+// every candidate key, in campaign order, which verify checks the win on
+// without a read of its own.
+func (c *Candidacy) waitTurn(ctx context.Context, rev int64, o *outage) (*clientv3.GetResponse, error) {
 	for {
-		err := c.watchTurn(ctx, rev, o)
+		turn, err := c.watchTurn(ctx, rev, o)
 		var rerr *readError
 		switch {
 		case err == nil:
-			return nil
+			return turn, nil
 		case ctx.Err() != nil:
-			return ctx.Err()
+			return nil, ctx.Err()
 		case errors.As(err, &rerr) && !transient(rerr.err):
-			return rerr.err
+			return nil, rerr.err
 		case rerr != nil:
 			o.failed("read the candidates ahead", rerr.err)
 		default:
@@ -180,7 +187,7 @@ func (c *Candidacy) waitTurn(ctx context.Context, rev int64, o *outage) error {
 			o.failed("watch the candidates ahead", err)
 		}
 		if err := pause(ctx, campaignRetry); err != nil {
-			return err
+			return nil, err
 		}
 	}
 }
@@ -196,7 +203,7 @@ func (e *readError) Error() string { return e.err.Error() }
 // watch from a revision it has passed (anything was written since a read)
 // is "unsynced", its events delivered only at etcd's next sync, up to
 // 100 ms later, which a switchover's target would wait out.
-func (c *Candidacy) watchTurn(ctx context.Context, rev int64, o *outage) error {
+func (c *Candidacy) watchTurn(ctx context.Context, rev int64, o *outage) (*clientv3.GetResponse, error) {
 	pfx := c.store.CandidatesPrefix()
 	wctx, cancel := context.WithCancel(ctx)
 	wch := c.store.client.Watch(wctx, pfx, clientv3.WithPrefix(), clientv3.WithFilterPut(), clientv3.WithCreatedNotify())
@@ -207,29 +214,49 @@ func (c *Candidacy) watchTurn(ctx context.Context, rev int64, o *outage) error {
 		}
 	}()
 	if wr, ok := <-wch; !ok {
-		return errWatchClosed
+		return nil, errWatchClosed
 	} else if err := wr.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	// Not WithKeysOnly: it drops the lease, which tells candidate keys apart.
-	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithMaxCreateRev(rev - 1),
-		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend)}
 	for {
-		gctx, gcancel := context.WithTimeout(ctx, callTimeout)
-		resp, err := c.store.client.Get(gctx, pfx, opts...)
-		gcancel()
+		resp, err := c.readCandidates(ctx)
 		if err != nil {
-			return &readError{err}
+			return nil, &readError{err}
 		}
 		o.answered()
-		ahead := firstCandidate(resp.Kvs)
+		ahead := newestAhead(resp.Kvs, rev)
 		if ahead == nil {
-			return nil
+			return resp, nil
 		}
 		if err := awaitDelete(wch, string(ahead.Key), resp.Header.Revision); err != nil {
-			return err
+			return nil, err
 		}
 	}
+}
+
+// readCandidates reads every key under the candidates prefix in campaign
+// order (by create revision), one linearizable read. Not WithKeysOnly: it
+// drops the lease, which tells candidate keys apart.
+func (c *Candidacy) readCandidates(ctx context.Context) (*clientv3.GetResponse, error) {
+	gctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return c.store.client.Get(gctx, c.store.CandidatesPrefix(), clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+}
+
+// newestAhead is the candidate key created last before rev in kvs, sorted
+// by create revision; nil when none is ahead.
+func newestAhead(kvs []*mvccpb.KeyValue, rev int64) *mvccpb.KeyValue {
+	var ahead *mvccpb.KeyValue
+	for _, kv := range kvs {
+		if kv.CreateRevision >= rev {
+			break
+		}
+		if isCandidateKey(kv) {
+			ahead = kv
+		}
+	}
+	return ahead
 }
 
 // awaitDelete returns nil once wch reports the deletion of key after
@@ -277,14 +304,15 @@ func (o *outage) answered() {
 
 // verify checks the win before it is trusted: our key is the first
 // created under the prefix, with our create revision, and there is
-// headroom before the safe deadline.
-func (c *Candidacy) verify(ctx context.Context, rev int64) (*Tenure, error) {
-	vctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := c.store.client.Get(vctx, c.store.CandidatesPrefix(), clientv3.WithPrefix(),
-		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
-	if err != nil {
-		return nil, fmt.Errorf("verify leadership: %w", err)
+// headroom before the safe deadline. turn is the read that found our turn,
+// if it still counts; nil reads again.
+func (c *Candidacy) verify(ctx context.Context, rev int64, turn *clientv3.GetResponse) (*Tenure, error) {
+	resp := turn
+	if resp == nil {
+		var err error
+		if resp, err = c.readCandidates(ctx); err != nil {
+			return nil, fmt.Errorf("verify leadership: %w", err)
+		}
 	}
 	if first := firstCandidate(resp.Kvs); first == nil || string(first.Key) != c.key || first.CreateRevision != rev {
 		return nil, ErrNotLeader

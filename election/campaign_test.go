@@ -5,9 +5,11 @@ import (
 	"errors"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 
@@ -408,5 +410,63 @@ func TestCampaignRefusesItsKeyOnAnotherLease(t *testing.T) {
 	if r.err == nil {
 		r.ten.Stop()
 		t.Fatal("campaigned on a key that is not on its lease")
+	}
+}
+
+// TestCampaignVerifiesOnTheReadThatFoundItsTurn: a waiting candidate
+// reads the candidates once when it starts waiting and once after the
+// deletion of the key ahead, and that second read is its verification: a
+// hand-off costs one linearizable read, not two.
+func TestCampaignVerifiesOnTheReadThatFoundItsTurn(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, srv.Endpoint())
+	var prefixReads atomic.Int64
+	pfx := testStore(nil).CandidatesPrefix()
+	countReads := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if r, ok := req.(*etcdserverpb.RangeRequest); ok && string(r.Key) == pfx {
+			prefixReads.Add(1) // once answered
+		}
+		return err
+	}
+	cfg := etcdtest.ClientConfig(srv.Endpoint())
+	cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainUnaryInterceptor(countReads))
+	counted, err := clientv3.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = counted.Close() })
+
+	a, b := newCandidacy(t, cli), newCandidacy(t, counted)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ra := result(t, campaign(a, ctx, "a"))
+	if ra.err != nil {
+		t.Fatal(ra.err)
+	}
+	bch := campaign(b, ctx, "b")
+	waitCandidates(t, cli, 2)
+	deadline := time.Now().Add(bound)
+	for prefixReads.Load() < 1 { // b has read a ahead: it waits on the watch
+		if time.Now().After(deadline) {
+			t.Fatal("b never read the candidates")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter: no event to wait on
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer rcancel()
+	if err := ra.ten.Resign(rctx); err != nil {
+		t.Fatal(err)
+	}
+	rb := result(t, bch)
+	if rb.err != nil {
+		t.Fatal(rb.err)
+	}
+	defer rb.ten.Stop()
+	if got := prefixReads.Load(); got != 2 {
+		t.Fatalf("b read the candidates %d times to win after a's resign, want 2 (one to wait, one that found its turn and verified it)", got)
+	}
+	if c := rb.ten.Candidates(); len(c) != 1 || c[0].ID != "b" {
+		t.Fatalf("the tenure's candidates are %+v, want b alone", c)
 	}
 }
