@@ -97,7 +97,7 @@ func handoffSteps(lines []logLine, election, oldID, newID string, demoteEnd, pro
 // stepNames name handoffSteps' intervals, for the report.
 var stepNames = [4]string{
 	"hand-off step: demote hook's last line → the sidecar sees it end (shell exit, process-group check, reap)",
-	"hand-off step: → new primary's verified win (resign, watch event, reads of the candidates and priorities)",
+	"hand-off step: → new primary's verified win (resign, watch event, the read that finds its turn and verifies it)",
 	"hand-off step: → its promote hook started (fork/exec)",
 	"hand-off step: → the hook's first line (`sh` runs `date`)",
 }
