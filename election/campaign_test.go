@@ -232,7 +232,7 @@ func grantStalled(t *testing.T, cli *clientv3.Client, clk *jumpClock, keepAlive 
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	opts := leaseOn(headroomLease, clk)
-	l, err := grantWith(ctx, cli, opts, nil, keepAlive)
+	l, err := grantWith(ctx, cli, opts, nil, renewFunc(keepAlive))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,10 +69,10 @@ func frozenLease(sent time.Time) *Lease {
 		opts:   testLease,
 		logger: slog.New(slog.DiscardHandler),
 		clock:  realClock{},
-		keepAliveOnce: func(ctx context.Context, _ clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
+		renewer: renewFunc(func(ctx context.Context, _ clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
 			<-ctx.Done()
 			return nil, ctx.Err()
-		},
+		}),
 		deadline: sent.Add(testLease.TTL),
 		renewed:  make(chan struct{}),
 		lost:     newLoss(),

@@ -92,7 +92,8 @@ func judgeReadBack(rb TTLReadBack, resp *clientv3.LeaseTimeToLiveResponse, err e
 	return rb
 }
 
-// Lease is an etcd lease kept alive by its own KeepAliveOnce loop. It
+// Lease is an etcd lease kept alive by its own loop, one renewal at a time
+// over one LeaseKeepAlive stream of its own (see keepAliveStream). It
 // tracks the earliest time the server may expire the lease and declares
 // itself lost StepDownLead before that, because etcd's client learns of an
 // expiry only after the fact.
@@ -104,8 +105,8 @@ type Lease struct {
 	logger *slog.Logger
 	clock  clock // every time compared with the deadline is read off it
 
-	// keepAliveOnce sends one renewal: the client's, or a test's stand-in.
-	keepAliveOnce func(context.Context, clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error)
+	// renewer sends the renewals: the lease's stream, or a test's stand-in.
+	renewer renewer
 
 	mu       sync.Mutex
 	deadline time.Time     // sent time of the last successful renewal + its TTL
@@ -121,12 +122,11 @@ type Lease struct {
 // Grant asks etcd for a lease and starts its keepalive loop. The call is
 // bounded by ctx and by one renew interval (at least 2s).
 func Grant(ctx context.Context, client *clientv3.Client, opts LeaseOptions, logger *slog.Logger) (*Lease, error) {
-	return grantWith(ctx, client, opts, logger, client.KeepAliveOnce)
+	return grantWith(ctx, client, opts, logger, newKeepAliveStream(client))
 }
 
-// grantWith is Grant with the renewal call given, so that tests can stall it.
-func grantWith(ctx context.Context, client *clientv3.Client, opts LeaseOptions, logger *slog.Logger,
-	keepAliveOnce func(context.Context, clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error)) (*Lease, error) {
+// grantWith is Grant with the renewer given, so that tests can stall it.
+func grantWith(ctx context.Context, client *clientv3.Client, opts LeaseOptions, logger *slog.Logger, r renewer) (*Lease, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -151,22 +151,23 @@ func grantWith(ctx context.Context, client *clientv3.Client, opts LeaseOptions, 
 		opts.TTL = ttl
 	}
 	l := &Lease{
-		client:        client,
-		id:            resp.ID,
-		ttl:           ttl,
-		opts:          opts,
-		logger:        logger.With("lease", LeaseHex(int64(resp.ID))),
-		clock:         clk,
-		keepAliveOnce: keepAliveOnce,
-		deadline:      sent.Add(ttl),
-		renewed:       make(chan struct{}),
-		lost:          newLoss(),
-		stop:          make(chan struct{}),
-		done:          make(chan struct{}),
+		client:   client,
+		id:       resp.ID,
+		ttl:      ttl,
+		opts:     opts,
+		logger:   logger.With("lease", LeaseHex(int64(resp.ID))),
+		clock:    clk,
+		renewer:  r,
+		deadline: sent.Add(ttl),
+		renewed:  make(chan struct{}),
+		lost:     newLoss(),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	if l.untilSafeDeadline() <= 0 {
 		// The grant took so long that no safe time is left: give it back.
 		l.lost.mark(ErrSafeDeadline)
+		r.close()
 		close(l.done)
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -210,6 +211,7 @@ func (l *Lease) Err() error { return l.lost.Err() }
 // the loop logs only after the loss is marked.
 func (l *Lease) loop() {
 	defer close(l.done)
+	defer l.renewer.close() // before done: Stop returns with the stream ended
 	retry := max(200*time.Millisecond, l.opts.RenewInterval/4)
 	renew := l.clock.NewTimer(l.untilRenewal())
 	defer renew.Stop()
@@ -309,7 +311,9 @@ func (l *Lease) untilRenewal() time.Duration {
 }
 
 // renewOnce sends one keepalive. Its deadline never passes the safe
-// deadline, so the loop is back in time to see the guard's verdict.
+// deadline, so the loop is back in time to see the guard's verdict; a
+// renewal that runs out of it, or is cut short by Stop, ends the stream it
+// was sent on.
 func (l *Lease) renewOnce() error {
 	// A timeout, not a deadline: the lease's clock need not be the
 	// context's.
@@ -325,7 +329,7 @@ func (l *Lease) renewOnce() error {
 		}
 	}()
 	sent := l.clock.Now()
-	resp, err := l.keepAliveOnce(ctx, l.id)
+	resp, err := l.renewer.keepAliveOnce(ctx, l.id)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return ErrLeaseNotFound
@@ -349,8 +353,8 @@ func (l *Lease) announceRenewal() {
 	l.renewed = make(chan struct{})
 }
 
-// Stop ends the keepalive loop without revoking; the lease then expires on
-// the server by itself. Idempotent.
+// Stop ends the keepalive loop and its stream without revoking; the lease
+// then expires on the server by itself. Idempotent.
 func (l *Lease) Stop() {
 	l.stopOnce.Do(func() { close(l.stop) })
 	<-l.done

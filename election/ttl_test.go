@@ -95,7 +95,7 @@ func TestCampaignOnARetimedLeaseNeedsTheRetimedHeadroom(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	attempted := make(chan struct{}, 1)
-	l, err := grantWith(ctx, cli, opts, nil, stalledRenewals(cli, attempted, nil))
+	l, err := grantWith(ctx, cli, opts, nil, renewFunc(stalledRenewals(cli, attempted, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
