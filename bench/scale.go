@@ -407,10 +407,15 @@ func (s *scaleRun) steadyState(ctx context.Context) error {
 	s.res.ByMethod = map[string]float64{}
 	s.res.Watchers, s.res.WatchStreams = after.watchers, after.watchStreams
 	s.res.SteadyFsync = meanSince(before.fsyncSum, before.fsyncCount, after.fsyncSum, after.fsyncCount)
-	for m, v := range after.started {
-		if d := v - before.started[m]; d > 0 {
+	for m, v := range after.received {
+		if d := v - before.received[m]; d > 0 {
 			s.res.ByMethod[m] = d / secs
 			s.res.RPS += d / secs
+		}
+	}
+	for m, v := range after.started {
+		if d := v - before.started[m]; d > 0 {
+			s.res.OpenedPS += d / secs
 		}
 	}
 	for i := range pids {

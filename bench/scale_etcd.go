@@ -161,7 +161,11 @@ func (e *etcdProcs) close() {
 // etcdSample is what one read of the members' /metrics holds, summed
 // over the members.
 type etcdSample struct {
-	started map[string]float64 // grpc_server_started_total by grpc_method
+	// By grpc_method: grpc_server_msg_received_total, the requests (a
+	// unary call is one message; on a stream, each renewal or watch
+	// request is one), and grpc_server_started_total, the calls and
+	// streams opened.
+	received, started map[string]float64
 	// Histograms: _sum (seconds) and _count.
 	fsyncSum, fsyncCount   float64 // etcd_disk_wal_fsync_duration_seconds
 	commitSum, commitCount float64 // etcd_disk_backend_commit_duration_seconds
@@ -181,15 +185,20 @@ func scrapeMember(ctx context.Context, clientURL string, smp *etcdSample) error 
 	if err != nil {
 		return err
 	}
-	started, err := parseGRPCStarted(bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	if smp.started == nil {
-		smp.started = map[string]float64{}
-	}
-	for k, v := range started {
-		smp.started[k] += v
+	for _, c := range []struct {
+		name string
+		into *map[string]float64
+	}{{"grpc_server_msg_received_total", &smp.received}, {"grpc_server_started_total", &smp.started}} {
+		byMethod, err := parseGRPCCounter(bytes.NewReader(body), c.name)
+		if err != nil {
+			return err
+		}
+		if *c.into == nil {
+			*c.into = map[string]float64{}
+		}
+		for k, v := range byMethod {
+			(*c.into)[k] += v
+		}
 	}
 	for _, h := range []struct {
 		name       string
@@ -249,9 +258,10 @@ func meanSince(sum0, count0, sum1, count1 float64) time.Duration {
 	return time.Duration((sum1 - sum0) / (count1 - count0) * float64(time.Second))
 }
 
-// parseGRPCStarted sums grpc_server_started_total by its grpc_method label.
-func parseGRPCStarted(r io.Reader) (map[string]float64, error) {
-	const name = "grpc_server_started_total{"
+// parseGRPCCounter sums the counter named (a grpc_server_* one) by its
+// grpc_method label.
+func parseGRPCCounter(r io.Reader, counter string) (map[string]float64, error) {
+	name := counter + "{"
 	out := map[string]float64{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)

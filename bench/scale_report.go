@@ -73,8 +73,9 @@ type scaleResult struct {
 	ElectionStart                *dist
 
 	Window   time.Duration
-	RPS      float64            // etcd requests (unary calls and streams started) per second, all members
+	RPS      float64            // etcd requests (messages received: unary calls, renewals, watch requests) per second, all members
 	ByMethod map[string]float64 // the same, per gRPC method
+	OpenedPS float64            // unary calls and streams opened per second, all members
 	EtcdCPU  []float64          // cores, per member
 	// EtcdIdleCPU is the members' CPU together before any sidecar started.
 	EtcdIdleCPU float64
@@ -182,22 +183,22 @@ func (r *scaleReport) markdown() string {
 	fmt.Fprintf(&b, "- setup: etcd %s, 3 members as separate processes (bench/etcdmember); N elections × 3 replicas, all sidecar.Sidecar in one process, each with its own etcd client to one member (spread evenly); --ttl %s --demote-timeout %s, leaderd's other defaults; hooks are `sh -c` appending `date +%%s%%N` lines to a timeline per election\n",
 		m.Etcd, o.ttl, o.demoteTimeout)
 	fmt.Fprintf(&b, "- start: %s\n", rampText(o.ramp))
-	fmt.Fprintf(&b, "- steady state: %s after every election is steady, then a %s window; requests are grpc_server_started_total (unary calls and streams opened) summed over the members; CPU from /proc/<pid>/stat\n", o.settle, o.window)
+	fmt.Fprintf(&b, "- steady state: %s after every election is steady, then a %s window; requests are grpc_server_msg_received_total (a unary call is one; on a stream, each renewal or watch request), opened are grpc_server_started_total (unary calls and streams opened), summed over the members; CPU from /proc/<pid>/stat\n", o.settle, o.window)
 	fmt.Fprintf(&b, "- hand-off: the primary of %d elections stopped gracefully (context cancelled, as SIGTERM does), one at a time while the others run\n", o.handoffs)
 	fmt.Fprintf(&b, "- mass failover: the primaries of every %dth election killed at once: the TCP proxy that was their only way to etcd closes every connection and refuses new ones, then the sidecar is abandoned (Abort, cancel), so no resign or revoke reaches etcd\n", killEvery)
 	fmt.Fprintf(&b, "- percentiles: nearest rank; with n ≤ 100, p99 is the maximum\n\n")
 
 	if len(r.Results) > 0 {
-		fmt.Fprintf(&b, "| N | sidecars | last start / last election's first promote (from the first start) | etcd req/s | per replica | etcd CPU, cores (m1+m2+m3) | idle, before the sidecars | per replica, above idle | sidecars' process CPU | RSS: sidecars' process / etcd members |\n")
-		fmt.Fprintf(&b, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		fmt.Fprintf(&b, "| N | sidecars | last start / last election's first promote (from the first start) | etcd req/s | per replica | calls and streams opened/s | etcd CPU, cores (m1+m2+m3) | idle, before the sidecars | per replica, above idle | sidecars' process CPU | RSS: sidecars' process / etcd members |\n")
+		fmt.Fprintf(&b, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, res := range r.Results {
 			var cpus, rss []string
 			for i, c := range res.EtcdCPU {
 				cpus = append(cpus, fmt.Sprintf("%.2f", c))
 				rss = append(rss, mib(res.EtcdRSS[i]))
 			}
-			fmt.Fprintf(&b, "| %d | %d | %s / %s | %.0f | %.2f | %.2f (%s) | %.2f | %.3f m | %.2f | %s / %s |\n",
-				res.N, res.Sidecars, secs(res.RampTime), secs(res.Start), res.RPS, res.perReplica(res.RPS),
+			fmt.Fprintf(&b, "| %d | %d | %s / %s | %.0f | %.2f | %.1f | %.2f (%s) | %.2f | %.3f m | %.2f | %s / %s |\n",
+				res.N, res.Sidecars, secs(res.RampTime), secs(res.Start), res.RPS, res.perReplica(res.RPS), res.OpenedPS,
 				sum(res.EtcdCPU), strings.Join(cpus, "+"), res.EtcdIdleCPU, 1000*res.perReplica(sum(res.EtcdCPU)-res.EtcdIdleCPU), res.SidecarCPU,
 				mib(res.SidecarRSS), strings.Join(rss, ", "))
 		}

@@ -8,13 +8,14 @@ import (
 	"time"
 )
 
-func TestParseGRPCStarted(t *testing.T) {
+func TestParseGRPCCounter(t *testing.T) {
 	in := `# HELP grpc_server_started_total Total number of RPCs started on the server.
 # TYPE grpc_server_started_total counter
 grpc_server_started_total{grpc_method="LeaseKeepAlive",grpc_service="etcdserverpb.Lease",grpc_type="bidi_stream"} 120
 grpc_server_started_total{grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} 7
 grpc_server_started_total{grpc_method="Range",grpc_service="etcdserverpb.Other",grpc_type="unary"} 3
 grpc_server_handled_total{grpc_code="OK",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} 99
+grpc_server_msg_received_total{grpc_method="LeaseKeepAlive",grpc_service="etcdserverpb.Lease",grpc_type="bidi_stream"} 360
 grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 1.5e+03
 `
 	body := in + "etcd_disk_wal_fsync_duration_seconds_sum 0.5\netcd_disk_wal_fsync_duration_seconds_count 100\n"
@@ -27,7 +28,7 @@ grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",
 	if got := meanSince(0.5, 100, 1.5, 300); got != 5*time.Millisecond {
 		t.Errorf("mean %s, want 5ms", got)
 	}
-	got, err := parseGRPCStarted(strings.NewReader(in))
+	got, err := parseGRPCCounter(strings.NewReader(in), "grpc_server_started_total")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,11 @@ grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",
 			t.Errorf("%s: got %v, want %v", k, got[k], v)
 		}
 	}
-	if _, err := parseGRPCStarted(strings.NewReader(`grpc_server_started_total{grpc_method="Range"} x`)); err == nil {
+	received, err := parseGRPCCounter(strings.NewReader(in), "grpc_server_msg_received_total")
+	if err != nil || len(received) != 1 || received["LeaseKeepAlive"] != 360 {
+		t.Errorf("messages received: got %v, %v; want LeaseKeepAlive 360 alone", received, err)
+	}
+	if _, err := parseGRPCCounter(strings.NewReader(`grpc_server_started_total{grpc_method="Range"} x`), "grpc_server_started_total"); err == nil {
 		t.Error("a bad value parsed")
 	}
 }
