@@ -324,6 +324,10 @@ func (c *Candidacy) verify(ctx context.Context, rev int64, turn *clientv3.GetRes
 	if left < c.opts.RenewInterval {
 		return nil, errNoHeadroom
 	}
+	// The read may predate a loss the lease loop has already seen.
+	if err := c.lease.Err(); err != nil {
+		return nil, err
+	}
 	t := &Tenure{
 		c:          c,
 		key:        c.key,
