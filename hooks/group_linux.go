@@ -73,5 +73,13 @@ func parseStat(stat []byte) (zombie bool, pgrp int, ok bool) {
 	if err != nil {
 		return false, 0, false
 	}
-	return f[0] == "Z" || f[0] == "X", g, true
+	dead := f[0] == "Z" || f[0] == "X"
+	// A leader thread that exited shows Z while the process's other threads
+	// run ("Zl"): num_threads (field 20) tells.
+	if dead && len(f) > 17 {
+		if n, err := strconv.Atoi(f[17]); err == nil && n > 1 {
+			dead = false
+		}
+	}
+	return dead, g, true
 }
