@@ -11,8 +11,6 @@ import (
 	"github.com/leaderd/leaderd/internal/etcdtest"
 )
 
-// hookClock is a jumpClock that runs hook once, at the first Now() after
-// it is armed.
 // calledFromCampaign reports whether Campaign is on the caller's stack.
 func calledFromCampaign() bool {
 	pcs := make([]uintptr, 32)
@@ -28,6 +26,8 @@ func calledFromCampaign() bool {
 	}
 }
 
+// hookClock is a jumpClock that runs hook once, at a Now() from Campaign
+// after it is armed (skip lets that many pass first).
 type hookClock struct {
 	*jumpClock
 	mu   sync.Mutex
@@ -61,22 +61,19 @@ func (c *hookClock) Now() time.Time {
 	return c.jumpClock.Now()
 }
 
-// Review (session 6): the lease is revoked on the server, and the loop has
-// seen it (ErrLeaseNotFound marked), after the campaign's last read but
-// before Campaign returns. The campaign must not return a tenure on a lease
-// it already knows is lost, whose key is gone.
-//
-// At 76a1681 (a verify read after awaitHeadroom), the loss after the turn
-// read is refused (the verify read sees it) but the loss after the verify
-// read is not. At b33dbe8 (the turn read verifies) neither is refused.
-func TestReview6CampaignRefusesAWinWhoseLeaseWasLostAfterTheTurnRead(t *testing.T) {
+// The lease is revoked on the server, and the loop has seen it
+// (ErrLeaseNotFound marked), after the campaign's last read but before
+// Campaign returns. The campaign must not return a tenure on a lease it
+// already knows is lost, whose key is gone: verify checks the lease's error
+// last (without that check both tests fail).
+func TestCampaignRefusesAWinWhoseLeaseWasLostAfterTheTurnRead(t *testing.T) {
 	// Campaign's first reading of the lease clock follows the turn read:
-	// awaitHeadroom (76a1681), or the headroom check (b33dbe8).
+	// the headroom check before verify.
 	campaignLosingLeaseAt(t, 0)
 }
 
-func TestReview6CampaignRefusesAWinWhoseLeaseWasLostAfterTheLastRead(t *testing.T) {
-	// Its second follows the last read: verify's headroom check, in both.
+func TestCampaignRefusesAWinWhoseLeaseWasLostAfterTheLastRead(t *testing.T) {
+	// Its second follows the last read: verify's headroom check.
 	campaignLosingLeaseAt(t, 1)
 }
 

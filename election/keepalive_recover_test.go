@@ -10,11 +10,11 @@ import (
 	"github.com/leaderd/leaderd/internal/etcdtest"
 )
 
-// Review (session 6): a kept stream whose token etcd dropped (the user's
+// A kept stream whose token etcd dropped (the user's
 // password changed: etcd invalidates its simple tokens) fails its next
 // renewal with an auth error; the retry on a new stream logs in again and
 // renews, so no renewal fails.
-func TestReview6KeptStreamRenewsAfterItsTokenIsInvalidated(t *testing.T) {
+func TestKeptStreamRenewsAfterItsTokenIsInvalidated(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
@@ -67,10 +67,10 @@ func TestReview6KeptStreamRenewsAfterItsTokenIsInvalidated(t *testing.T) {
 	}
 }
 
-// Review (session 6): etcd restarts (same address) while the stream is
+// etcd restarts (same address) while the stream is
 // idle between renewals; the next renewal finds the kept stream dead and
 // renews on a new one, without a failed renewal.
-func TestReview6KeptStreamRenewsAfterEtcdRestarted(t *testing.T) {
+func TestKeptStreamRenewsAfterEtcdRestarted(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := etcdtest.NewClient(t, srv.Endpoint())
 	clk := newJumpClock()

@@ -9,7 +9,8 @@ import (
 	"testing"
 )
 
-// groupAliveBefore is groupAlive as of 76a1681 (every stat file read).
+// groupAliveBefore is the reference: every stat file read, as groupAlive
+// did before its getpgid filter (76a1681).
 func groupAliveBefore(pgid, except int) bool {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -39,11 +40,11 @@ func groupAliveBefore(pgid, except int) bool {
 	return false
 }
 
-// Review (session 6): on every process group of this host (and with its
+// On every process group of this host (and with its
 // leader excepted, as the runner asks), the getpgid-filtered scan answers
 // as the full scan did. A disagreement is retried once: processes come and
 // go between the two scans.
-func TestReview6GroupAliveAnswersAsBefore(t *testing.T) {
+func TestGroupAliveAgreesWithAFullScan(t *testing.T) {
 	startInGroup(t, 0, "sleep", "300")
 	member := startInGroup(t, 0, "sleep", "300")
 	if _, err := waitExit(startInGroup(t, member.Process.Pid, "true")); err != nil { // a zombie member
