@@ -224,7 +224,7 @@ func (c *Candidacy) watchTurn(ctx context.Context, rev int64, o *outage) (*clien
 			return nil, &readError{err}
 		}
 		o.answered()
-		ahead := newestAhead(resp.Kvs, rev)
+		ahead := c.store.newestAhead(resp.Kvs, rev)
 		if ahead == nil {
 			return resp, nil
 		}
@@ -246,13 +246,13 @@ func (c *Candidacy) readCandidates(ctx context.Context) (*clientv3.GetResponse, 
 
 // newestAhead is the candidate key created last before rev in kvs, sorted
 // by create revision; nil when none is ahead.
-func newestAhead(kvs []*mvccpb.KeyValue, rev int64) *mvccpb.KeyValue {
+func (s *Store) newestAhead(kvs []*mvccpb.KeyValue, rev int64) *mvccpb.KeyValue {
 	var ahead *mvccpb.KeyValue
 	for _, kv := range kvs {
 		if kv.CreateRevision >= rev {
 			break
 		}
-		if isCandidateKey(kv) {
+		if s.isCandidateKey(kv) {
 			ahead = kv
 		}
 	}
@@ -314,7 +314,7 @@ func (c *Candidacy) verify(ctx context.Context, rev int64, turn *clientv3.GetRes
 			return nil, fmt.Errorf("verify leadership: %w", err)
 		}
 	}
-	if first := firstCandidate(resp.Kvs); first == nil || string(first.Key) != c.key || first.CreateRevision != rev {
+	if first := c.store.firstCandidate(resp.Kvs); first == nil || string(first.Key) != c.key || first.CreateRevision != rev {
 		return nil, ErrNotLeader
 	}
 	left := c.lease.untilSafeDeadline()
@@ -338,7 +338,7 @@ func (c *Candidacy) verify(ctx context.Context, rev int64, turn *clientv3.GetRes
 		done:       make(chan struct{}),
 	}
 	for _, kv := range resp.Kvs {
-		if cand, ok := decodeCandidate(kv); ok {
+		if cand, ok := c.store.decodeCandidate(kv); ok {
 			t.candidates = append(t.candidates, cand)
 		}
 	}

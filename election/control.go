@@ -192,7 +192,7 @@ func (s *Store) PutRequest(ctx context.Context, r Request) error {
 		}
 		resign := firstKV(read.Responses[0].GetResponseRange().GetKvs())
 		switchover := firstKV(read.Responses[1].GetResponseRange().GetKvs())
-		leader, leads := decodeCandidate(firstCandidate(read.Responses[2].GetResponseRange().GetKvs()))
+		leader, leads := s.decodeCandidate(s.firstCandidate(read.Responses[2].GetResponseRange().GetKvs()))
 		pending := func(r *Request) bool { return leads && r.Live(time.Now()) && r.For(leader) }
 		if pending(parseRequest(controlResign, resign)) || pending(parseRequest(controlSwitchover, switchover)) {
 			return ErrRequestPending

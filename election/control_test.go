@@ -29,7 +29,7 @@ func putCandidate(ctx context.Context, t *testing.T, cli *clientv3.Client, id st
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("get %s: %v", key, err)
 	}
-	c, ok := decodeCandidate(resp.Kvs[0])
+	c, ok := testStore(nil).decodeCandidate(resp.Kvs[0])
 	if !ok || c.ID != id {
 		t.Fatalf("candidate %+v", c)
 	}

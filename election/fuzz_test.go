@@ -58,7 +58,8 @@ func jsonString(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 func fuzzTime(n int64) time.Time { return time.Unix(0, n).UTC() }
 
 // FuzzCandidate: a key under the candidates prefix is a candidate exactly
-// when campaigns count it (on a lease, named by that lease in hex), so the
+// when campaigns count it (on a lease, named by that lease in hex, right
+// under the prefix: not a nested deployment's), so the
 // leader status shows is the key campaigns wait for; its value is shown
 // as leaderd wrote it, or raw when another tool (etcdctl elect) wrote it.
 func FuzzCandidate(f *testing.F) {
@@ -75,12 +76,11 @@ func FuzzCandidate(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, key string, value []byte, lease, createRev int64) {
 		kv := &mvccpb.KeyValue{Key: []byte(key), Value: value, Lease: lease, CreateRevision: createRev}
-		c, ok := decodeCandidate(kv)
-		name := key[strings.LastIndexByte(key, '/')+1:]
-		if want := lease != 0 && name == LeaseHex(lease); ok != want {
+		c, ok := fuzzStore.decodeCandidate(kv)
+		if want := lease != 0 && key == pfx+LeaseHex(lease); ok != want {
 			t.Fatalf("key %q on lease %x: candidate = %v, want %v", key, lease, ok, want)
 		}
-		if ok != isCandidateKey(kv) {
+		if ok != fuzzStore.isCandidateKey(kv) {
 			t.Fatalf("decodeCandidate and isCandidateKey disagree on key %q lease %x", key, lease)
 		}
 		if !ok {
@@ -111,7 +111,7 @@ func FuzzCandidate(f *testing.F) {
 			t.Fatal(err)
 		}
 		own := int64(0x694d)
-		rt, ok := decodeCandidate(&mvccpb.KeyValue{Key: []byte(pfx + LeaseHex(own)), Value: b, Lease: own, CreateRevision: 1})
+		rt, ok := fuzzStore.decodeCandidate(&mvccpb.KeyValue{Key: []byte(pfx + LeaseHex(own)), Value: b, Lease: own, CreateRevision: 1})
 		if !ok || rt.ID != want.ID || rt.Addr != want.Addr || !rt.Since.Equal(want.Since) {
 			t.Fatalf("round trip of %+v gave %+v (candidate %v)", want, rt.CandidateValue, ok)
 		}

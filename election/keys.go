@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -52,7 +51,7 @@ func (s *Store) Candidates(ctx context.Context) ([]Candidate, int64, error) {
 	}
 	out := make([]Candidate, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		c, ok, why := decodeCandidateWhy(kv)
+		c, ok, why := s.decodeCandidateWhy(kv)
 		if why != "" {
 			s.ignored.ignore(kv, why)
 		}
@@ -65,8 +64,8 @@ func (s *Store) Candidates(ctx context.Context) ([]Candidate, int64, error) {
 
 // decodeCandidate is the candidate in kv; false when kv is not a candidate
 // key (see isCandidateKey).
-func decodeCandidate(kv *mvccpb.KeyValue) (Candidate, bool) {
-	c, ok, _ := decodeCandidateWhy(kv)
+func (s *Store) decodeCandidate(kv *mvccpb.KeyValue) (Candidate, bool) {
+	c, ok, _ := s.decodeCandidateWhy(kv)
 	return c, ok
 }
 
@@ -76,8 +75,8 @@ func decodeCandidate(kv *mvccpb.KeyValue) (Candidate, bool) {
 // A value without an id (empty, null, {}) is ignored: the candidate is
 // shown with an empty id, which is no replica's (nor a switchover
 // target's).
-func decodeCandidateWhy(kv *mvccpb.KeyValue) (Candidate, bool, string) {
-	if kv == nil || !isCandidateKey(kv) {
+func (s *Store) decodeCandidateWhy(kv *mvccpb.KeyValue) (Candidate, bool, string) {
+	if kv == nil || !s.isCandidateKey(kv) {
 		return Candidate{}, false, ""
 	}
 	c := Candidate{Key: string(kv.Key), LeaseID: kv.Lease, CreateRevision: kv.CreateRevision}
@@ -98,24 +97,20 @@ func decodeCandidateWhy(kv *mvccpb.KeyValue) (Candidate, bool, string) {
 }
 
 // isCandidateKey reports whether kv is a candidate key as campaigns make
-// them: on a lease, named by that lease's id in hex. Anything else under
-// the prefix (a stray put, the keys of a deployment whose prefix nests
-// inside this one's candidates) never goes away by itself, and would block
-// the election for ever if it counted: it is ignored, here and in every
+// them: on a lease, named by that lease's id in hex, right under the
+// candidates prefix. Anything else under the prefix (a stray put, the keys
+// of a deployment whose prefix nests inside this one's candidates) never
+// goes away by itself, or with another deployment's replicas, and would
+// block the election if it counted: it is ignored, here and in every
 // campaign.
-func isCandidateKey(kv *mvccpb.KeyValue) bool {
-	if kv.Lease == 0 {
-		return false
-	}
-	name := string(kv.Key)
-	name = name[strings.LastIndexByte(name, '/')+1:]
-	return name == LeaseHex(kv.Lease)
+func (s *Store) isCandidateKey(kv *mvccpb.KeyValue) bool {
+	return kv.Lease != 0 && string(kv.Key) == s.CandidateKey(clientv3.LeaseID(kv.Lease))
 }
 
 // firstCandidate is the first candidate key in kvs, or nil.
-func firstCandidate(kvs []*mvccpb.KeyValue) *mvccpb.KeyValue {
+func (s *Store) firstCandidate(kvs []*mvccpb.KeyValue) *mvccpb.KeyValue {
 	for _, kv := range kvs {
-		if isCandidateKey(kv) {
+		if s.isCandidateKey(kv) {
 			return kv
 		}
 	}

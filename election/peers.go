@@ -29,7 +29,7 @@ func (s *Store) ReadPeers(ctx context.Context) (Peers, error) {
 	}
 	p := Peers{Members: map[string]*Member{}, Revision: resp.Header.Revision}
 	for _, kv := range resp.Responses[0].GetResponseRange().GetKvs() {
-		c, ok, why := decodeCandidateWhy(kv)
+		c, ok, why := s.decodeCandidateWhy(kv)
 		if why != "" {
 			s.ignored.ignore(kv, why)
 		}
