@@ -17,11 +17,12 @@ const (
 	AssumedEtcdRevokeTick = 500 * time.Millisecond
 
 	// The last steps of a hand-off, after the demote (graceful) or the
-	// revoke (crash). Measured together: p99 22 ms from the old demote's
-	// end to the new promote's start after a graceful stop, p99 88 ms
-	// after a switchover on a loaded machine, 15-35 ms after the revoke of
-	// a crashed primary's lease (BENCHMARKS.md). The allowances add up to
-	// 100 ms, above every measured p99.
+	// revoke (crash). Measured together (BENCHMARKS.md, 2 CPUs): p99
+	// 12 ms from the old demote's end to the new promote's start after a
+	// graceful stop or in a switchover on a quiet machine, 22-44 ms on a
+	// loaded one, and 20 ms at p99 with 3,000 sidecars on one etcd; the
+	// 100 ms class of the older campaign wait is gone. The allowances add
+	// up to 100 ms, above every measured p99.
 
 	// resignAllowance is the resign: one etcd round trip.
 	resignAllowance = 25 * time.Millisecond
