@@ -81,3 +81,13 @@ func TestGroupAliveAgreesWithAFullScan(t *testing.T) {
 	}
 	t.Logf("%d groups, %d questions", len(groups), checked)
 }
+
+// BenchmarkGroupAliveFullScan is BenchmarkGroupAlive's reference: the same
+// question answered by reading every stat file, for a ratio in one run.
+func BenchmarkGroupAliveFullScan(b *testing.B) {
+	pgid := startInGroup(b, 0, "sleep", "300").Process.Pid
+	b.ReportAllocs()
+	for b.Loop() {
+		groupAliveBefore(pgid, pgid)
+	}
+}
