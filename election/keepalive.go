@@ -22,15 +22,6 @@ type renewer interface {
 	close()
 }
 
-// renewFunc is a renewer that keeps nothing open: a test's stand-in.
-type renewFunc func(context.Context, clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error)
-
-func (f renewFunc) keepAliveOnce(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
-	return f(ctx, id)
-}
-
-func (renewFunc) close() {}
-
 // errWrongLease is an answer about another lease than the one renewed.
 var errWrongLease = errors.New("election: keepalive answer for another lease")
 

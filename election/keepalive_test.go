@@ -18,6 +18,15 @@ import (
 	"github.com/leaderd/leaderd/internal/etcdtest"
 )
 
+// renewFunc is a renewer that keeps nothing open: a test's stand-in.
+type renewFunc func(context.Context, clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error)
+
+func (f renewFunc) keepAliveOnce(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
+	return f(ctx, id)
+}
+
+func (renewFunc) close() {}
+
 // watchedStream is the lease's own stream renewer, telling the test when
 // each renewal starts.
 type watchedStream struct {

@@ -256,3 +256,14 @@ func assertNoOverlap(t *testing.T, evs []event) {
 		t.Fatalf("%s promoted while %s had not finished demoting:\n%s", overlaps[0].B.ID, overlaps[0].A.ID, formatEvents(evs))
 	}
 }
+
+// candidatesSnapshot is the campaign order as the state last saw it, by id.
+func (s *state) candidatesSnapshot() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, len(s.campaigners))
+	for i, c := range s.campaigners {
+		ids[i] = c.ID
+	}
+	return ids
+}

@@ -263,16 +263,6 @@ func (s *state) nextCandidate() string {
 	return s.campaigners[1].ID
 }
 
-func (s *state) candidatesSnapshot() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ids := make([]string, len(s.campaigners))
-	for i, c := range s.campaigners {
-		ids[i] = c.ID
-	}
-	return ids
-}
-
 // requestResign records a POST /resign for the tenure with this token.
 func (s *state) requestResign(token int64) { s.update(func(s *state) { s.resignFor = token }) }
 
