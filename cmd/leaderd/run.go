@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"os"
 	"syscall"
-
-	"google.golang.org/grpc/grpclog"
 
 	"github.com/leaderd/leaderd/sidecar"
 )
@@ -38,14 +35,13 @@ func runCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
 	// step-down path may wait on stderr.
 	sink := newLogSink(stderr, opts.LogFormat)
 	defer sink.Close(logFlushTimeout)
-	if stderr == os.Stderr {
-		// gRPC (errors) and net/http write to the process's stderr by
-		// themselves; route them through the sink too. Before any gRPC use.
-		grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, sink))
-		log.SetOutput(sink)
-	}
 	opts.Config.LogLinesDropped = sink.Dropped
 	logger := newLogger(sink, opts.LogFormat, opts.LogLevel)
+	if stderr == os.Stderr {
+		// gRPC (errors) and net/http write to the process's stderr by
+		// themselves: in the log's format, through the sink too.
+		routeLibraryLogs(logger)
+	}
 	sc, err := sidecar.New(opts.Config, logger)
 	if err != nil { // Validate already passed; New may check more.
 		fmt.Fprintf(stderr, "leaderd run: %s\n", oneLine(err.Error()))
