@@ -32,7 +32,7 @@ const controlExit = "Exit status: 0 success, 1 refused, failed, not done within 
 const switchoverExit = "Exit status: 0 success (--wait: --to has promoted), 1 refused, failed, another\n" +
 	"replica took over, or etcd unreachable, 2 bad input; with --wait: 3 timed out\n" +
 	"(the request expired, or --wait ran out), 4 cancelled (the request was\n" +
-	"deleted or replaced), 5 --to is unhealthy, gone, or stopped campaigning."
+	"deleted or replaced), 5 --to is unhealthy, or gone or not campaigning for 3s."
 
 func resignCommand(args []string, env lookupEnv, stdout, stderr io.Writer) int {
 	f := newControlFlags("resign", "--election NAME [--wait DURATION] [--timeout DURATION] [flags]",

@@ -332,8 +332,35 @@ func TestSwitchoverWaitFailures(t *testing.T) {
 			_, err := client.Revoke(ctx, clientv3.LeaseID(cands[1].LeaseID))
 			return err
 		})
+		start := time.Now()
 		r := run(t, "u2", "--wait", "10s")
 		check(t, r, exitTargetUnhealthy, `^leaderd switchover: app-2 stopped campaigning \(standby\); app-1 \(token \d+\) stays the primary`)
+		if took := time.Since(start); took < targetGrace {
+			t.Errorf("exit 5 after %s, before the target was away for %s", took, targetGrace)
+		}
+	})
+
+	t.Run("target re-campaigns within the grace", func(t *testing.T) {
+		// A re-grant: the target's key goes and comes back on a new lease.
+		// That is no reason for exit 5; the fake primary never hands over,
+		// so the wait runs out (exit 3).
+		fakeElection(t, client, "u3")
+		cands := mustCandidates(t, client, "u3")
+		onceStored(t, client, "u3", func(ctx context.Context, _ *election.Request) error {
+			if _, err := client.Revoke(ctx, clientv3.LeaseID(cands[1].LeaseID)); err != nil {
+				return err
+			}
+			time.Sleep(targetGrace / 3) // away this long: the wait sees it gone, then back
+			lease, err := client.Grant(ctx, 60)
+			if err != nil {
+				return err
+			}
+			key := election.NewStore(client, "/leaderd", "u3").CandidateKey(lease.ID)
+			_, err = client.Put(ctx, key, `{"id":"app-2","addr":"app-2:8008"}`, clientv3.WithLease(lease.ID))
+			return err
+		})
+		r := run(t, "u3", "--wait", "5s")
+		check(t, r, exitTimedOut, `^leaderd switchover: app-2 did not promote within --wait 5s of \S+: still app-1`)
 	})
 }
 

@@ -17,7 +17,7 @@ import (
 const (
 	exitTimedOut        = 3 // the request expired, or --wait ran out, before --to promoted
 	exitCancelled       = 4 // the request was deleted or replaced before the hand-off
-	exitTargetUnhealthy = 5 // --to is unhealthy, gone, or stopped campaigning
+	exitTargetUnhealthy = 5 // --to is unhealthy, or gone or not campaigning for targetGrace
 )
 
 // Pacing of `switchover --wait`.
@@ -32,6 +32,9 @@ const (
 	// readStall: a read unanswered this long when the wait ends means
 	// etcd is not answering (reads take milliseconds).
 	readStall = time.Second
+	// targetGrace: a target without a candidate key or member record for
+	// this long is gone (exit 5); a re-grant takes milliseconds.
+	targetGrace = 3 * time.Second
 )
 
 // codedError is an error with the exit status it calls for.
@@ -132,8 +135,9 @@ type switchoverWait struct {
 	lastErr error // of the last read, when it failed
 	// readFailed: the last read failed, if only because the wait ended.
 	readFailed bool
-	blind      bool   // a read failed since the last one that showed old leading
-	where      string // what the last good read showed, for the timed-out line
+	blind      bool      // a read failed since the last one that showed old leading
+	where      string    // what the last good read showed, for the timed-out line
+	targetAway time.Time // since when the target has been seen without a key or record; zero: it has one
 	seen       promoted
 }
 
@@ -255,15 +259,30 @@ func (c *controlRun) judge(ctx context.Context, st *switchoverWait) (bool, error
 			req.Expires.UTC().Format(time.RFC3339), old.ID, old.FencingToken())
 	}
 	if !now.Before(st.start) {
-		const stays = "%s (token %d) stays the primary; the request stays until it expires"
+		const stays = "; %s (token %d) stays the primary; the request stays until it expires"
+		away := ""
 		switch {
 		case target == nil:
-			return false, failWith(exitTargetUnhealthy, "%s is gone (no member record); "+stays, to, old.ID, old.FencingToken())
+			away = to + " is gone (no member record)"
 		case !target.Healthy:
-			return false, failWith(exitTargetUnhealthy, "%s is unhealthy; "+stays, to, old.ID, old.FencingToken())
+			// Its health check's hysteresis has already debounced this.
+			return false, failWith(exitTargetUnhealthy, "%s is unhealthy"+stays, to, old.ID, old.FencingToken())
 		case !slices.ContainsFunc(cands, func(c election.Candidate) bool { return c.ID == to }):
-			return false, failWith(exitTargetUnhealthy, "%s stopped campaigning (%s); "+stays, to, target.Phase, old.ID, old.FencingToken())
+			away = fmt.Sprintf("%s stopped campaigning (%s)", to, target.Phase)
 		}
+		if away != "" {
+			// A replica re-granting its lease is without a key, and a member
+			// record, for a moment: only a target away for targetGrace is gone.
+			if st.targetAway.IsZero() {
+				st.targetAway = now
+			}
+			if now.Sub(st.targetAway) >= targetGrace {
+				return false, failWith(exitTargetUnhealthy, "%s"+stays, away, old.ID, old.FencingToken())
+			}
+			st.where = fmt.Sprintf("still %s (token %d); %s", old.ID, old.FencingToken(), away)
+			return false, nil
+		}
+		st.targetAway = time.Time{}
 	}
 	st.where = fmt.Sprintf("still %s (token %d)", old.ID, old.FencingToken())
 	return false, nil
