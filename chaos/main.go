@@ -97,13 +97,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "chaos: seed %d, %d faults, %d replicas, working in %s\n", o.Seed, o.Faults, o.Replicas, *dir)
 
+	// Read before the run, which builds the replicas: the tree may change
+	// during a long campaign.
+	rev := revision()
 	rec, err := chaos.Run(ctx, o)
 	if err != nil && rec == nil {
 		fmt.Fprintln(stderr, "chaos:", err)
 		fmt.Fprintf(stderr, "chaos: working directory kept for inspection: %s\n", *dir)
 		return 1
 	}
-	rec.Revision, rec.Replay = revision(), replay(o, *race)
+	rec.Revision, rec.Replay = rev, replay(o, *race)
 	if *recordPath != "" {
 		if b, err := json.Marshal(rec); err == nil {
 			_ = os.WriteFile(*recordPath, b, 0o644)
