@@ -1,42 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc/grpclog"
 )
 
-// lockedBuffer is a bytes.Buffer the log package and gRPC may write to
-// from other goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // With --log-format json, what gRPC and the log package (net/http's server
 // errors) write by themselves comes out as JSON records like every other
 // line, not as plain text among them; gRPC's info and warnings stay out.
 func TestLibraryLogsComeOutInTheLogFormat(t *testing.T) {
-	var out lockedBuffer
+	var out syncBuffer // gRPC may write from its own goroutines
 	routeLibraryLogs(newLogger(&out, "json", 0))
 	t.Cleanup(func() {
 		grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, os.Stderr))
