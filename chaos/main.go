@@ -81,6 +81,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The tree the replicas are built from, read before the build: a commit
+	// may land during a long campaign.
+	rev := revision()
 	// The deployable build, as operators run it.
 	build := replicas.Build
 	if *race {
@@ -93,13 +96,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	o.Binary = bin
 	if *soakFor > 0 {
-		return runSoak(ctx, chaos.DefaultSoak(o, *soakFor), *dir, keep, *recordPath, *race, stdout, stderr)
+		return runSoak(ctx, chaos.DefaultSoak(o, *soakFor), *dir, keep, *recordPath, *race, rev, stdout, stderr)
 	}
 	fmt.Fprintf(stdout, "chaos: seed %d, %d faults, %d replicas, working in %s\n", o.Seed, o.Faults, o.Replicas, *dir)
 
-	// Read before the run, which builds the replicas: the tree may change
-	// during a long campaign.
-	rev := revision()
 	rec, err := chaos.Run(ctx, o)
 	if err != nil && rec == nil {
 		fmt.Fprintln(stderr, "chaos:", err)
@@ -158,7 +158,7 @@ func priorityFlags(o chaos.Options) []string {
 }
 
 // runSoak runs the soak, prints its report and says whether it passed.
-func runSoak(ctx context.Context, so chaos.SoakOptions, dir string, keep bool, recordPath string, race bool, stdout, stderr io.Writer) int {
+func runSoak(ctx context.Context, so chaos.SoakOptions, dir string, keep bool, recordPath string, race bool, rev string, stdout, stderr io.Writer) int {
 	if err := so.Validate(); err != nil {
 		fmt.Fprintln(stderr, "chaos:", err)
 		return 2
@@ -168,6 +168,9 @@ func runSoak(ctx context.Context, so chaos.SoakOptions, dir string, keep bool, r
 	if err != nil && res == nil {
 		fmt.Fprintln(stderr, "chaos:", err)
 		return 1
+	}
+	if res.Record != nil {
+		res.Record.Revision = rev
 	}
 	if recordPath != "" {
 		if b, err := json.Marshal(res); err == nil {

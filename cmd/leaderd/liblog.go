@@ -18,7 +18,8 @@ import (
 func routeLibraryLogs(logger *slog.Logger) {
 	grpclog.SetLoggerV2(grpcLogger{logger.With("component", "grpc")})
 	log.SetFlags(0) // the handler stamps the time
-	log.SetOutput(logWriter{logger.With("component", "log"), slog.LevelWarn})
+	// net/http's ErrorLog: errors accepting connections, a handler's panic.
+	log.SetOutput(logWriter{logger.With("component", "log"), slog.LevelError})
 }
 
 // grpcLogger hands gRPC's errors to the logger; its info and warnings

@@ -30,7 +30,7 @@ func TestLibraryLogsComeOutInTheLogFormat(t *testing.T) {
 
 	want := map[string]map[string]string{
 		"grpc error 7": {"level": "ERROR", "component": "grpc"},
-		"http: TLS handshake error from 192.0.2.1:5555: EOF": {"level": "WARN", "component": "log"},
+		"http: TLS handshake error from 192.0.2.1:5555: EOF": {"level": "ERROR", "component": "log"},
 	}
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		var rec map[string]any
