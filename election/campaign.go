@@ -67,10 +67,11 @@ func (c *Candidacy) Campaign(ctx context.Context, value string) (*Tenure, error)
 		// A win just before the safe deadline would be promoted and
 		// demoted at once: wait for a renewal to make room first. The
 		// read that found the turn then no longer verifies the win.
-		if c.lease.untilSafeDeadline() < c.opts.RenewInterval {
-			if err := c.lease.awaitHeadroom(cctx, c.opts.RenewInterval); err != nil {
-				return nil, c.ended(ctx, err)
-			}
+		waited, err := c.lease.awaitHeadroom(cctx, c.opts.RenewInterval)
+		if err != nil {
+			return nil, c.ended(ctx, err)
+		}
+		if waited {
 			turn = nil
 		}
 		t, err := c.verify(cctx, rev, turn)
@@ -234,29 +235,11 @@ func (c *Candidacy) watchTurn(ctx context.Context, rev int64, o *outage) (*clien
 	}
 }
 
-// readCandidates reads every key under the candidates prefix in campaign
-// order (by create revision), one linearizable read. Not WithKeysOnly: it
-// drops the lease, which tells candidate keys apart.
+// readCandidates is Store.candidateKVs bounded by callTimeout.
 func (c *Candidacy) readCandidates(ctx context.Context) (*clientv3.GetResponse, error) {
 	gctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	return c.store.client.Get(gctx, c.store.CandidatesPrefix(), clientv3.WithPrefix(),
-		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
-}
-
-// newestAhead is the candidate key created last before rev in kvs, sorted
-// by create revision; nil when none is ahead.
-func (s *Store) newestAhead(kvs []*mvccpb.KeyValue, rev int64) *mvccpb.KeyValue {
-	var ahead *mvccpb.KeyValue
-	for _, kv := range kvs {
-		if kv.CreateRevision >= rev {
-			break
-		}
-		if s.isCandidateKey(kv) {
-			ahead = kv
-		}
-	}
-	return ahead
+	return c.store.candidateKVs(gctx)
 }
 
 // awaitDelete returns nil once wch reports the deletion of key after

@@ -44,8 +44,7 @@ func (c Candidate) FencingToken() int64 { return c.CreateRevision }
 // Candidates reads the candidates in campaign order (oldest key first): the
 // first one is the leader. It returns the response revision too.
 func (s *Store) Candidates(ctx context.Context) ([]Candidate, int64, error) {
-	resp, err := s.client.Get(ctx, s.CandidatesPrefix(), clientv3.WithPrefix(),
-		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	resp, err := s.candidateKVs(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -60,6 +59,14 @@ func (s *Store) Candidates(ctx context.Context) ([]Candidate, int64, error) {
 		}
 	}
 	return out, resp.Header.Revision, nil
+}
+
+// candidateKVs reads every key under the candidates prefix in campaign
+// order (by create revision), one linearizable read. Not WithKeysOnly: it
+// drops the lease, which tells candidate keys apart.
+func (s *Store) candidateKVs(ctx context.Context) (*clientv3.GetResponse, error) {
+	return s.client.Get(ctx, s.CandidatesPrefix(), clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 }
 
 // decodeCandidate is the candidate in kv; false when kv is not a candidate
@@ -115,6 +122,21 @@ func (s *Store) firstCandidate(kvs []*mvccpb.KeyValue) *mvccpb.KeyValue {
 		}
 	}
 	return nil
+}
+
+// newestAhead is the candidate key created last before rev in kvs, sorted
+// by create revision; nil when none is ahead.
+func (s *Store) newestAhead(kvs []*mvccpb.KeyValue, rev int64) *mvccpb.KeyValue {
+	var ahead *mvccpb.KeyValue
+	for _, kv := range kvs {
+		if kv.CreateRevision >= rev {
+			break
+		}
+		if s.isCandidateKey(kv) {
+			ahead = kv
+		}
+	}
+	return ahead
 }
 
 // LeaseHex formats a lease id as etcd's election keys do.

@@ -284,20 +284,21 @@ func (l *Lease) renewal() <-chan struct{} {
 }
 
 // awaitHeadroom returns once at least headroom is left before the safe
-// deadline, waiting for renewals to restore it if need be, or with the
-// lease's error once it is lost, or with ctx's.
-func (l *Lease) awaitHeadroom(ctx context.Context, headroom time.Duration) error {
+// deadline, waiting for renewals to restore it if need be (waited), or with
+// the lease's error once it is lost, or with ctx's.
+func (l *Lease) awaitHeadroom(ctx context.Context, headroom time.Duration) (waited bool, err error) {
 	for {
 		renewed := l.renewal() // before the check, so no renewal is missed
 		if l.untilSafeDeadline() >= headroom {
-			return nil
+			return waited, nil
 		}
+		waited = true
 		select {
 		case <-renewed:
 		case <-l.lost.Done():
-			return l.lost.Err()
+			return waited, l.lost.Err()
 		case <-ctx.Done():
-			return ctx.Err()
+			return waited, ctx.Err()
 		}
 	}
 }
