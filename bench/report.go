@@ -240,14 +240,20 @@ func (r *report) ok() bool {
 	return true
 }
 
+// writeRunHeader writes what every report says first: the title, the
+// command, when, the machine and its load.
+func writeRunHeader(b *strings.Builder, title, command string, date time.Time, m machine, loadAfter string) {
+	fmt.Fprintf(b, "## %s\n\n", title)
+	fmt.Fprintf(b, "- command: `%s`\n", command)
+	fmt.Fprintf(b, "- date: %s\n", date.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(b, "- machine: %d CPUs (nproc), %s, %s RAM, %s, %s\n", m.NProc, m.CPU, m.Memory, m.Kernel, m.Go)
+	fmt.Fprintf(b, "- load average (1/5/15 min): %s at the start, %s at the end\n", m.LoadStart, loadAfter)
+}
+
 func (r *report) markdown() string {
 	var b strings.Builder
 	m := r.Machine
-	fmt.Fprintf(&b, "## leaderd benchmark\n\n")
-	fmt.Fprintf(&b, "- command: `%s`\n", r.Command)
-	fmt.Fprintf(&b, "- date: %s\n", r.Date.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- machine: %d CPUs (nproc), %s, %s RAM, %s, %s\n", m.NProc, m.CPU, m.Memory, m.Kernel, m.Go)
-	fmt.Fprintf(&b, "- load average (1/5/15 min): %s at the start, %s at the end\n", m.LoadStart, r.LoadAfter)
+	writeRunHeader(&b, "leaderd benchmark", r.Command, r.Date, m, r.LoadAfter)
 	fmt.Fprintf(&b, "- setup: embedded etcd %s (one member, in the bench process); 3 `leaderd run` processes built as `make build` does (%s), each through its own TCP fault proxy; --ttl %s --demote-timeout %s (safe deadline %s before the earliest server-side expiry); example hooks writing `date +%%s%%N` to a shared timeline\n",
 		m.Etcd, releaseBuild, r.Opts.ttl, r.Opts.demoteTimeout, r.Opts.stepDownLead)
 	fmt.Fprintf(&b, "- percentiles: nearest rank; with n ≤ 100, p99 is the maximum\n\n")

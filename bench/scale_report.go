@@ -175,11 +175,7 @@ func (r *scaleReport) markdown() string {
 	var b strings.Builder
 	m := r.Machine
 	o := r.Opts
-	fmt.Fprintf(&b, "## leaderd scale benchmark\n\n")
-	fmt.Fprintf(&b, "- command: `%s`\n", r.Command)
-	fmt.Fprintf(&b, "- date: %s\n", r.Date.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- machine: %d CPUs (nproc), %s, %s RAM, %s, %s\n", m.NProc, m.CPU, m.Memory, m.Kernel, m.Go)
-	fmt.Fprintf(&b, "- load average (1/5/15 min): %s at the start, %s at the end\n", m.LoadStart, r.LoadAfter)
+	writeRunHeader(&b, "leaderd scale benchmark", r.Command, r.Date, m, r.LoadAfter)
 	fmt.Fprintf(&b, "- setup: etcd %s, 3 members as separate processes (bench/etcdmember); N elections × 3 replicas, all sidecar.Sidecar in one process, each with its own etcd client to one member (spread evenly); --ttl %s --demote-timeout %s, leaderd's other defaults; hooks are `sh -c` appending `date +%%s%%N` lines to a timeline per election\n",
 		m.Etcd, o.ttl, o.demoteTimeout)
 	fmt.Fprintf(&b, "- start: %s\n", rampText(o.ramp))
